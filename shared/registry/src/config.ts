@@ -1,0 +1,72 @@
+// Configuration from the environment. Every setting has a default that matches the local stack
+// (README, "Configuration"); a malformed value stops the process with a message naming it.
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+export type Env = Record<string, string | undefined>;
+
+export function envString(env: Env, name: string, fallback: string): string {
+  const value = env[name]?.trim();
+  return value === undefined || value === "" ? fallback : value;
+}
+
+export function envInt(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+export function envPort(env: Env, name: string, fallback: number): number {
+  // 0 asks the OS for a free port (tests use it); the bound port is logged.
+  return envInt(env, name, fallback, 0, 65535);
+}
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export function envLogLevel(env: Env): LogLevel {
+  const level = envString(env, "LOG_LEVEL", "info");
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${level}"`);
+  }
+  return level as LogLevel;
+}
+
+export interface RegistrySettings {
+  /** NATS_URL: one URL or a comma-separated list (every node of a cluster). */
+  natsServers: string[];
+  /** ENVOYAGE_BUCKET */
+  bucket: string;
+  /** ENVOYAGE_BUCKET_REPLICAS: stream replicas when the bucket is created (3 on a cluster). */
+  bucketReplicas: number;
+  /** NATS_TIMEOUT_MS: bound on each JetStream request. */
+  natsTimeoutMs: number;
+}
+
+const BUCKET_NAME = /^[-\w]+$/;
+
+export function registrySettings(env: Env): RegistrySettings {
+  const natsServers = envString(env, "NATS_URL", "nats://127.0.0.1:4222")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  const bucket = envString(env, "ENVOYAGE_BUCKET", "envoyage");
+  if (!BUCKET_NAME.test(bucket)) {
+    throw new ConfigError(`ENVOYAGE_BUCKET may hold letters, digits, "-" and "_" only, got "${bucket}"`);
+  }
+  return {
+    natsServers,
+    bucket,
+    bucketReplicas: envInt(env, "ENVOYAGE_BUCKET_REPLICAS", 1, 1, 5),
+    natsTimeoutMs: envInt(env, "NATS_TIMEOUT_MS", 800, 50, 60_000),
+  };
+}

@@ -1,0 +1,91 @@
+// The KV bucket: its name and settings, the key layout, and binding to it.
+//
+//   services.<name>    a service record (UTF-8 JSON, see record.ts)
+//   domains.<domain>   the claim on a domain: the name of the service that holds it. Written with
+//                      compare-and-set, so exactly one service wins a domain; `*.` is stored as `_.`
+//                      because `*` is a wildcard in NATS subjects.
+import {
+  jetstream,
+  jetstreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+} from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/nats-core";
+
+export const SERVICE_PREFIX = "services.";
+export const CLAIM_PREFIX = "domains.";
+
+/**
+ * Revisions kept per key. The replicas fall back to the newest valid revision of a service when
+ * its latest value is invalid, so a little history is what makes "last good config keeps
+ * serving" hold on a replica that starts after the bad write.
+ */
+export const BUCKET_HISTORY = 10;
+
+export function serviceKey(name: string): string {
+  return `${SERVICE_PREFIX}${name}`;
+}
+
+export function claimKey(domain: string): string {
+  return `${CLAIM_PREFIX}${domain.startsWith("*.") ? `_${domain.slice(1)}` : domain}`;
+}
+
+export type ParsedKey =
+  | { kind: "service"; name: string }
+  | { kind: "claim"; domain: string }
+  | { kind: "other" };
+
+export function parseKey(key: string): ParsedKey {
+  if (key.startsWith(SERVICE_PREFIX)) return { kind: "service", name: key.slice(SERVICE_PREFIX.length) };
+  if (key.startsWith(CLAIM_PREFIX)) {
+    const domain = key.slice(CLAIM_PREFIX.length);
+    return { kind: "claim", domain: domain.startsWith("_.") ? `*${domain.slice(1)}` : domain };
+  }
+  return { kind: "other" };
+}
+
+export interface BucketOptions {
+  bucket: string;
+  /** Create the bucket when it is missing (the API does; replicas wait for it). */
+  create: boolean;
+  /** JetStream replicas of the bucket's stream (1, or 3 on a 3-node cluster). */
+  replicas: number;
+  /** Bound on every JetStream request, so callers fail fast instead of hanging. */
+  timeoutMs: number;
+}
+
+export class BucketMissingError extends Error {
+  constructor(bucket: string) {
+    super(`KV bucket "${bucket}" does not exist yet (the API creates it on start)`);
+    this.name = "BucketMissingError";
+  }
+}
+
+export interface Bucket {
+  kv: KV;
+  js: JetStreamClient;
+}
+
+/** Binds to the bucket, creating it first when asked to. */
+export async function openBucket(nc: NatsConnection, options: BucketOptions): Promise<Bucket> {
+  const js = jetstream(nc, { timeout: options.timeoutMs });
+  const kvm = new Kvm(js);
+  if (options.create) {
+    const kv = await kvm.create(options.bucket, {
+      history: BUCKET_HISTORY,
+      replicas: options.replicas,
+      description: "Envoyage service registry",
+    });
+    return { kv, js };
+  }
+  const jsm = await jetstreamManager(nc, { timeout: options.timeoutMs });
+  try {
+    await jsm.streams.info(`KV_${options.bucket}`);
+  } catch (error) {
+    if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) throw new BucketMissingError(options.bucket);
+    throw error;
+  }
+  return { kv: await kvm.open(options.bucket), js };
+}

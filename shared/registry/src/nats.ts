@@ -1,0 +1,95 @@
+// The NATS connection both services hold: it reconnects forever, to any configured server, and
+// tells its owner when the link goes down and comes back.
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "pino";
+
+export type LinkEvent = "connected" | "disconnected" | "reconnected";
+
+export interface NatsLinkOptions {
+  servers: string[];
+  /** Shown by `nats server report connections`. */
+  name: string;
+  logger: Logger;
+}
+
+export class NatsLink {
+  #connection: NatsConnection | undefined;
+  #connected = false;
+  #closing = false;
+  readonly #listeners = new Set<(event: LinkEvent) => void>();
+  readonly #options: NatsLinkOptions;
+
+  constructor(options: NatsLinkOptions) {
+    this.#options = options;
+  }
+
+  get connection(): NatsConnection | undefined {
+    return this.#connection;
+  }
+
+  get isConnected(): boolean {
+    return this.#connected;
+  }
+
+  onEvent(listener: (event: LinkEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Resolves once connected; until then it keeps trying every configured server. */
+  async connect(): Promise<NatsConnection> {
+    const { servers, name, logger } = this.#options;
+    logger.info({ servers }, "connecting to NATS");
+    const nc = await connect({
+      servers,
+      name,
+      waitOnFirstConnect: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      reconnectJitter: 100,
+      pingInterval: 5_000,
+      maxPingOut: 2,
+    });
+    this.#connection = nc;
+    this.#connected = true;
+    logger.info({ server: nc.getServer() }, "connected to NATS");
+    void this.#followStatus(nc);
+    this.#emit("connected");
+    return nc;
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    const nc = this.#connection;
+    if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+  }
+
+  async #followStatus(nc: NatsConnection): Promise<void> {
+    const { logger } = this.#options;
+    for await (const status of nc.status()) {
+      switch (status.type) {
+        case "disconnect":
+          this.#connected = false;
+          if (!this.#closing) logger.warn({ server: status.server }, "disconnected from NATS; reconnecting");
+          this.#emit("disconnected");
+          break;
+        case "reconnect":
+          this.#connected = true;
+          logger.info({ server: status.server }, "reconnected to NATS");
+          this.#emit("reconnected");
+          break;
+        case "error":
+          logger.error({ err: status.error }, "NATS error");
+          break;
+        default:
+          break;
+      }
+    }
+    this.#connected = false;
+  }
+
+  #emit(event: LinkEvent): void {
+    for (const listener of this.#listeners) listener(event);
+  }
+}

@@ -1,0 +1,78 @@
+// Validation of service records with ajv: the same engine and options Fastify uses for the API,
+// so a record the API would reject is also rejected when it arrives straight through NATS.
+import { Ajv, type ErrorObject, type Options } from "ajv";
+import { ADDRESS_FORMAT, ServiceRecordSchema, isAddress, type ServiceRecord } from "./record.js";
+
+/** ajv options shared by the API (Fastify) and the KV decoder. */
+export const AJV_OPTIONS: Options = {
+  allErrors: false,
+  coerceTypes: false,
+  removeAdditional: false,
+  useDefaults: false,
+  strict: true,
+  strictTuples: false,
+};
+
+/** Registers the formats the record schema uses. Pass it to Fastify as an ajv plugin too. */
+export function addRecordFormats(ajv: Ajv): Ajv {
+  ajv.addFormat(ADDRESS_FORMAT, { type: "string", validate: isAddress });
+  return ajv;
+}
+
+export interface RecordProblem {
+  /** JSON pointer of the offending field ("" for the whole document). */
+  field: string;
+  message: string;
+}
+
+/** Turns an ajv error into a field and a sentence an operator can act on. */
+export function describeValidationError(error: ErrorObject): RecordProblem {
+  const path = error.instancePath;
+  switch (error.keyword) {
+    case "additionalProperties":
+      return {
+        field: `${path}/${String(error.params["additionalProperty"])}`,
+        message: "is not a known field",
+      };
+    case "required":
+      return { field: `${path}/${String(error.params["missingProperty"])}`, message: "is required" };
+    case "format":
+      if (error.params["format"] === ADDRESS_FORMAT) {
+        return { field: path, message: "must be an IPv4 or IPv6 address or a hostname" };
+      }
+      return { field: path, message: error.message ?? "has the wrong format" };
+    case "pattern":
+      return { field: path, message: `must match ${String(error.params["pattern"])}` };
+    default:
+      return { field: path, message: error.message ?? "is invalid" };
+  }
+}
+
+/** Renders a problem as one line, e.g. "/endpoints/0/port must be <= 65535". */
+export function formatProblem(problem: RecordProblem): string {
+  return problem.field === "" ? problem.message : `${problem.field} ${problem.message}`;
+}
+
+export type DecodeResult =
+  | { ok: true; record: ServiceRecord }
+  | { ok: false; problem: RecordProblem };
+
+const ajv = addRecordFormats(new Ajv(AJV_OPTIONS));
+const validateRecord = ajv.compile<ServiceRecord>(ServiceRecordSchema);
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Decodes a KV value (UTF-8 JSON) into a record, or says precisely what is wrong with it. */
+export function decodeRecord(value: Uint8Array | string): DecodeResult {
+  let document: unknown;
+  try {
+    document = JSON.parse(typeof value === "string" ? value : utf8.decode(value));
+  } catch (error) {
+    return { ok: false, problem: { field: "", message: `is not UTF-8 JSON: ${(error as Error).message}` } };
+  }
+  if (validateRecord(document)) return { ok: true, record: document };
+  const [first] = validateRecord.errors ?? [];
+  return {
+    ok: false,
+    problem: first ? describeValidationError(first) : { field: "", message: "is not a service record" },
+  };
+}
