@@ -1,0 +1,46 @@
+// What the ADS layer serves: named, versioned, pre-encoded resources grouped by type. It knows
+// nothing of services, records or NATS; anything that fills ResourceSets can be served.
+
+export const CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+export const ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+export const LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener";
+export const ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+
+export interface XdsResource {
+  readonly name: string;
+  /** Content hash of the encoded resource: equal versions mean identical bytes, on any replica. */
+  readonly version: string;
+  /** 16 bytes derived from name and version; a set's version is the XOR of its members' digests. */
+  readonly digest: Buffer;
+  /** The resource as element of `repeated google.protobuf.Any resources = 2` in a DiscoveryResponse. */
+  readonly sotwField: Buffer;
+  /** The resource as a google.protobuf.Any (a view into sotwField, not a copy). */
+  readonly any: Buffer;
+}
+
+/** The committed resources of one type. Read-only for streams; changes arrive as commits. */
+export interface ResourceSet {
+  readonly typeUrl: string;
+  /** Content hash of the whole set (XOR of member digests): same set, same version. */
+  readonly version: string;
+  /** Store-wide commit serial at which this set last changed. */
+  readonly serial: number;
+  /** Store-wide commit serial at which a name was last added or removed (not just updated). */
+  readonly namesSerial: number;
+  readonly size: number;
+  get(name: string): XdsResource | undefined;
+  has(name: string): boolean;
+  values(): IterableIterator<XdsResource>;
+  /** Names added, updated or removed since the set had `version`; undefined when unknown. */
+  changedSince(version: string): ReadonlySet<string> | undefined;
+  /** Resources removed at a commit serial greater than `serial` and not re-added since. */
+  retiredSince(serial: number): XdsResource[];
+}
+
+export interface ResourceSource {
+  /** False until the whole registry is loaded: streams get nothing before (readiness gate). */
+  readonly ready: boolean;
+  resources(typeUrl: string): ResourceSet;
+  /** Called after every commit and when the source becomes ready. */
+  onCommit(listener: () => void): () => void;
+}

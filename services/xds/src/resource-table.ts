@@ -1,0 +1,166 @@
+// A versioned table of the resources of one type. Changes are staged and applied by commit(), so
+// readers only ever see whole commits. Versions are content hashes kept up to date in O(1) per
+// changed resource (XOR of member digests), whatever the size of the table.
+import { hash } from "node:crypto";
+import type { ResourceSet, XdsResource } from "./ads/resources.js";
+import { encodeAny, lengthDelimitedField } from "./wire.js";
+
+const DIGEST_BYTES = 16;
+/** How many commits changedSince() can look back over. */
+const CHANGE_LOG_SIZE = 128;
+/** How long a removed resource is kept for streams whose routes may still use it. */
+const RETIRED_TTL_MS = 5 * 60_000;
+
+function sha256(data: string | Uint8Array): Buffer {
+  return hash("sha256", data, "buffer");
+}
+
+/** Encodes a resource once: its Any, its DiscoveryResponse field, its version and digest. */
+export function makeResource(typeUrl: string, name: string, bytes: Uint8Array): XdsResource {
+  const version = sha256(bytes).subarray(0, DIGEST_BYTES).toString("hex");
+  return resourceFromAny(name, version, encodeAny(typeUrl, bytes));
+}
+
+/** A resource whose version is given (for a resource assembled from parts whose hashes are known). */
+export function resourceFromAny(name: string, version: string, any: Buffer): XdsResource {
+  const sotwField = lengthDelimitedField(2, any);
+  return {
+    name,
+    version,
+    digest: sha256(`${name}\0${version}`).subarray(0, DIGEST_BYTES),
+    sotwField,
+    any: sotwField.subarray(sotwField.length - any.length),
+  };
+}
+
+export function xorInto(target: Buffer, digest: Buffer): void {
+  for (let i = 0; i < DIGEST_BYTES; i++) target[i]! ^= digest[i]!;
+}
+
+interface LogEntry {
+  from: string;
+  to: string;
+  changed: readonly string[];
+}
+
+interface Retired {
+  resource: XdsResource;
+  serial: number;
+  at: number;
+}
+
+export class ResourceTable implements ResourceSet {
+  readonly typeUrl: string;
+  #current = new Map<string, XdsResource>();
+  #staged = new Map<string, XdsResource | null>();
+  #accumulator = Buffer.alloc(DIGEST_BYTES);
+  #version: string;
+  #serial = 0;
+  #namesSerial = 0;
+  #log: LogEntry[] = [];
+  #retired = new Map<string, Retired>();
+  #changedCache = new Map<string, ReadonlySet<string> | undefined>();
+
+  constructor(typeUrl: string) {
+    this.typeUrl = typeUrl;
+    this.#version = this.#accumulator.toString("hex");
+  }
+
+  get version(): string {
+    return this.#version;
+  }
+  get serial(): number {
+    return this.#serial;
+  }
+  get namesSerial(): number {
+    return this.#namesSerial;
+  }
+  get size(): number {
+    return this.#current.size;
+  }
+  get(name: string): XdsResource | undefined {
+    return this.#current.get(name);
+  }
+  has(name: string): boolean {
+    return this.#current.has(name);
+  }
+  values(): IterableIterator<XdsResource> {
+    return this.#current.values();
+  }
+
+  /** Stages an upsert; a resource identical to the committed one is a no-op at commit. */
+  stage(resource: XdsResource): void {
+    this.#staged.set(resource.name, resource);
+  }
+
+  stageRemoval(name: string): void {
+    this.#staged.set(name, null);
+  }
+
+  get hasStaged(): boolean {
+    return this.#staged.size > 0;
+  }
+
+  /** Applies the staged changes as commit `serial`; returns whether the set changed. */
+  commit(serial: number, now: number): boolean {
+    const changed: string[] = [];
+    let namesChanged = false;
+    for (const [name, next] of this.#staged) {
+      const previous = this.#current.get(name);
+      if (next?.version === previous?.version) continue;
+      if (previous) xorInto(this.#accumulator, previous.digest);
+      if (next) {
+        xorInto(this.#accumulator, next.digest);
+        this.#current.set(name, next);
+        this.#retired.delete(name);
+        namesChanged ||= previous === undefined;
+      } else if (previous) {
+        this.#current.delete(name);
+        this.#retired.set(name, { resource: previous, serial, at: now });
+        namesChanged = true;
+      }
+      changed.push(name);
+    }
+    this.#staged.clear();
+    this.#pruneRetired(now);
+    if (changed.length === 0) return false;
+    const from = this.#version;
+    this.#version = this.#accumulator.toString("hex");
+    this.#serial = serial;
+    if (namesChanged) this.#namesSerial = serial;
+    this.#log.push({ from, to: this.#version, changed });
+    if (this.#log.length > CHANGE_LOG_SIZE) this.#log.shift();
+    this.#changedCache.clear();
+    return true;
+  }
+
+  changedSince(version: string): ReadonlySet<string> | undefined {
+    if (version === this.#version) return new Set();
+    if (this.#changedCache.has(version)) return this.#changedCache.get(version);
+    let result: Set<string> | undefined;
+    const names = new Set<string>();
+    // Walk back from the newest commit to the most recent one that started at `version`.
+    for (let i = this.#log.length - 1; i >= 0; i--) {
+      const entry = this.#log[i]!;
+      for (const name of entry.changed) names.add(name);
+      if (entry.from === version) {
+        result = names;
+        break;
+      }
+    }
+    this.#changedCache.set(version, result);
+    return result;
+  }
+
+  retiredSince(serial: number): XdsResource[] {
+    const out: XdsResource[] = [];
+    for (const retired of this.#retired.values()) if (retired.serial > serial) out.push(retired.resource);
+    return out;
+  }
+
+  #pruneRetired(now: number): void {
+    for (const [name, retired] of this.#retired) {
+      if (now - retired.at > RETIRED_TTL_MS) this.#retired.delete(name);
+    }
+  }
+}

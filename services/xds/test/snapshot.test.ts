@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Cluster } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
+import { ClusterLoadAssignment } from "@envoyage/proto/envoy/config/endpoint/v3/endpoint.js";
+import { RouteConfiguration } from "@envoyage/proto/envoy/config/route/v3/route.js";
+import { Any } from "@envoyage/proto/google/protobuf/any.js";
+import type { ServiceRecord } from "@envoyage/registry";
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from "../src/ads/resources.js";
+import { SnapshotStore } from "../src/snapshot.js";
+import { translateRegistry } from "../src/translate/index.js";
+
+const OPTIONS = { listenerAddress: "127.0.0.1", listenerPort: 10000 };
+
+function record(n: number, address = `10.0.${Math.floor(n / 250)}.${n % 250}`): ServiceRecord {
+  return { domains: [`s${n}.example.com`], endpoints: [{ address, port: 8000 + n }] };
+}
+
+function storeWith(services: [string, ServiceRecord][]): SnapshotStore {
+  const store = new SnapshotStore(OPTIONS);
+  for (const [name, r] of services) store.setService(name, r);
+  store.commit();
+  return store;
+}
+
+function versions(store: SnapshotStore): string[] {
+  return [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE].map((t) => store.resources(t).version);
+}
+
+describe("SnapshotStore", () => {
+  const services: [string, ServiceRecord][] = [
+    ["web", record(1)],
+    ["api", record(2)],
+    ["dns", { domains: ["dns.example.com"], endpoints: [{ address: "dns-a.internal", port: 80 }] }],
+    ["v6", { domains: ["v6.example.com", "*.v6.example.com"], endpoints: [{ address: "::1", port: 81 }] }],
+  ];
+
+  it("encodes exactly what translateRegistry produces", () => {
+    const store = storeWith(services);
+    const expected = translateRegistry(new Map(services), OPTIONS);
+    const anyValue = (type: string, name: string) => Any.decode(store.resources(type).get(name)!.any).value;
+
+    assert.deepEqual(
+      anyValue(ROUTE_TYPE, "envoyage_http"),
+      Buffer.from(RouteConfiguration.encode(expected.routes[0]!).finish()),
+    );
+    for (const cluster of expected.clusters) {
+      assert.deepEqual(anyValue(CLUSTER_TYPE, cluster.name), Buffer.from(Cluster.encode(cluster).finish()));
+    }
+    for (const cla of expected.endpoints) {
+      assert.deepEqual(anyValue(ENDPOINT_TYPE, cla.clusterName), Buffer.from(ClusterLoadAssignment.encode(cla).finish()));
+    }
+    assert.equal(store.resources(CLUSTER_TYPE).size, 4);
+    assert.equal(store.resources(ENDPOINT_TYPE).size, 3, "the DNS cluster carries its endpoints inline");
+  });
+
+  it("gives identical versions for identical registries, whatever the order of changes", () => {
+    const forward = storeWith(services);
+    const backward = storeWith([...services].reverse());
+    assert.deepEqual(versions(forward), versions(backward));
+
+    // Reaching the same state through extra changes gives the same versions too.
+    const detour = new SnapshotStore(OPTIONS);
+    detour.setService("gone", record(9));
+    detour.setService("web", record(3));
+    detour.commit();
+    for (const [name, r] of services) detour.setService(name, r);
+    detour.removeService("gone");
+    detour.commit();
+    assert.deepEqual(versions(detour), versions(forward));
+  });
+
+  it("changes only the types a change touches", () => {
+    const store = storeWith(services);
+    const before = versions(store);
+    store.setService("web", { ...record(1), endpoints: [{ address: "10.9.9.9", port: 1 }] });
+    const stats = store.commit();
+    assert.deepEqual(stats?.changed, [ENDPOINT_TYPE], "an endpoint switch is an EDS update only");
+    const after = versions(store);
+    assert.notEqual(after[1], before[1]);
+    assert.deepEqual([after[0], after[2], after[3]], [before[0], before[2], before[3]]);
+    assert.deepEqual([...store.resources(ENDPOINT_TYPE).changedSince(before[1]!)!], ["web"]);
+  });
+
+  it("does not commit when nothing changed", () => {
+    const store = storeWith(services);
+    store.setService("web", record(1));
+    assert.equal(store.commit(), undefined);
+  });
+
+  it("retires removed resources for make-before-break", () => {
+    const store = storeWith(services);
+    const serial = store.serial;
+    store.removeService("api");
+    store.commit();
+    assert.equal(store.resources(CLUSTER_TYPE).has("api"), false);
+    assert.deepEqual(store.resources(CLUSTER_TYPE).retiredSince(serial).map((r) => r.name), ["api"]);
+    assert.deepEqual(store.resources(CLUSTER_TYPE).retiredSince(store.serial), []);
+  });
+
+  it("switching a service from IPs to a hostname drops its EDS resource", () => {
+    const store = storeWith(services);
+    store.setService("web", { domains: ["s1.example.com"], endpoints: [{ address: "web-a", port: 80 }] });
+    store.commit();
+    assert.equal(store.resources(ENDPOINT_TYPE).has("web"), false);
+    assert.equal(store.resources(CLUSTER_TYPE).has("web"), true);
+  });
+});
