@@ -1,1 +1,3 @@
 export * from "./translate/index.js";
+export { AdsServer } from "./ads/server.js";
+export { SnapshotStore } from "./snapshot.js";

@@ -6,6 +6,14 @@ export const ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.Clust
 export const LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener";
 export const ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
+/** Short names for logs and metrics. */
+export const TYPE_NAMES: Readonly<Record<string, string>> = {
+  [CLUSTER_TYPE]: "CDS",
+  [ENDPOINT_TYPE]: "EDS",
+  [LISTENER_TYPE]: "LDS",
+  [ROUTE_TYPE]: "RDS",
+};
+
 export interface XdsResource {
   readonly name: string;
   /** Content hash of the encoded resource: equal versions mean identical bytes, on any replica. */

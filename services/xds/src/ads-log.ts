@@ -1,0 +1,40 @@
+// ADS stream events as log lines: connects and NACKs at info/warn, every push and ACK at debug
+// (with node id, type, version and nonce, to follow one change to one Envoy).
+import type { Logger } from "pino";
+import { TYPE_NAMES } from "./ads/resources.js";
+import type { AdsEvents } from "./ads/server.js";
+import type { SotwStream } from "./ads/sotw-stream.js";
+
+export function loggingEvents(logger: Logger): AdsEvents {
+  const ids = new WeakMap<SotwStream, number>();
+  let nextId = 1;
+  const context = (stream: SotwStream, typeUrl?: string) => ({
+    stream: ids.get(stream),
+    node: stream.nodeId || undefined,
+    type: typeUrl ? (TYPE_NAMES[typeUrl] ?? typeUrl) : undefined,
+  });
+  return {
+    connect(stream, peer) {
+      ids.set(stream, nextId++);
+      logger.info({ ...context(stream), peer }, "ADS stream opened");
+    },
+    disconnect(stream, reason) {
+      logger.info({ ...context(stream), reason }, "ADS stream closed");
+    },
+    error(stream, error) {
+      logger.error({ ...context(stream), err: error }, "ADS stream failed");
+    },
+    push(stream, typeUrl, body) {
+      logger.debug({ ...context(stream, typeUrl), version: body.version, nonce: body.nonce, resources: body.count }, "push");
+    },
+    ack(stream, typeUrl, version, nonce) {
+      logger.debug({ ...context(stream, typeUrl), version, nonce }, "ACK");
+    },
+    nack(stream, typeUrl, version, nonce, error) {
+      logger.warn({ ...context(stream, typeUrl), version, nonce, error }, "NACK: Envoy rejected the config and keeps its last accepted one");
+    },
+    stale(stream, typeUrl, nonce) {
+      logger.debug({ ...context(stream, typeUrl), nonce }, "ignored a request with a stale nonce");
+    },
+  };
+}

@@ -1,0 +1,35 @@
+// The replica's settings, from the environment (README, "Configuration").
+import { hostname } from "node:os";
+import { envInt, envLogLevel, envPort, envString, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
+
+export interface XdsConfig {
+  registry: RegistrySettings;
+  logLevel: LogLevel;
+  /** Names this replica in logs and in the sync status other tools read. */
+  replicaId: string;
+  host: string;
+  /** ADS (gRPC) port Envoy connects to. */
+  xdsPort: number;
+  /** Health and readiness over HTTP. */
+  httpPort: number;
+  /** Address and port of the HTTP listener the replicas configure in Envoy. */
+  listenerAddress: string;
+  listenerPort: number;
+  /** How long SIGTERM waits for Envoys to move their streams elsewhere. */
+  shutdownGraceMs: number;
+}
+
+export function loadConfig(env: Env): XdsConfig {
+  const xdsPort = envPort(env, "XDS_PORT", 9090);
+  return {
+    registry: registrySettings(env),
+    logLevel: envLogLevel(env),
+    replicaId: envString(env, "REPLICA_ID", `${hostname()}:${xdsPort}`),
+    host: envString(env, "XDS_HOST", "0.0.0.0"),
+    xdsPort,
+    httpPort: envPort(env, "XDS_HTTP_PORT", 9190),
+    listenerAddress: envString(env, "LISTENER_ADDRESS", "0.0.0.0"),
+    listenerPort: envPort(env, "LISTENER_PORT", 10000),
+    shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 5000, 0, 600_000),
+  };
+}

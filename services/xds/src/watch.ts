@@ -1,0 +1,145 @@
+// The bucket watcher: the only part of a replica that reads NATS. It delivers every key's
+// latest value in revision order, says when the initial load is complete, and survives NATS
+// going away: the watch resumes from the last revision it applied, so no change made meanwhile
+// is missed.
+import type { KV, KvWatchEntry } from "@nats-io/kv";
+import type { QueuedIterator } from "@nats-io/nats-core";
+import { BucketMissingError, NatsLink, openBucket, type RegistrySettings } from "@envoyage/registry";
+import type { Logger } from "pino";
+
+export interface BucketEntry {
+  key: string;
+  revision: number;
+  /** The value, or undefined when the key was deleted or purged. */
+  value: Uint8Array | undefined;
+  /** Server time of the write. */
+  created: Date;
+}
+
+export interface WatchHandlers {
+  entry(entry: BucketEntry): void;
+  /** The bucket's state as of the watch's start has been delivered (the readiness gate). */
+  loaded(): void;
+}
+
+export interface BucketWatcherOptions {
+  link: NatsLink;
+  settings: RegistrySettings;
+  logger: Logger;
+  handlers: WatchHandlers;
+}
+
+const RETRY_MS = 500;
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function toEntry(e: KvWatchEntry): BucketEntry {
+  return { key: e.key, revision: e.revision, value: e.operation === "PUT" ? e.value : undefined, created: e.created };
+}
+
+export class BucketWatcher {
+  readonly #options: BucketWatcherOptions;
+  #kv: KV | undefined;
+  #watch: QueuedIterator<KvWatchEntry> | undefined;
+  #generation = 0;
+  #lastRevision = 0;
+  #loaded = false;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+
+  constructor(options: BucketWatcherOptions) {
+    this.#options = options;
+  }
+
+  /** Revision of the last entry applied. */
+  get revision(): number {
+    return this.#lastRevision;
+  }
+
+  /** Connects, binds to the bucket (waiting for it to exist) and starts watching. */
+  async start(): Promise<void> {
+    const nc = await this.#options.link.connect();
+    this.#kv = await this.#bind(nc);
+    if (this.#stopped) return;
+    this.#options.link.onEvent((event) => {
+      // After a reconnect the server may be a restarted one without our consumer: start a
+      // fresh watch from where we were rather than wait for heartbeats to time out.
+      if (event === "reconnected") this.#restart();
+    });
+    this.#loop = this.#watchLoop(this.#kv);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#restart();
+    await this.#loop;
+  }
+
+  /** Every revision of `key` still in the bucket's history, newest first. */
+  async history(key: string): Promise<BucketEntry[]> {
+    if (!this.#kv) throw new Error("the bucket is not bound yet");
+    const entries: BucketEntry[] = [];
+    for await (const e of await this.#kv.history({ key })) entries.push(toEntry(e));
+    return entries.reverse();
+  }
+
+  async #bind(nc: Parameters<typeof openBucket>[0]): Promise<KV> {
+    const { settings, logger } = this.#options;
+    let warned = false;
+    for (;;) {
+      try {
+        const { kv } = await openBucket(nc, {
+          bucket: settings.bucket,
+          create: false,
+          replicas: settings.bucketReplicas,
+          timeoutMs: settings.natsTimeoutMs,
+        });
+        logger.info({ bucket: settings.bucket }, "bound to KV bucket");
+        return kv;
+      } catch (error) {
+        if (!warned) {
+          if (error instanceof BucketMissingError) logger.warn(error.message);
+          else logger.warn({ err: error }, "cannot bind to the KV bucket; retrying");
+          warned = true;
+        }
+        await delay(RETRY_MS);
+      }
+    }
+  }
+
+  #restart(): void {
+    this.#generation++;
+    this.#watch?.stop();
+  }
+
+  async #watchLoop(kv: KV): Promise<void> {
+    const { handlers, logger } = this.#options;
+    while (!this.#stopped) {
+      const generation = ++this.#generation;
+      try {
+        if (!this.#loaded && (await kv.status()).values === 0) this.#markLoaded(); // an empty bucket delivers nothing
+        const resumeFromRevision = this.#lastRevision > 0 ? this.#lastRevision + 1 : undefined;
+        const watch = await kv.watch({ key: ">", resumeFromRevision });
+        this.#watch = watch;
+        if (generation !== this.#generation) watch.stop();
+        logger.info({ fromRevision: resumeFromRevision ?? "latest values" }, "watching the bucket");
+        for await (const e of watch) {
+          if (generation !== this.#generation) break;
+          if (e.revision <= this.#lastRevision) continue;
+          this.#lastRevision = e.revision;
+          handlers.entry(toEntry(e));
+          // The first entry with nothing pending behind it ends the initial load.
+          if (!this.#loaded && e.delta === 0) this.#markLoaded();
+        }
+      } catch (error) {
+        if (!this.#stopped) logger.warn({ err: error }, "bucket watch failed; restarting it");
+      }
+      if (this.#stopped) return;
+      if (generation === this.#generation) await delay(RETRY_MS); // it ended on its own: back off
+    }
+  }
+
+  #markLoaded(): void {
+    this.#loaded = true;
+    this.#options.handlers.loaded();
+  }
+}

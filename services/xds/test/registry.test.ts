@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Registry } from "../src/registry.js";
+
+const json = (domains: string[], address = "10.0.0.1") =>
+  new TextEncoder().encode(JSON.stringify({ domains, endpoints: [{ address, port: 80 }] }));
+
+function served(registry: Registry): Record<string, string[]> {
+  return Object.fromEntries([...registry.served()].map(([name, e]) => [name, e.record.domains]));
+}
+
+describe("Registry", () => {
+  it("serves valid records and stops serving deleted ones", () => {
+    const registry = new Registry();
+    registry.setService("web", 1, json(["web.example.com"]));
+    assert.deepEqual(registry.resolve(), [{ name: "web", record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] } }]);
+    registry.setService("web", 2, undefined);
+    assert.deepEqual(registry.resolve(), [{ name: "web", record: undefined }]);
+    assert.equal(registry.status("web"), undefined);
+  });
+
+  it("gives a contested domain to the record written first, and reports the loser", () => {
+    const registry = new Registry();
+    registry.setService("a", 5, json(["d.com", "a.com"]));
+    registry.setService("b", 9, json(["d.com", "b.com"]));
+    registry.resolve();
+    assert.deepEqual(served(registry), { a: ["d.com", "a.com"] });
+    assert.deepEqual(registry.status("b"), { state: "conflict", revision: 9, conflicts: [{ domain: "d.com", heldBy: "a" }] });
+    assert.deepEqual(registry.rejected(), ["b"]);
+  });
+
+  it("decides the same whatever order the entries arrive in", () => {
+    const forward = new Registry();
+    forward.setService("a", 5, json(["d.com"]));
+    forward.setService("b", 9, json(["d.com"]));
+    forward.resolve();
+    const backward = new Registry();
+    backward.setService("b", 9, json(["d.com"]));
+    backward.resolve();
+    backward.setService("a", 5, json(["d.com"]));
+    backward.resolve();
+    assert.deepEqual(served(forward), served(backward));
+  });
+
+  it("keeps a claimed domain with its holder even when the holder is updated later", () => {
+    const registry = new Registry();
+    registry.setService("a", 5, json(["d.com"]));
+    registry.setClaim("d.com", "a");
+    registry.setService("b", 9, json(["d.com"]));
+    registry.setService("a", 12, json(["d.com"], "10.0.0.2"));
+    registry.resolve();
+    assert.deepEqual(Object.keys(served(registry)), ["a"]);
+    assert.equal(registry.status("b")?.state, "conflict");
+  });
+
+  it("hands a domain over when its holder drops it", () => {
+    const registry = new Registry();
+    registry.setService("a", 5, json(["d.com"]));
+    registry.setService("b", 9, json(["d.com"]));
+    registry.resolve();
+    registry.setService("a", 10, json(["other.com"]));
+    const changes = registry.resolve();
+    assert.deepEqual(changes.map((c) => c.name).sort(), ["a", "b"]);
+    assert.deepEqual(served(registry), { a: ["other.com"], b: ["d.com"] });
+  });
+
+  it("keeps serving the last good revision when the latest value is invalid", () => {
+    const registry = new Registry();
+    registry.setService("web", 3, json(["web.example.com"]));
+    registry.resolve();
+    assert.equal(registry.setService("web", 4, new TextEncoder().encode("{not json")), true, "asks for a history lookup");
+    assert.deepEqual(registry.resolve(), [], "nothing changes while the lookup runs");
+    registry.setFallback("web", 4, { record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] }, revision: 3 });
+    assert.deepEqual(registry.resolve(), [{ name: "web", record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] } }]);
+    const status = registry.status("web");
+    assert.equal(status?.state, "invalid");
+    assert.equal(status?.state === "invalid" && status.servingRevision, 3);
+    assert.match(status?.state === "invalid" ? status.problem : "", /not UTF-8 JSON/);
+  });
+
+  it("serves nothing for an invalid service with no good revision, and ignores stale lookups", () => {
+    const registry = new Registry();
+    registry.setService("web", 4, new TextEncoder().encode('{"domains":[]}'));
+    registry.setFallback("web", 4, undefined);
+    assert.deepEqual(registry.resolve(), []);
+    registry.setService("web", 6, json(["web.example.com"]));
+    registry.setFallback("web", 4, undefined); // an answer for a superseded revision
+    assert.equal(registry.resolve()[0]?.record?.domains[0], "web.example.com");
+  });
+});
