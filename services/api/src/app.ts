@@ -1,0 +1,94 @@
+// The Fastify application: routes, validation from the one record schema, JSON errors, OpenAPI.
+import swagger from "@fastify/swagger";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { AJV_OPTIONS, addRecordFormats, describeValidationError, formatProblem } from "@envoyage/registry";
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import { ApiError } from "./errors.js";
+import type { RegistryAccess } from "./registry-access.js";
+import { healthRoutes } from "./routes/health.js";
+import { serviceRoutes } from "./routes/services.js";
+
+export interface AppOptions {
+  registry: RegistryAccess;
+  logger: Logger;
+  /** Largest accepted request body, in bytes. */
+  bodyLimit: number;
+}
+
+/** One access-log line per request; probes only at debug so they do not drown the log. */
+class AccessLog extends LogController {
+  override incomingRequest(): void {}
+  override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    const line = { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 };
+    if (error) reply.log.error({ ...line, err: error }, "request failed");
+    else if (request.url === "/healthz" || request.url === "/readyz") reply.log.debug(line, "request");
+    else reply.log.info(line, "request");
+  }
+}
+
+/** Maps framework errors (validation, parsing, size) to the API's JSON error shape. */
+function toApiError(error: FastifyError): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error.validation && error.validation.length > 0) {
+    const problem = describeValidationError(error.validation[0] as Parameters<typeof describeValidationError>[0]);
+    if (error.validationContext === "params") {
+      return new ApiError(400, "invalid_name", `service name ${problem.message}`, { field: "name" });
+    }
+    return new ApiError(400, "invalid_record", formatProblem(problem), { field: problem.field });
+  }
+  switch (error.code) {
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new ApiError(400, "invalid_json", error.message);
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new ApiError(413, "body_too_large", error.message);
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new ApiError(415, "unsupported_media_type", "send the record as application/json");
+    default:
+      if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+        return new ApiError(error.statusCode, "bad_request", error.message);
+      }
+      return new ApiError(500, "internal", "internal error; see the API's log");
+  }
+}
+
+export async function buildApp(options: AppOptions) {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    logController: new AccessLog(),
+    bodyLimit: options.bodyLimit,
+    return503OnClosing: true,
+    ajv: { customOptions: AJV_OPTIONS, plugins: [addRecordFormats] },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Records are JSON only: anything else is 415, not a confusing validation error.
+  app.removeContentTypeParser("text/plain");
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "Envoyage API",
+        version: "1.0.0",
+        description: "Register services (domains → upstream endpoints); every Envoy connected to Envoyage routes them within milliseconds.",
+      },
+    },
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const apiError = toApiError(error);
+    if (apiError.status >= 500) request.log.error({ err: error }, apiError.message);
+    else if (apiError.status === 503) request.log.warn(apiError.message);
+    void reply.status(apiError.status).send(apiError.body());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send(new ApiError(404, "not_found", `no route for ${request.method} ${request.url}`).body());
+  });
+
+  await app.register(healthRoutes, { registry: options.registry });
+  await app.register(serviceRoutes, { registry: options.registry });
+  app.get("/openapi.json", { schema: { hide: true } }, () => app.swagger());
+  return app;
+}
+export type App = Awaited<ReturnType<typeof buildApp>>;

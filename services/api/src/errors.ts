@@ -1,0 +1,38 @@
+// Errors the API answers with: each maps to one HTTP status and a stable code, rendered as
+// {"error":{"code","message",...details}}.
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly details: Record<string, unknown>;
+
+  constructor(status: number, code: string, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+
+  body(): { error: Record<string, unknown> } {
+    return { error: { code: this.code, message: this.message, ...this.details } };
+  }
+}
+
+export const notFound = (name: string) => new ApiError(404, "not_found", `service "${name}" does not exist`);
+
+export const domainConflict = (domain: string, heldBy: string) =>
+  new ApiError(409, "domain_conflict", `domain "${domain}" is already served by service "${heldBy}"`, { domain, heldBy });
+
+export const revisionMismatch = (expected: number, current: number | undefined) =>
+  new ApiError(
+    412,
+    "revision_mismatch",
+    current === undefined
+      ? `If-Match expected revision ${expected}, but the service does not exist`
+      : `If-Match expected revision ${expected}, but the stored revision is ${current}`,
+    { currentRevision: current ?? null },
+  );
+
+export const unavailable = (reason: string) =>
+  new ApiError(503, "registry_unavailable", `the registry (NATS) is unavailable: ${reason}`);

@@ -1,0 +1,87 @@
+// /v1/services: create or replace, read, list and delete service records.
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifyReply } from "fastify";
+import { Type } from "typebox";
+import { ApiError, notFound } from "../errors.js";
+import type { RegistryAccess } from "../registry-access.js";
+import type { Precondition, StoredService as Stored } from "../service-store.js";
+import { ErrorBody, IfMatchHeaders, NameParams, ServiceList, ServiceRecordSchema, StoredService } from "./schemas.js";
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, ErrorBody]));
+
+/** Parses If-Match: a revision, quoted like our ETags or not, or "*". */
+function precondition(header: string | undefined): Precondition {
+  if (header === undefined) return undefined;
+  const value = header.trim().replace(/^W\//, "").replace(/^"(.*)"$/, "$1");
+  if (value === "*") return "*";
+  if (/^[0-9]{1,15}$/.test(value)) return Number(value);
+  throw new ApiError(400, "invalid_if_match", `If-Match must be a revision such as "12" or "*", got ${JSON.stringify(header)}`);
+}
+
+function render(service: Stored) {
+  return service.record
+    ? { name: service.name, revision: service.revision, domains: service.record.domains, endpoints: service.record.endpoints }
+    : { name: service.name, revision: service.revision, problem: service.problem };
+}
+
+const withEtag = (reply: FastifyReply, revision: number) => reply.header("etag", `"${revision}"`);
+
+export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess }> = async (app, { registry }) => {
+  app.put(
+    "/v1/services/:name",
+    {
+      schema: {
+        summary: "Create or replace a service",
+        params: NameParams,
+        headers: IfMatchHeaders,
+        body: ServiceRecordSchema,
+        response: { 200: StoredService, 201: StoredService, ...errors(400, 409, 412, 413, 415, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      const ifMatch = precondition(request.headers["if-match"]);
+      const { service, created } = await registry.run((store) => store.put(name, request.body, ifMatch));
+      request.log.info({ service: name, revision: service.revision, created }, created ? "service created" : "service replaced");
+      return withEtag(reply, service.revision).status(created ? 201 : 200).send(render(service));
+    },
+  );
+
+  app.get(
+    "/v1/services",
+    { schema: { summary: "List services", response: { 200: ServiceList, ...errors(503) } } },
+    async () => ({ services: (await registry.run((store) => store.list())).map(render) }),
+  );
+
+  app.get(
+    "/v1/services/:name",
+    {
+      schema: { summary: "Read a service", params: NameParams, response: { 200: StoredService, ...errors(400, 404, 503) } },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      const service = await registry.run((store) => store.get(name));
+      if (!service) throw notFound(name);
+      return withEtag(reply, service.revision).send(render(service));
+    },
+  );
+
+  app.delete(
+    "/v1/services/:name",
+    {
+      schema: {
+        summary: "Delete a service",
+        params: NameParams,
+        headers: IfMatchHeaders,
+        response: { 204: Type.Null({ description: "Deleted" }), ...errors(400, 404, 412, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      const ifMatch = precondition(request.headers["if-match"]);
+      if (!(await registry.run((store) => store.delete(name, ifMatch)))) throw notFound(name);
+      request.log.info({ service: name }, "service deleted");
+      return reply.status(204).send(null);
+    },
+  );
+};

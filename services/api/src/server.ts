@@ -1,0 +1,60 @@
+// The API process's parts wired together: HTTP first (so probes answer 503 while NATS is
+// away), then the NATS connection and the bucket, created when missing.
+import type { AddressInfo } from "node:net";
+import { NatsLink, openBucket } from "@envoyage/registry";
+import type { Logger } from "pino";
+import { buildApp, type App } from "./app.js";
+import type { ApiConfig } from "./config.js";
+import { RegistryAccess } from "./registry-access.js";
+import { ServiceStore } from "./service-store.js";
+
+const BIND_RETRY_MS = 500;
+
+export interface RunningApi {
+  app: App;
+  registry: RegistryAccess;
+  port: number;
+  /** Resolves once connected and bound to the bucket. */
+  bound: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startServer(config: ApiConfig, logger: Logger): Promise<RunningApi> {
+  const link = new NatsLink({ servers: config.registry.natsServers, name: "envoyage-api", logger });
+  const registry = new RegistryAccess(link);
+  const app = await buildApp({ registry, logger, bodyLimit: config.bodyLimit });
+  await app.listen({ host: config.host, port: config.port });
+  let closing = false;
+
+  const bound = (async () => {
+    const nc = await link.connect();
+    while (!closing) {
+      try {
+        const { kv } = await openBucket(nc, {
+          bucket: config.registry.bucket,
+          create: true,
+          replicas: config.registry.bucketReplicas,
+          timeoutMs: config.registry.natsTimeoutMs,
+        });
+        registry.bind(new ServiceStore(kv));
+        logger.info({ bucket: config.registry.bucket }, "bucket ready: accepting writes");
+        return;
+      } catch (error) {
+        logger.warn({ err: error }, "cannot create or bind the bucket; retrying");
+        await new Promise((resolve) => setTimeout(resolve, BIND_RETRY_MS));
+      }
+    }
+  })();
+
+  return {
+    app,
+    registry,
+    port: (app.server.address() as AddressInfo).port,
+    bound,
+    async close() {
+      closing = true;
+      await app.close();
+      await link.close();
+    },
+  };
+}

@@ -1,0 +1,188 @@
+// Service records and domain claims in the KV bucket: the API's only I/O besides HTTP.
+//
+// A PUT first claims each of the record's domains (domains.<domain> = service name, created
+// with compare-and-set, so of two services racing for a domain exactly one wins), then writes
+// the record, then releases the domains the previous revision had and this one dropped. A claim
+// whose holder has since been deleted or rewritten without the domain is stale and may be taken
+// over, again with compare-and-set. The replicas apply the same claims, so what the API accepted
+// is what Envoy serves.
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import type { KV, KvEntry } from "@nats-io/kv";
+import { claimKey, decodeRecord, encodeRecord, formatProblem, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
+import { ApiError, domainConflict, revisionMismatch } from "./errors.js";
+
+export interface StoredService {
+  name: string;
+  revision: number;
+  /** Undefined when the stored value is not a valid record (written straight to NATS). */
+  record: ServiceRecord | undefined;
+  problem: string | undefined;
+}
+
+export interface WriteResult {
+  service: StoredService & { record: ServiceRecord };
+  created: boolean;
+}
+
+/** `If-Match`: a revision number, or "*" for "whatever revision, but it must exist". */
+export type Precondition = number | "*" | undefined;
+
+const CLAIM_ATTEMPTS = 5;
+const LIST_CONCURRENCY = 64;
+const utf8 = new TextDecoder();
+
+function isLive(entry: KvEntry | null): entry is KvEntry {
+  return entry !== null && entry.operation === "PUT";
+}
+
+function isWrongRevision(error: unknown): boolean {
+  return error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence;
+}
+
+function toStored(name: string, entry: KvEntry): StoredService {
+  const decoded = decodeRecord(entry.value);
+  return decoded.ok
+    ? { name, revision: entry.revision, record: decoded.record, problem: undefined }
+    : { name, revision: entry.revision, record: undefined, problem: formatProblem(decoded.problem) };
+}
+
+export class ServiceStore {
+  readonly #kv: KV;
+
+  constructor(kv: KV) {
+    this.#kv = kv;
+  }
+
+  async get(name: string): Promise<StoredService | undefined> {
+    const entry = await this.#kv.get(serviceKey(name));
+    return isLive(entry) ? toStored(name, entry) : undefined;
+  }
+
+  async list(): Promise<StoredService[]> {
+    const names: string[] = [];
+    for await (const key of await this.#kv.keys(`${SERVICE_PREFIX}>`)) names.push(key.slice(SERVICE_PREFIX.length));
+    names.sort();
+    const out: StoredService[] = [];
+    for (let i = 0; i < names.length; i += LIST_CONCURRENCY) {
+      const batch = await Promise.all(names.slice(i, i + LIST_CONCURRENCY).map((name) => this.get(name)));
+      for (const service of batch) if (service) out.push(service);
+    }
+    return out;
+  }
+
+  async put(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult> {
+    const key = serviceKey(name);
+    const current = await this.#kv.get(key);
+    const existing = isLive(current) ? toStored(name, current) : undefined;
+    checkPrecondition(precondition, existing?.revision);
+
+    const taken: string[] = [];
+    try {
+      for (const domain of record.domains) {
+        if (await this.#claim(domain, name)) taken.push(domain);
+      }
+      const value = encodeRecord(record);
+      let revision: number;
+      let created = false;
+      if (precondition !== undefined) {
+        // checkPrecondition made sure the service exists at the expected revision.
+        revision = await this.#kv.update(key, value, existing!.revision).catch((error: unknown) => {
+          throw isWrongRevision(error) ? revisionMismatch(existing!.revision, undefined) : error;
+        });
+      } else if (existing) {
+        revision = await this.#kv.put(key, value);
+      } else {
+        try {
+          revision = await this.#kv.create(key, value);
+          created = true;
+        } catch (error) {
+          if (!isWrongRevision(error)) throw error;
+          revision = await this.#kv.put(key, value); // created concurrently by another writer
+        }
+      }
+      const dropped = (existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d));
+      await this.#release(dropped, name);
+      return { service: { name, revision, record, problem: undefined }, created };
+    } catch (error) {
+      await this.#release(taken, name);
+      throw error;
+    }
+  }
+
+  /** Deletes a service; false when there is none. */
+  async delete(name: string, precondition: Precondition): Promise<boolean> {
+    const key = serviceKey(name);
+    const current = await this.#kv.get(key);
+    if (!isLive(current)) {
+      if (typeof precondition === "number") throw revisionMismatch(precondition, undefined);
+      return false;
+    }
+    checkPrecondition(precondition, current.revision);
+    try {
+      await this.#kv.delete(key, { previousSeq: current.revision });
+    } catch (error) {
+      if (isWrongRevision(error)) throw revisionMismatch(current.revision, undefined);
+      throw error;
+    }
+    await this.#release(toStored(name, current).record?.domains ?? [], name);
+    return true;
+  }
+
+  /** Claims `domain` for `name`; true when this call took it (so a failed write gives it back). */
+  async #claim(domain: string, name: string): Promise<boolean> {
+    const key = claimKey(domain);
+    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      const claim = await this.#kv.get(key);
+      try {
+        if (!isLive(claim)) {
+          await this.#kv.create(key, name);
+          return true;
+        }
+        const holder = utf8.decode(claim.value).trim();
+        if (holder === name) return false;
+        if (await this.#holds(holder, domain, claim.revision)) throw domainConflict(domain, holder);
+        await this.#kv.update(key, name, claim.revision);
+        return true;
+      } catch (error) {
+        if (!isWrongRevision(error)) throw error; // lost a race for the claim: look again
+      }
+    }
+    throw new ApiError(409, "domain_contended", `domain "${domain}" is being claimed concurrently; retry`, { domain });
+  }
+
+  /**
+   * Whether `holder` still holds a claim made at `claimRevision`: it does unless its record was
+   * deleted or rewritten without the domain after the claim. A claim newer than its holder's
+   * record belongs to a write in progress, and an invalid record may still be serving its last
+   * good revision: both keep the domain.
+   */
+  async #holds(holder: string, domain: string, claimRevision: number): Promise<boolean> {
+    const entry = await this.#kv.get(serviceKey(holder));
+    if (entry === null || entry.revision < claimRevision) return true;
+    if (entry.operation !== "PUT") return false;
+    const decoded = decodeRecord(entry.value);
+    return !decoded.ok || decoded.record.domains.includes(domain);
+  }
+
+  /** Gives back claims `name` holds; best effort, a stale claim is taken over later anyway. */
+  async #release(domains: string[], name: string): Promise<void> {
+    await Promise.all(
+      domains.map(async (domain) => {
+        const key = claimKey(domain);
+        const claim = await this.#kv.get(key);
+        if (isLive(claim) && utf8.decode(claim.value).trim() === name) {
+          await this.#kv.delete(key, { previousSeq: claim.revision }).catch(() => undefined);
+        }
+      }),
+    );
+  }
+}
+
+function checkPrecondition(precondition: Precondition, current: number | undefined): void {
+  if (precondition === undefined) return;
+  if (precondition === "*") {
+    if (current === undefined) throw new ApiError(412, "revision_mismatch", "If-Match: * but the service does not exist", { currentRevision: null });
+    return;
+  }
+  if (precondition !== current) throw revisionMismatch(precondition, current);
+}

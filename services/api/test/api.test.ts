@@ -1,0 +1,234 @@
+// The HTTP contract (DESIGN.md) against a real nats-server.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { connect } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { createLogger } from "@envoyage/registry";
+import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
+import { loadConfig } from "../src/config.js";
+import { startServer, type RunningApi } from "../src/server.js";
+
+let nats: NatsServer;
+let api: RunningApi;
+let base: string;
+
+const web = { domains: ["web.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] };
+
+async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const init: RequestInit = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
+    (init.headers as Record<string, string>)["content-type"] ??= "application/json";
+  }
+  const response = await fetch(`${base}${path}`, init);
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : undefined };
+}
+
+async function kvValue(key: string): Promise<string | undefined> {
+  const nc = await connect({ servers: nats.url });
+  try {
+    const entry = await (await new Kvm(nc).open("envoyage")).get(key);
+    return entry?.operation === "PUT" ? entry.string() : undefined;
+  } finally {
+    await nc.close();
+  }
+}
+
+before(async () => {
+  nats = await startNats();
+  const config = loadConfig({ NATS_URL: nats.url, API_HOST: "127.0.0.1", API_PORT: "0", API_BODY_LIMIT: "4096" });
+  api = await startServer(config, createLogger("api", "silent"));
+  base = `http://127.0.0.1:${api.port}`;
+  await api.bound;
+});
+
+after(async () => {
+  await api?.close();
+  await nats?.stop();
+});
+
+describe("PUT, GET, list and DELETE", () => {
+  it("creates (201), reads back with an ETag, replaces (200), lists and deletes (204)", async () => {
+    const created = await call("PUT", "/v1/services/web", web);
+    assert.equal(created.status, 201);
+    assert.deepEqual(created.body, { name: "web", revision: created.body.revision, ...web });
+    assert.equal(created.headers.get("etag"), `"${created.body.revision}"`);
+
+    const read = await call("GET", "/v1/services/web");
+    assert.equal(read.status, 200);
+    assert.deepEqual(read.body, created.body);
+    assert.equal(read.headers.get("etag"), `"${created.body.revision}"`);
+
+    const switched = { ...web, endpoints: [{ address: "127.0.0.1", port: 5679 }] };
+    const replaced = await call("PUT", "/v1/services/web", switched);
+    assert.equal(replaced.status, 200);
+    assert.ok(replaced.body.revision > created.body.revision);
+
+    const list = await call("GET", "/v1/services");
+    assert.equal(list.status, 200);
+    assert.deepEqual(
+      list.body.services.find((s: { name: string }) => s.name === "web"),
+      { name: "web", revision: replaced.body.revision, ...switched },
+    );
+
+    assert.equal((await call("DELETE", "/v1/services/web")).status, 204);
+    assert.equal((await call("GET", "/v1/services/web")).status, 404);
+    assert.equal((await call("DELETE", "/v1/services/web")).status, 404);
+  });
+
+  it("stores the canonical record at services.<name> and the claim at domains.<domain>", async () => {
+    await call("PUT", "/v1/services/kvlayout", { endpoints: [{ port: 80, address: "10.0.0.1" }], domains: ["*.kv.example.com"] });
+    assert.equal(await kvValue("services.kvlayout"), '{"domains":["*.kv.example.com"],"endpoints":[{"address":"10.0.0.1","port":80}]}');
+    assert.equal(await kvValue("domains._.kv.example.com"), "kvlayout");
+    await call("DELETE", "/v1/services/kvlayout");
+    assert.equal(await kvValue("domains._.kv.example.com"), undefined, "deleting a service releases its claims");
+  });
+
+  it("answers 404 with a JSON error for an unknown service", async () => {
+    const response = await call("GET", "/v1/services/nope");
+    assert.equal(response.status, 404);
+    assert.equal(response.body.error.code, "not_found");
+    assert.match(response.body.error.message, /nope/);
+  });
+});
+
+describe("validation", () => {
+  const cases: [string, unknown, string, string][] = [
+    ["a port out of range", { ...web, endpoints: [{ address: "a", port: 70000 }] }, "invalid_record", "/endpoints/0/port"],
+    ["an unknown field", { ...web, weight: 1 }, "invalid_record", "/weight"],
+    ["no domains", { ...web, domains: [] }, "invalid_record", "/domains"],
+    ["a bad address", { ...web, endpoints: [{ address: "not valid", port: 1 }] }, "invalid_record", "/endpoints/0/address"],
+    ["a port as a string", { ...web, endpoints: [{ address: "a", port: "80" }] }, "invalid_record", "/endpoints/0/port"],
+  ];
+  for (const [what, body, code, field] of cases) {
+    it(`rejects ${what} with 400 naming ${field}`, async () => {
+      const response = await call("PUT", "/v1/services/bad", body);
+      assert.equal(response.status, 400);
+      assert.equal(response.body.error.code, code);
+      assert.equal(response.body.error.field, field);
+      assert.match(response.body.error.message, new RegExp(field.replace(/\//g, "\\/")));
+    });
+  }
+
+  it("rejects a service name that is not a DNS label", async () => {
+    const response = await call("PUT", "/v1/services/Bad_Name", web);
+    assert.equal(response.status, 400);
+    assert.equal(response.body.error.code, "invalid_name");
+  });
+
+  it("rejects malformed JSON, other media types and oversized bodies", async () => {
+    const malformed = await call("PUT", "/v1/services/x", '{"domains":');
+    assert.equal(malformed.status, 400);
+    assert.equal(malformed.body.error.code, "invalid_json");
+    const text = await call("PUT", "/v1/services/x", "hello", { "content-type": "text/plain" });
+    assert.equal(text.status, 415);
+    assert.equal(text.body.error.code, "unsupported_media_type");
+    const endpoints = Array.from({ length: 200 }, (_, i) => ({ address: "10.0.0.1", port: 1000 + i }));
+    const huge = await call("PUT", "/v1/services/x", { ...web, endpoints }); // 7 KB, over the 4 KB limit set above
+    assert.equal(huge.status, 413);
+    assert.equal(huge.body.error.code, "body_too_large");
+    assert.equal((await call("GET", "/v1/services/x")).status, 404, "nothing was written");
+  });
+});
+
+describe("If-Match", () => {
+  it("updates when the revision matches and answers 412 when it does not", async () => {
+    const created = await call("PUT", "/v1/services/cas", { ...web, domains: ["cas.example.com"] });
+    const etag = created.headers.get("etag")!;
+    const updated = await call("PUT", "/v1/services/cas", { ...web, domains: ["cas.example.com"] }, { "if-match": etag });
+    assert.equal(updated.status, 200);
+
+    const stale = await call("PUT", "/v1/services/cas", { ...web, domains: ["cas.example.com"] }, { "if-match": etag });
+    assert.equal(stale.status, 412);
+    assert.equal(stale.body.error.code, "revision_mismatch");
+    assert.equal(stale.body.error.currentRevision, updated.body.revision);
+
+    const staleDelete = await call("DELETE", "/v1/services/cas", undefined, { "if-match": etag });
+    assert.equal(staleDelete.status, 412);
+    assert.equal((await call("DELETE", "/v1/services/cas", undefined, { "if-match": `"${updated.body.revision}"` })).status, 204);
+  });
+
+  it("answers 412 for If-Match on a service that does not exist, and 400 for a malformed one", async () => {
+    assert.equal((await call("PUT", "/v1/services/ghost", web, { "if-match": '"3"' })).status, 412);
+    assert.equal((await call("PUT", "/v1/services/ghost", web, { "if-match": "*" })).status, 412);
+    const malformed = await call("PUT", "/v1/services/ghost", web, { "if-match": "yesterday" });
+    assert.equal(malformed.status, 400);
+    assert.equal(malformed.body.error.code, "invalid_if_match");
+  });
+});
+
+describe("domain claims", () => {
+  it("answers 409 when another service serves the domain, and frees it when the holder lets go", async () => {
+    const shared = { ...web, domains: ["shared.example.com"] };
+    assert.equal((await call("PUT", "/v1/services/holder", shared)).status, 201);
+    const conflict = await call("PUT", "/v1/services/taker", { ...web, domains: ["taker.example.com", "shared.example.com"] });
+    assert.equal(conflict.status, 409);
+    assert.deepEqual(conflict.body.error, {
+      code: "domain_conflict",
+      message: 'domain "shared.example.com" is already served by service "holder"',
+      domain: "shared.example.com",
+      heldBy: "holder",
+    });
+    assert.equal((await call("GET", "/v1/services/taker")).status, 404, "the rejected record was not written");
+    assert.equal(await kvValue("domains.taker.example.com"), undefined, "claims taken before the conflict are given back");
+
+    await call("PUT", "/v1/services/holder", { ...web, domains: ["holder.example.com"] });
+    assert.equal((await call("PUT", "/v1/services/taker", { ...web, domains: ["shared.example.com"] })).status, 201);
+    assert.equal(await kvValue("domains.shared.example.com"), "taker");
+  });
+
+  it("lets exactly one of many concurrent writers claim a domain", async () => {
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => call("PUT", `/v1/services/racer${i}`, { ...web, domains: ["race.example.com"] })),
+    );
+    const winners = results.filter((r) => r.status === 201);
+    assert.equal(winners.length, 1, `statuses: ${results.map((r) => r.status).join(",")}`);
+    assert.ok(results.every((r) => r.status === 201 || r.status === 409));
+    assert.equal(await kvValue("domains.race.example.com"), winners[0]!.body.name);
+  });
+});
+
+describe("records written straight to NATS", () => {
+  it("shows an invalid stored value with the problem instead of failing", async () => {
+    const nc = await connect({ servers: nats.url });
+    await (await new Kvm(nc).open("envoyage")).put("services.raw", "{not json");
+    await nc.close();
+    const response = await call("GET", "/v1/services/raw");
+    assert.equal(response.status, 200);
+    assert.equal(response.body.name, "raw");
+    assert.match(response.body.problem, /not UTF-8 JSON/);
+  });
+});
+
+describe("OpenAPI", () => {
+  it("publishes the record schema at /openapi.json", async () => {
+    const response = await call("GET", "/openapi.json");
+    assert.equal(response.status, 200);
+    assert.equal(response.body.openapi, "3.1.0");
+    const put = response.body.paths["/v1/services/{name}"].put;
+    const schema = put.requestBody.content["application/json"].schema;
+    assert.deepEqual(schema.required, ["domains", "endpoints"]);
+    assert.equal(schema.additionalProperties, false);
+    assert.ok(put.responses["409"] && put.responses["412"]);
+  });
+});
+
+describe("NATS unavailable", () => {
+  it("answers 503 within a second while NATS is down, and recovers by itself", async () => {
+    await nats.kill();
+    await waitFor("the API to notice", async () => ((await call("GET", "/readyz")).status === 503 ? true : undefined));
+    const started = performance.now();
+    const response = await call("PUT", "/v1/services/down", web);
+    const elapsed = performance.now() - started;
+    assert.equal(response.status, 503);
+    assert.equal(response.body.error.code, "registry_unavailable");
+    assert.ok(elapsed < 1000, `503 took ${elapsed.toFixed(0)} ms`);
+    const list = await call("GET", "/v1/services");
+    assert.equal(list.status, 503);
+
+    await nats.restart();
+    await waitFor("the API to reconnect", async () => ((await call("GET", "/readyz")).status === 200 ? true : undefined));
+    assert.equal((await call("PUT", "/v1/services/down", { ...web, domains: ["down.example.com"] })).status, 201);
+  });
+});

@@ -1,0 +1,110 @@
+// A real Envoy, bootstrapped from the project's envoy/bootstrap.yaml with the test's own ports:
+// admin on a free port (read back from --admin-address-path), xDS pointed at the test replicas.
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse, stringify } from "yaml";
+import { ManagedProcess } from "./process.js";
+import { findTool, REPO_ROOT } from "./tools.js";
+import { waitFor } from "./wait.js";
+
+export interface EnvoyOptions {
+  /** Ports of the xDS replicas on 127.0.0.1 (the endpoints of xds_cluster). */
+  xdsPorts: number[];
+  nodeId?: string;
+  /** Bootstrap to render; envoy/bootstrap.yaml by default. */
+  bootstrap?: string;
+  logLevel?: string;
+}
+
+export interface Envoy {
+  pid: number;
+  adminUrl: string;
+  process: ManagedProcess;
+  /** Counters and gauges from /stats, by name. */
+  stats(): Promise<Map<string, number>>;
+  stat(name: string): Promise<number>;
+  /** Seconds since this Envoy process started (server.uptime). */
+  uptime(): Promise<number>;
+  configDump(): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+interface Bootstrap {
+  node: { id: string };
+  admin: { address: { socket_address: { port_value: number } } };
+  static_resources: { clusters: { name: string; load_assignment: { endpoints: unknown[] } }[] };
+}
+
+export async function renderBootstrap(options: EnvoyOptions, dir: string): Promise<string> {
+  const source = options.bootstrap ?? join(REPO_ROOT, "envoy", "bootstrap.yaml");
+  const bootstrap = parse(await readFile(source, "utf8")) as Bootstrap;
+  bootstrap.node.id = options.nodeId ?? "envoyage-test";
+  bootstrap.admin.address.socket_address.port_value = 0;
+  const xds = bootstrap.static_resources.clusters.find((c) => c.name === "xds_cluster");
+  if (!xds) throw new Error(`${source} has no xds_cluster`);
+  xds.load_assignment.endpoints = [
+    {
+      lb_endpoints: options.xdsPorts.map((port) => ({
+        endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } },
+      })),
+    },
+  ];
+  const file = join(dir, "bootstrap.yaml");
+  await writeFile(file, stringify(bootstrap));
+  return file;
+}
+
+export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
+  const binary = findTool("envoy");
+  const dir = await mkdtemp(join(tmpdir(), "envoyage-envoy-"));
+  const bootstrap = await renderBootstrap(options, dir);
+  const adminFile = join(dir, "admin-address");
+  const child = ManagedProcess.start({
+    name: "envoy",
+    command: binary,
+    args: [
+      "-c", bootstrap,
+      "--disable-hot-restart",
+      "--concurrency", "1",
+      "--admin-address-path", adminFile,
+      "-l", options.logLevel ?? "warning",
+    ],
+  });
+  const address = await waitFor("Envoy's admin address", async () => {
+    if (!child.running) throw new Error(`envoy exited:\n${child.output()}`);
+    const text = await readFile(adminFile, "utf8").catch(() => "");
+    return text.trim() || undefined;
+  });
+  const adminUrl = `http://${address}`;
+  const stats = async () => {
+    const text = await (await fetch(`${adminUrl}/stats`)).text();
+    const out = new Map<string, number>();
+    for (const line of text.split("\n")) {
+      const match = /^([^:]+): (\d+)$/.exec(line);
+      if (match) out.set(match[1]!, Number(match[2]));
+    }
+    return out;
+  };
+  return {
+    pid: child.pid,
+    adminUrl,
+    process: child,
+    stats,
+    async stat(name) {
+      const value = (await stats()).get(name);
+      if (value === undefined) throw new Error(`Envoy has no stat ${name}`);
+      return value;
+    },
+    async uptime() {
+      const info = (await (await fetch(`${adminUrl}/server_info`)).json()) as { uptime_current_epoch: string };
+      return Number.parseFloat(info.uptime_current_epoch);
+    },
+    async configDump() {
+      return (await fetch(`${adminUrl}/config_dump`)).json();
+    },
+    async stop() {
+      await child.stop();
+    },
+  };
+}

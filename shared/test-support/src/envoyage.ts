@@ -1,0 +1,95 @@
+// The project's own services as real processes: the API and xDS replicas, started from their
+// build output with the test's ports.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { freePort } from "./ports.js";
+import { ManagedProcess } from "./process.js";
+import { REPO_ROOT } from "./tools.js";
+import { waitFor } from "./wait.js";
+
+function entryPoint(service: "api" | "xds"): string {
+  const file = join(REPO_ROOT, "services", service, "dist", "src", "main.js");
+  if (!existsSync(file)) throw new Error(`${file} is missing: build first (npm run build)`);
+  return file;
+}
+
+async function healthy(url: string): Promise<true | undefined> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
+  return response.ok ? true : undefined;
+}
+
+export interface ServiceProcess {
+  process: ManagedProcess;
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+}
+
+export interface ApiProcess extends ServiceProcess {
+  url: string;
+  port: number;
+}
+
+export async function startApi(options: { natsUrl: string; port?: number; env?: Record<string, string> }): Promise<ApiProcess> {
+  const port = options.port ?? (await freePort());
+  const child = ManagedProcess.start({
+    name: "api",
+    command: process.execPath,
+    args: [entryPoint("api")],
+    env: { NATS_URL: options.natsUrl, API_HOST: "127.0.0.1", API_PORT: String(port), LOG_LEVEL: "info", ...options.env },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor("the API to listen", () => {
+    if (!child.running) throw new Error(`api exited:\n${child.output()}`);
+    return healthy(`${url}/healthz`);
+  });
+  return { process: child, url, port, stop: async () => void (await child.stop()), kill: async () => void (await child.kill()) };
+}
+
+export interface XdsProcess extends ServiceProcess {
+  xdsPort: number;
+  httpPort: number;
+  statusUrl: string;
+  /** Waits until the replica has loaded the registry and serves Envoy. */
+  ready(timeoutMs?: number): Promise<void>;
+}
+
+export async function startXds(options: {
+  natsUrl: string;
+  listenerPort: number;
+  xdsPort?: number;
+  env?: Record<string, string>;
+}): Promise<XdsProcess> {
+  const xdsPort = options.xdsPort ?? (await freePort());
+  const httpPort = await freePort();
+  const child = ManagedProcess.start({
+    name: `xds:${xdsPort}`,
+    command: process.execPath,
+    args: [entryPoint("xds")],
+    env: {
+      NATS_URL: options.natsUrl,
+      XDS_HOST: "127.0.0.1",
+      XDS_PORT: String(xdsPort),
+      XDS_HTTP_PORT: String(httpPort),
+      LISTENER_ADDRESS: "127.0.0.1",
+      LISTENER_PORT: String(options.listenerPort),
+      REPLICA_ID: `xds-${xdsPort}`,
+      LOG_LEVEL: "info",
+      ...options.env,
+    },
+  });
+  const statusUrl = `http://127.0.0.1:${httpPort}`;
+  await waitFor(`xDS replica ${xdsPort} to listen`, () => {
+    if (!child.running) throw new Error(`xds exited:\n${child.output()}`);
+    return healthy(`${statusUrl}/healthz`);
+  });
+  return {
+    process: child,
+    xdsPort,
+    httpPort,
+    statusUrl,
+    ready: (timeoutMs = 10_000) =>
+      waitFor(`xDS replica ${xdsPort} to be ready`, () => healthy(`${statusUrl}/readyz`), { timeoutMs }).then(() => undefined),
+    stop: async () => void (await child.stop()),
+    kill: async () => void (await child.kill()),
+  };
+}
