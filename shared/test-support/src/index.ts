@@ -6,3 +6,4 @@ export * from "./process.js";
 export * from "./tools.js";
 export * from "./upstream.js";
 export * from "./wait.js";
+export * from "./ads-client.js";

@@ -1,0 +1,222 @@
+// The ADS protocol over real gRPC, with a client that behaves like Envoy.
+import assert from "node:assert/strict";
+import { afterEach, describe, it } from "node:test";
+import type { ServiceRecord } from "@envoyage/registry";
+import { AdsClient, sleep, TYPES } from "@envoyage/test-support";
+import { AdsServer, type AdsEvents } from "../src/ads/server.js";
+import { TYPE_NAMES } from "../src/ads/resources.js";
+import { SnapshotStore } from "../src/snapshot.js";
+
+const record = (n: number, port = 8000 + n): ServiceRecord => ({
+  domains: [`s${n}.example.com`],
+  endpoints: [{ address: `10.0.0.${n}`, port }],
+});
+
+interface Event {
+  kind: "push" | "ack" | "nack" | "stale";
+  type: string;
+  version: string;
+  names?: number;
+}
+
+function recorder(): AdsEvents & { events: Event[] } {
+  const events: Event[] = [];
+  return {
+    events,
+    connect() {},
+    disconnect() {},
+    error(_stream, error) {
+      throw error;
+    },
+    push: (_s, type, body) => void events.push({ kind: "push", type: TYPE_NAMES[type]!, version: body.version, names: body.count }),
+    ack: (_s, type, version) => void events.push({ kind: "ack", type: TYPE_NAMES[type]!, version }),
+    nack: (_s, type, version) => void events.push({ kind: "nack", type: TYPE_NAMES[type]!, version }),
+    stale: (_s, type) => void events.push({ kind: "stale", type: TYPE_NAMES[type]!, version: "" }),
+  };
+}
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function setup(services: Record<string, ServiceRecord>, { ready = true } = {}) {
+  const store = new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 });
+  for (const [name, r] of Object.entries(services)) store.setService(name, r);
+  store.commit();
+  if (ready) store.markReady();
+  const events = recorder();
+  const server = new AdsServer({ source: store, events });
+  const port = await server.listen("127.0.0.1", 0);
+  cleanups.push(() => server.shutdown(100));
+  const connect = (options: Partial<ConstructorParameters<typeof AdsClient>[0]> = {}) => {
+    const client = new AdsClient({ port, ...options });
+    cleanups.push(() => client.close());
+    return client;
+  };
+  return { store, server, events: events.events, connect };
+}
+
+const synced = (client: AdsClient, vhosts: number) =>
+  client.waitUntil(`${vhosts} virtual hosts`, (c) => Object.keys(c.virtualHosts()).length === vhosts && c.names(TYPES.listener).length === 1);
+
+const indexOf = (events: Event[], match: (e: Event) => boolean, from = 0) => {
+  const i = events.slice(from).findIndex(match);
+  return i < 0 ? -1 : i + from;
+};
+
+describe("ADS state of the world", () => {
+  it("serves nothing until the registry is loaded (readiness gate)", async () => {
+    const { store, connect } = await setup({ a: record(1), b: record(2) }, { ready: false });
+    const client = connect();
+    await sleep(300);
+    assert.equal(client.responses.length, 0, "no response before the store is ready");
+    store.markReady();
+    await synced(client, 2);
+    assert.deepEqual(client.names(TYPES.cluster), ["a", "b"]);
+    assert.equal(client.responses.find((r) => r.typeUrl === TYPES.cluster)?.names.length, 2, "the first CDS response is the whole registry");
+  });
+
+  it("sends a new stream clusters, then endpoints, and listeners and routes only once those are acknowledged", async () => {
+    const { events, connect } = await setup({ a: record(1), b: record(2) });
+    const client = connect();
+    await synced(client, 2);
+    assert.deepEqual(client.responses.map((r) => TYPE_NAMES[r.typeUrl]), ["CDS", "EDS", "LDS", "RDS"]);
+    const ackEds = indexOf(events, (e) => e.kind === "ack" && e.type === "EDS");
+    const ackCds = indexOf(events, (e) => e.kind === "ack" && e.type === "CDS");
+    const pushLds = indexOf(events, (e) => e.kind === "push" && e.type === "LDS");
+    const pushRds = indexOf(events, (e) => e.kind === "push" && e.type === "RDS");
+    assert.ok(ackCds >= 0 && ackEds >= 0 && pushLds > Math.max(ackCds, ackEds) && pushRds > pushLds, JSON.stringify(events));
+    assert.deepEqual(client.endpoints("a")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.address, "10.0.0.1");
+  });
+
+  it("adds a service make-before-break: its route comes after its cluster and endpoints are acknowledged", async () => {
+    const { store, events, connect } = await setup({ a: record(1) });
+    const client = connect();
+    await synced(client, 1);
+    const from = events.length;
+    store.setService("c", record(3));
+    store.commit();
+    await synced(client, 2);
+    const pushCds = indexOf(events, (e) => e.kind === "push" && e.type === "CDS", from);
+    const ackNewEds = indexOf(events, (e) => e.kind === "ack" && e.type === "EDS", from);
+    const pushRds = indexOf(events, (e) => e.kind === "push" && e.type === "RDS", from);
+    assert.ok(pushCds >= 0 && ackNewEds > pushCds && pushRds > ackNewEds, JSON.stringify(events.slice(from)));
+    assert.equal(events.slice(from).filter((e) => e.kind === "push" && e.type === "LDS").length, 0, "the listener did not change");
+  });
+
+  it("removes a service break-after-make: routes go first, the cluster only after they are acknowledged", async () => {
+    const { store, events, connect } = await setup({ a: record(1), gone: record(2) });
+    const client = connect();
+    await synced(client, 2);
+    const from = events.length;
+    store.removeService("gone");
+    store.commit();
+    await client.waitUntil("the cluster to go", (c) => !c.names(TYPES.cluster).includes("gone"));
+    const pushRds = indexOf(events, (e) => e.kind === "push" && e.type === "RDS", from);
+    const ackRds = indexOf(events, (e) => e.kind === "ack" && e.type === "RDS", from);
+    const pushCds = indexOf(events, (e) => e.kind === "push" && e.type === "CDS", from);
+    assert.ok(pushRds >= 0 && ackRds > pushRds && pushCds > ackRds, JSON.stringify(events.slice(from)));
+    assert.deepEqual(Object.keys(client.virtualHosts()), ["a"]);
+  });
+
+  it("moves a domain to a new service without a gap: new cluster warm, routes switched, old cluster removed", async () => {
+    const { store, connect } = await setup({ old: { domains: ["d.example.com"], endpoints: [{ address: "10.0.0.1", port: 1 }] } });
+    const client = connect();
+    await synced(client, 1);
+    const from = client.responses.length;
+    store.removeService("old");
+    store.setService("new", { domains: ["d.example.com"], endpoints: [{ address: "10.0.0.2", port: 2 }] });
+    store.commit();
+    await client.waitUntil("the old cluster to go", (c) => c.names(TYPES.cluster).join() === "new");
+    const seen = client.responses.slice(from).map((r) => `${TYPE_NAMES[r.typeUrl]}:${r.names.join("+")}`);
+    assert.deepEqual(seen, ["CDS:new+old", "EDS:new", "RDS:envoyage_http", "CDS:new"]);
+  });
+
+  it("switches endpoints with one EDS push of one resource", async () => {
+    const { store, events, connect } = await setup({ a: record(1), b: record(2) });
+    const client = connect();
+    await synced(client, 2);
+    const from = events.length;
+    store.setService("a", record(1, 9999));
+    store.commit();
+    await client.waitUntil("the new port", (c) => c.endpoints("a")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.portValue === 9999);
+    await sleep(50);
+    assert.deepEqual(
+      events.slice(from).filter((e) => e.kind === "push"),
+      [{ kind: "push", type: "EDS", version: events.slice(from).find((e) => e.kind === "push")!.version, names: 1 }],
+    );
+  });
+
+  it("keeps a NACKing Envoy on its last good config, never resends the rejected version, and recovers", async () => {
+    const { store, events, connect } = await setup({ a: record(1) });
+    const client = connect({ nack: (r) => (r.typeUrl === TYPES.cluster && r.resources.length > 1 ? "cluster rejected on purpose" : undefined) });
+    await synced(client, 1);
+    const from = events.length;
+    store.setService("b", record(2));
+    store.commit();
+    await client.waitUntil("the NACK", () => events.some((e) => e.kind === "nack"));
+    await sleep(300);
+    const later = events.slice(from);
+    assert.equal(later.filter((e) => e.kind === "push" && e.type === "CDS").length, 1, "the rejected version was sent once");
+    assert.equal(later.filter((e) => e.type === "RDS").length, 0, "routes to the rejected cluster were held back");
+    assert.deepEqual(client.names(TYPES.cluster), ["a"]);
+    assert.deepEqual(Object.keys(client.virtualHosts()), ["a"]);
+
+    store.removeService("b");
+    store.setService("a", record(1, 7777));
+    store.commit();
+    await client.waitUntil("the fixed config", (c) => c.endpoints("a")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.portValue === 7777);
+  });
+
+  it("ignores requests with a stale nonce", async () => {
+    const { events, connect } = await setup({ a: record(1) });
+    const client = connect();
+    await synced(client, 1);
+    const responses = client.responses.length;
+    client.request(TYPES.cluster, [], { nonce: "not-the-latest", version: "" });
+    await sleep(200);
+    assert.equal(client.responses.length, responses);
+    assert.ok(events.some((e) => e.kind === "stale" && e.type === "CDS"));
+  });
+
+  it("answers a changed subscription with the newly subscribed resources, at the same version", async () => {
+    const { connect } = await setup({ a: record(1), b: record(2) });
+    const client = connect();
+    await synced(client, 2);
+    const version = client.version(TYPES.endpoint);
+    const from = client.responses.length;
+    client.request(TYPES.endpoint, ["a"]);
+    await sleep(100);
+    assert.equal(client.responses.length, from, "unsubscribing needs no response");
+    client.request(TYPES.endpoint, ["a", "b"]);
+    await client.waitUntil("the resubscribed endpoints", (c) => c.responses.length > from);
+    assert.deepEqual(client.responses.at(-1), { ...client.responses.at(-1)!, typeUrl: TYPES.endpoint, version, names: ["b"] });
+  });
+
+  it("does not resend clusters or listeners to an Envoy that reconnects with the current versions", async () => {
+    const { connect } = await setup({ a: record(1) });
+    const first = connect();
+    await synced(first, 1);
+    const initialVersions = { [TYPES.cluster]: first.version(TYPES.cluster), [TYPES.listener]: first.version(TYPES.listener) };
+    first.close();
+    const second = connect({ initialVersions });
+    second.request(TYPES.endpoint, ["a"], { version: first.version(TYPES.endpoint) });
+    second.request(TYPES.route, ["envoyage_http"], { version: first.version(TYPES.route) });
+    await second.waitUntil("endpoints and routes", (c) => c.routes() !== undefined && c.endpoints("a") !== undefined);
+    await sleep(100);
+    assert.deepEqual(second.responses.map((r) => TYPE_NAMES[r.typeUrl]).sort(), ["EDS", "RDS"]);
+  });
+
+  it("serves many streams the same bytes", async () => {
+    const { store, connect } = await setup({ a: record(1) });
+    const clients = Array.from({ length: 20 }, (_, i) => connect({ nodeId: `envoy-${i}` }));
+    await Promise.all(clients.map((c) => synced(c, 1)));
+    store.setService("b", record(2));
+    store.commit();
+    await Promise.all(clients.map((c) => synced(c, 2)));
+    const nonces = new Set(clients.map((c) => c.responses.find((r) => r.typeUrl === TYPES.cluster && r.names.length === 2)!.nonce));
+    assert.equal(nonces.size, 1, "one shared response body (nonce included) served every stream");
+    assert.equal(new Set(clients.map((c) => c.version(TYPES.route))).size, 1);
+  });
+});
