@@ -1,0 +1,123 @@
+// The whole system for one test file, all real: nats-server, the API, two xDS replicas, an Envoy
+// connected to both, and two upstreams. Every port is a free loopback port.
+import { execFile } from "node:child_process";
+import { request, Agent } from "node:http";
+import { promisify } from "node:util";
+import {
+  assertPortsFree,
+  findTool,
+  freePort,
+  startApi,
+  startEnvoy,
+  startNats,
+  startUpstream,
+  startXds,
+  waitFor,
+  type ApiProcess,
+  type Envoy,
+  type NatsServer,
+  type Upstream,
+  type XdsProcess,
+} from "@envoyage/test-support";
+
+const run = promisify(execFile);
+
+export interface Stack {
+  nats: NatsServer;
+  api: ApiProcess;
+  replicas: XdsProcess[];
+  envoy: Envoy;
+  upstreams: { A: Upstream; B: Upstream };
+  listenerPort: number;
+  /** A request through Envoy with the given Host header. */
+  get(host: string): Promise<{ status: number; body: string }>;
+  /** Polls through Envoy until `host` answers `expected` (a body or a status). */
+  until(host: string, expected: string | number, timeoutMs?: number): Promise<void>;
+  /** The API, as JSON. */
+  call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
+  /** The real nats CLI against the stack's server. */
+  nats_(...args: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+
+function get(port: number, host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path: "/", headers: { host }, agent, timeout: 2000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("timeout", () => req.destroy(new Error("request through Envoy timed out")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+export function record(upstream: Upstream, domains = ["web.example.com"]) {
+  return { domains, endpoints: [{ address: "127.0.0.1", port: upstream.port }] };
+}
+
+export async function startStack(): Promise<Stack> {
+  const natsCli = findTool("nats");
+  const listenerPort = await freePort();
+  const nats = await startNats();
+  const api = await startApi({ natsUrl: nats.url });
+  const replicas = [
+    await startXds({ natsUrl: nats.url, listenerPort }),
+    await startXds({ natsUrl: nats.url, listenerPort }),
+  ];
+  await Promise.all(replicas.map((r) => r.ready()));
+  const upstreams = { A: await startUpstream("A"), B: await startUpstream("B") };
+  const envoy = await startEnvoy({ xdsPorts: replicas.map((r) => r.xdsPort) });
+
+  const stack: Stack = {
+    nats,
+    api,
+    replicas,
+    envoy,
+    upstreams,
+    listenerPort,
+    get: (host) => get(listenerPort, host),
+    async until(host, expected, timeoutMs = 10_000) {
+      await waitFor(
+        `${host} to answer ${JSON.stringify(expected)} through Envoy`,
+        async () => {
+          const response = await get(listenerPort, host);
+          const matches = typeof expected === "number" ? response.status === expected : response.body === expected;
+          return matches ? true : undefined;
+        },
+        { timeoutMs, intervalMs: 1 },
+      );
+    },
+    async call(method, path, body) {
+      const response = await fetch(`${api.url}${path}`, {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : undefined };
+    },
+    async nats_(...args) {
+      const { stdout } = await run(natsCli, ["-s", nats.url, ...args]);
+      return stdout;
+    },
+    async stop() {
+      const ports = [listenerPort, api.port, nats.port, ...replicas.flatMap((r) => [r.xdsPort, r.httpPort]), upstreams.A.port, upstreams.B.port];
+      await envoy.stop();
+      for (const replica of replicas) await replica.stop();
+      await api.stop();
+      await nats.stop();
+      await upstreams.A.close();
+      await upstreams.B.close();
+      agent.destroy();
+      await assertPortsFree(ports);
+    },
+  };
+  // Envoy is up once its listener answers (404: no services yet).
+  await stack.until("nothing.example.com", 404, 30_000);
+  return stack;
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# The local stack: nats-server (JetStream), the API, two xDS replicas, Envoy and two demo
+# upstreams, as plain processes on loopback. State lives in .run/ (git-ignored): a pid file per
+# process, logs in .run/logs, NATS data in .run/nats.
+#
+#   stack.sh up       start everything that is not running yet, wait until it is ready
+#   stack.sh down     stop exactly what `up` started
+#   stack.sh logs     follow every log
+#   stack.sh status   what runs, on which port
+#
+# Ports and addresses follow the documented defaults; each can be overridden by the same
+# environment variable the services read (README, "Configuration").
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="$ROOT/.run"
+LOGS="$RUN/logs"
+export PATH="$ROOT/.tools/bin:$PATH"
+
+NATS_PORT="${NATS_PORT:-4222}"
+API_PORT="${API_PORT:-8080}"
+XDS_PORTS=(9090 9091)
+XDS_HTTP_PORTS=(9190 9191)
+LISTENER_PORT="${LISTENER_PORT:-10000}"
+ADMIN_PORT=9901
+UPSTREAM_A_PORT="${UPSTREAM_A_PORT:-5678}"
+UPSTREAM_B_PORT="${UPSTREAM_B_PORT:-5679}"
+BIND="${BIND_ADDRESS:-127.0.0.1}"
+
+log() { printf '[stack] %s\n' "$*"; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+pidfile() { echo "$RUN/$1.pid"; }
+alive() { local f; f="$(pidfile "$1")"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start NAME COMMAND... : runs COMMAND in its own process group, logging to .run/logs/NAME.log
+start() {
+  local name="$1"; shift
+  if alive "$name"; then log "$name already running (pid $(cat "$(pidfile "$name")"))"; return; fi
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! >"$(pidfile "$name")"
+  log "$name started (pid $!, log .run/logs/$name.log)"
+}
+
+# wait_for WHAT TIMEOUT_S COMMAND... : retries COMMAND until it succeeds
+wait_for() {
+  local what="$1" timeout="$2"; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || die "$what did not come up within ${timeout}s; see .run/logs/"
+    sleep 0.1
+  done
+}
+
+http_ok() { curl -fsS -o /dev/null --max-time 1 "$1"; }
+envoy_ready() { [ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/ready")" = "LIVE" ]; }
+
+check_port() { # port name
+  if port_busy "$1"; then die "port $1 (for $2) is already in use by another program; free it or override the port"; fi
+}
+
+up() {
+  [ -f "$ROOT/services/api/dist/src/main.js" ] || die "not built: run make up (or npm run build) first"
+  mkdir -p "$LOGS" "$RUN/nats"
+  local node
+  node="$(command -v node)"
+
+  if ! alive nats; then
+    check_port "$NATS_PORT" nats-server
+    # sync_interval: always = every acknowledged write is on disk before the ack.
+    cat >"$RUN/nats.conf" <<EOF
+listen: "$BIND:$NATS_PORT"
+server_name: envoyage-local
+jetstream { store_dir: "$RUN/nats", sync_interval: always }
+EOF
+    start nats nats-server -c "$RUN/nats.conf"
+  fi
+  wait_for "nats-server" 15 port_busy "$NATS_PORT"
+
+  local common=(env "NATS_URL=nats://127.0.0.1:$NATS_PORT" "LOG_LEVEL=${LOG_LEVEL:-info}")
+  if ! alive api; then
+    check_port "$API_PORT" api
+    start api "${common[@]}" "API_HOST=$BIND" "API_PORT=$API_PORT" "$node" "$ROOT/services/api/dist/src/main.js"
+  fi
+  for i in 0 1; do
+    local n=$((i + 1))
+    if ! alive "xds-$n"; then
+      check_port "${XDS_PORTS[$i]}" "xds-$n"
+      start "xds-$n" "${common[@]}" "REPLICA_ID=xds-$n" "XDS_HOST=$BIND" "XDS_PORT=${XDS_PORTS[$i]}" \
+        "XDS_HTTP_PORT=${XDS_HTTP_PORTS[$i]}" "LISTENER_ADDRESS=${LISTENER_ADDRESS:-$BIND}" "LISTENER_PORT=$LISTENER_PORT" \
+        "$node" "$ROOT/services/xds/dist/src/main.js"
+    fi
+  done
+  wait_for "the API" 15 http_ok "http://127.0.0.1:$API_PORT/readyz"
+  wait_for "xds-1" 30 http_ok "http://127.0.0.1:${XDS_HTTP_PORTS[0]}/readyz"
+  wait_for "xds-2" 30 http_ok "http://127.0.0.1:${XDS_HTTP_PORTS[1]}/readyz"
+
+  local upstream="$ROOT/shared/test-support/dist/src/upstream-main.js"
+  alive upstream-a || { check_port "$UPSTREAM_A_PORT" upstream-a; start upstream-a "$node" "$upstream" --name A --host "$BIND" --port "$UPSTREAM_A_PORT"; }
+  alive upstream-b || { check_port "$UPSTREAM_B_PORT" upstream-b; start upstream-b "$node" "$upstream" --name B --host "$BIND" --port "$UPSTREAM_B_PORT"; }
+
+  if ! alive envoy; then
+    check_port "$ADMIN_PORT" "envoy admin"
+    check_port "$LISTENER_PORT" "envoy listener"
+    start envoy envoy -c "$ROOT/envoy/bootstrap.yaml" --disable-hot-restart --concurrency 2 -l info
+    date +%s >"$RUN/envoy.started"
+  fi
+  wait_for "Envoy" 30 envoy_ready
+  wait_for "Envoy's listener on :$LISTENER_PORT" 15 port_busy "$LISTENER_PORT"
+  status
+  log "up. Try: make test-add && make test-switch && make test-remove"
+}
+
+stop_one() {
+  local name="$1" f pid
+  f="$(pidfile "$name")"
+  [ -f "$f" ] || return 0
+  pid="$(cat "$f")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name did not stop within 10s; killing it"
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    log "$name stopped"
+  fi
+  rm -f "$f"
+}
+
+down() {
+  # Envoy first (it would only log reconnects), NATS last (the services drain to it).
+  for name in envoy upstream-a upstream-b xds-1 xds-2 api nats; do stop_one "$name"; done
+  rm -f "$RUN/envoy.started"
+  local busy=()
+  for port in "$NATS_PORT" "$API_PORT" "${XDS_PORTS[@]}" "${XDS_HTTP_PORTS[@]}" "$LISTENER_PORT" "$ADMIN_PORT" "$UPSTREAM_A_PORT" "$UPSTREAM_B_PORT"; do
+    port_busy "$port" && busy+=("$port")
+  done
+  if [ "${#busy[@]}" -gt 0 ]; then log "note: ports still in use by other programs: ${busy[*]}"; fi
+  log "down"
+}
+
+status() {
+  local name
+  for name in nats api xds-1 xds-2 upstream-a upstream-b envoy; do
+    if alive "$name"; then printf '  %-11s running (pid %s)\n' "$name" "$(cat "$(pidfile "$name")")"
+    else printf '  %-11s stopped\n' "$name"; fi
+  done
+  cat <<EOF
+  API        http://127.0.0.1:$API_PORT   (OpenAPI at /openapi.json)
+  Envoy      http://127.0.0.1:$LISTENER_PORT (admin http://127.0.0.1:$ADMIN_PORT)
+  xDS        127.0.0.1:${XDS_PORTS[0]}, 127.0.0.1:${XDS_PORTS[1]} (health :${XDS_HTTP_PORTS[0]}, :${XDS_HTTP_PORTS[1]})
+  NATS       nats://127.0.0.1:$NATS_PORT
+  upstreams  A 127.0.0.1:$UPSTREAM_A_PORT, B 127.0.0.1:$UPSTREAM_B_PORT
+EOF
+}
+
+logs() {
+  [ -d "$LOGS" ] || die "no logs yet: run make up"
+  exec tail -n 20 -F "$LOGS"/*.log
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  logs) logs ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|logs|status" >&2; exit 2 ;;
+esac

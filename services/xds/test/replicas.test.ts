@@ -1,0 +1,109 @@
+// Replica processes against a real nats-server: the readiness gate at size, identical versions
+// and bytes from replicas that reached the same bucket state by different paths, and bad
+// values that are skipped without harm.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { Kvm, type KV } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { encodeRecord, openBucket } from "@envoyage/registry";
+import { AdsClient, sleep, startNats, startXds, TYPES, type NatsServer, type XdsProcess } from "@envoyage/test-support";
+
+let nats: NatsServer;
+let nc: NatsConnection;
+let kv: KV;
+const replicas: XdsProcess[] = [];
+const clients: AdsClient[] = [];
+
+const record = (n: number) => encodeRecord({ domains: [`s${n}.example.com`], endpoints: [{ address: `10.1.${n >> 8}.${n & 255}`, port: 8000 }] });
+
+async function replica(): Promise<XdsProcess> {
+  const started = await startXds({ natsUrl: nats.url, listenerPort: 10000 });
+  replicas.push(started);
+  return started;
+}
+
+function client(port: number, nodeId: string): AdsClient {
+  const c = new AdsClient({ port, nodeId });
+  clients.push(c);
+  return c;
+}
+
+before(async () => {
+  nats = await startNats();
+  nc = await connect({ servers: nats.url });
+  ({ kv } = await openBucket(nc, { bucket: "envoyage", create: true, replicas: 1, timeoutMs: 2000 }));
+  // 1,000 services before any replica starts.
+  await Promise.all(Array.from({ length: 1000 }, (_, i) => kv.put(`services.s${i}`, record(i))));
+});
+
+after(async () => {
+  for (const c of clients) c.close();
+  for (const r of replicas) await r.stop();
+  await nc?.close();
+  await nats?.stop();
+});
+
+describe("xDS replicas on a real bucket", () => {
+  it("never sends a partial registry: the first config a client gets holds all 1,000 services", async () => {
+    const first = await replica();
+    const early = client(first.xdsPort, "early"); // connected before the replica is ready
+    await first.ready(20_000);
+    await early.waitUntil("1,000 routes", (c) => Object.keys(c.virtualHosts()).length === 1000, 20_000);
+    const cds = early.responses.filter((r) => r.typeUrl === TYPES.cluster);
+    assert.equal(cds[0]?.names.length, 1000, "the first CDS response is complete");
+    const rds = early.responses.filter((r) => r.typeUrl === TYPES.route);
+    assert.equal(rds.length, 1, "routes were sent once, complete");
+  });
+
+  it("gives identical versions and bytes on a replica that watched the changes and one that loaded them", async () => {
+    const live = replicas[0]!;
+    const watcher = client(live.xdsPort, "watcher");
+    await watcher.waitUntil("1,000 routes", (c) => Object.keys(c.virtualHosts()).length === 1000, 20_000);
+
+    // Changes while the first replica watches: updates, deletes, a bad value, a re-add.
+    for (let i = 0; i < 50; i++) await kv.put(`services.s${i}`, encodeRecord({ domains: [`s${i}.example.com`], endpoints: [{ address: "10.9.9.9", port: 9000 + i }] }));
+    for (let i = 50; i < 60; i++) await kv.delete(`services.s${i}`);
+    await kv.put("services.s60", "{broken");
+    await kv.put("services.s55", record(55));
+
+    const fresh = await replica();
+    await fresh.ready(20_000);
+    const loader = client(fresh.xdsPort, "loader");
+    const settled = (c: AdsClient) => Object.keys(c.virtualHosts()).length === 991;
+    await watcher.waitUntil("the changes", settled, 20_000);
+    await loader.waitUntil("the same state", settled, 20_000);
+    await sleep(100);
+
+    for (const type of Object.values(TYPES)) {
+      assert.equal(loader.version(type), watcher.version(type), `${type} versions differ`);
+      for (const name of watcher.names(type)) {
+        assert.ok(loader.resource(type, name)?.equals(watcher.resource(type, name)!), `${type} ${name} differs`);
+      }
+    }
+    assert.equal(watcher.endpoints("s60")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.address, "10.1.0.60", "the last good revision of s60 serves");
+  });
+
+  it("skips malformed values without crashing and keeps everything else flowing", async () => {
+    const live = replicas[0]!;
+    const c = client(live.xdsPort, "after-garbage");
+    await c.waitUntil("the registry", (x) => Object.keys(x.virtualHosts()).length === 991, 20_000);
+    await kv.put("services.fresh-garbage", new Uint8Array([0xff, 0xfe, 0x00]));
+    await kv.put("services.not-a-record", '{"domains":["x.example.com"],"endpoints":[],"extra":1}');
+    await kv.put("services.newcomer", encodeRecord({ domains: ["newcomer.example.com"], endpoints: [{ address: "10.2.0.1", port: 80 }] }));
+    await c.waitUntil("the newcomer", (x) => "newcomer" in x.virtualHosts());
+    assert.ok(!("fresh-garbage" in c.virtualHosts()) && !("not-a-record" in c.virtualHosts()));
+    assert.ok(live.process.running, "the replica is still running");
+    assert.match(live.process.output(), /rejected an invalid record; the service is not served/);
+  });
+
+  it("waits for the bucket when it does not exist yet", async () => {
+    const other = await startXds({ natsUrl: nats.url, listenerPort: 10000, env: { ENVOYAGE_BUCKET: "later" } });
+    replicas.push(other);
+    await sleep(500);
+    assert.equal((await fetch(`${other.statusUrl}/readyz`)).status, 503);
+    assert.match(other.process.output(), /does not exist yet/);
+    await new Kvm(nc).create("later", { history: 10 });
+    await other.ready();
+  });
+});
