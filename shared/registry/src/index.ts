@@ -1,5 +1,6 @@
 export * from "./config.js";
 export * from "./kv.js";
+export * from "./lifecycle.js";
 export * from "./logger.js";
 export * from "./nats.js";
 export * from "./record.js";
