@@ -2,8 +2,7 @@
 // remove it; through the HTTP API and through the nats CLI; with bad input and a dead replica.
 import assert from "node:assert/strict";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { upstreamGreeting } from "@envoyage/test-support";
-import { record, startStack, type Stack } from "./support/stack.js";
+import { record, startStack, upstreamGreeting, type Stack } from "@envoyage/test-support";
 
 let stack: Stack;
 let envoyPid: number;

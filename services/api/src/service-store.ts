@@ -39,6 +39,10 @@ function isWrongRevision(error: unknown): boolean {
   return error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence;
 }
 
+function holderOf(claim: KvEntry): string {
+  return utf8.decode(claim.value).trim();
+}
+
 function toStored(name: string, entry: KvEntry): StoredService {
   const decoded = decodeRecord(entry.value);
   return decoded.ok
@@ -72,15 +76,16 @@ export class ServiceStore {
 
   async put(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult> {
     const key = serviceKey(name);
-    const current = await this.#kv.get(key);
+    // One round trip for every read: the record and the claims of all its domains.
+    const [current, ...claims] = await Promise.all([
+      this.#kv.get(key),
+      ...record.domains.map((domain) => this.#kv.get(claimKey(domain))),
+    ]);
     const existing = isLive(current) ? toStored(name, current) : undefined;
     checkPrecondition(precondition, existing?.revision);
 
-    const taken: string[] = [];
+    const taken = await this.#claimAll(record.domains, claims, name);
     try {
-      for (const domain of record.domains) {
-        if (await this.#claim(domain, name)) taken.push(domain);
-      }
       const value = encodeRecord(record);
       let revision: number;
       let created = false;
@@ -128,21 +133,39 @@ export class ServiceStore {
     return true;
   }
 
-  /** Claims `domain` for `name`; true when this call took it (so a failed write gives it back). */
-  async #claim(domain: string, name: string): Promise<boolean> {
+  /**
+   * Claims every domain `name` does not hold yet, in parallel, starting from the claims already
+   * read. Returns the domains this call took; if any claim fails, gives those back and throws.
+   */
+  async #claimAll(domains: string[], claims: (KvEntry | null)[], name: string): Promise<string[]> {
+    const needed = domains.filter((_, i) => !(isLive(claims[i]!) && holderOf(claims[i]!) === name));
+    if (needed.length === 0) return [];
+    const results = await Promise.allSettled(needed.map((domain) => this.#claim(domain, name, claims[domains.indexOf(domain)]!)));
+    const taken = needed.filter((_, i) => results[i]!.status === "fulfilled");
+    const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failure) {
+      await this.#release(taken, name);
+      throw failure.reason;
+    }
+    return taken;
+  }
+
+  /** Takes `domain` for `name`: creates the claim, or takes over a stale one, with compare-and-set. */
+  async #claim(domain: string, name: string, firstRead: KvEntry | null): Promise<void> {
     const key = claimKey(domain);
+    let claim = firstRead;
     for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
-      const claim = await this.#kv.get(key);
+      if (attempt > 0) claim = await this.#kv.get(key);
       try {
         if (!isLive(claim)) {
           await this.#kv.create(key, name);
-          return true;
+          return;
         }
-        const holder = utf8.decode(claim.value).trim();
-        if (holder === name) return false;
+        const holder = holderOf(claim);
+        if (holder === name) return;
         if (await this.#holds(holder, domain, claim.revision)) throw domainConflict(domain, holder);
         await this.#kv.update(key, name, claim.revision);
-        return true;
+        return;
       } catch (error) {
         if (!isWrongRevision(error)) throw error; // lost a race for the claim: look again
       }
@@ -170,7 +193,7 @@ export class ServiceStore {
       domains.map(async (domain) => {
         const key = claimKey(domain);
         const claim = await this.#kv.get(key);
-        if (isLive(claim) && utf8.decode(claim.value).trim() === name) {
+        if (isLive(claim) && holderOf(claim) === name) {
           await this.#kv.delete(key, { previousSeq: claim.revision }).catch(() => undefined);
         }
       }),

@@ -7,3 +7,4 @@ export * from "./tools.js";
 export * from "./upstream.js";
 export * from "./wait.js";
 export * from "./ads-client.js";
+export * from "./stack.js";

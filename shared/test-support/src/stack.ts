@@ -1,24 +1,15 @@
-// The whole system for one test file, all real: nats-server, the API, two xDS replicas, an Envoy
+// The whole system for one test file or benchmark, all real: nats-server, the API, two xDS replicas, an Envoy
 // connected to both, and two upstreams. Every port is a free loopback port.
 import { execFile } from "node:child_process";
 import { request, Agent } from "node:http";
 import { promisify } from "node:util";
-import {
-  assertPortsFree,
-  findTool,
-  freePort,
-  startApi,
-  startEnvoy,
-  startNats,
-  startUpstream,
-  startXds,
-  waitFor,
-  type ApiProcess,
-  type Envoy,
-  type NatsServer,
-  type Upstream,
-  type XdsProcess,
-} from "@envoyage/test-support";
+import { startEnvoy, type Envoy } from "./envoy.js";
+import { startApi, startXds, type ApiProcess, type XdsProcess } from "./envoyage.js";
+import { startNats, type NatsServer } from "./nats.js";
+import { assertPortsFree, freePort } from "./ports.js";
+import { findTool } from "./tools.js";
+import { startUpstream, type Upstream } from "./upstream.js";
+import { waitFor } from "./wait.js";
 
 const run = promisify(execFile);
 
