@@ -8,6 +8,8 @@
 #   stack.sh logs     follow every log
 #   stack.sh status   what runs, on which port
 #
+# ENVOY_ADS=delta starts Envoy on delta xDS (api_type DELTA_GRPC) instead of state of the world.
+#
 # Ports and addresses follow the documented defaults; each can be overridden by the same
 # environment variable the services read (README, "Configuration").
 set -euo pipefail
@@ -104,7 +106,12 @@ EOF
   if ! alive envoy; then
     check_port "$ADMIN_PORT" "envoy admin"
     check_port "$LISTENER_PORT" "envoy listener"
-    start envoy envoy -c "$ROOT/envoy/bootstrap.yaml" --disable-hot-restart --concurrency 2 -l info
+    local bootstrap="$ROOT/envoy/bootstrap.yaml"
+    if [ "${ENVOY_ADS:-sotw}" = delta ]; then
+      bootstrap="$RUN/bootstrap.delta.yaml"
+      sed 's/api_type: GRPC/api_type: DELTA_GRPC/' "$ROOT/envoy/bootstrap.yaml" >"$bootstrap"
+    fi
+    start envoy envoy -c "$bootstrap" --disable-hot-restart --concurrency 2 -l info
     date +%s >"$RUN/envoy.started"
   fi
   wait_for "Envoy" 30 envoy_ready

@@ -3,12 +3,12 @@
 import type { Logger } from "pino";
 import { TYPE_NAMES } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
-import type { SotwStream } from "./ads/sotw-stream.js";
+import type { AdsStream } from "./ads/stream.js";
 
 export function loggingEvents(logger: Logger): AdsEvents {
-  const ids = new WeakMap<SotwStream, number>();
+  const ids = new WeakMap<AdsStream, number>();
   let nextId = 1;
-  const context = (stream: SotwStream, typeUrl?: string) => ({
+  const context = (stream: AdsStream, typeUrl?: string) => ({
     stream: ids.get(stream),
     node: stream.nodeId || undefined,
     type: typeUrl ? (TYPE_NAMES[typeUrl] ?? typeUrl) : undefined,
@@ -16,7 +16,7 @@ export function loggingEvents(logger: Logger): AdsEvents {
   return {
     connect(stream, peer) {
       ids.set(stream, nextId++);
-      logger.info({ ...context(stream), peer }, "ADS stream opened");
+      logger.info({ ...context(stream), peer, protocol: stream.protocol }, "ADS stream opened");
     },
     disconnect(stream, reason) {
       logger.info({ ...context(stream), reason }, "ADS stream closed");

@@ -40,7 +40,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setup(services: Record<string, ServiceRecord>, { ready = true } = {}) {
+async function setupWith(services: Record<string, ServiceRecord>, { ready = true, protocol = "sotw" as "sotw" | "delta" } = {}) {
   const store = new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 });
   for (const [name, r] of Object.entries(services)) store.setService(name, r);
   store.commit();
@@ -50,7 +50,7 @@ async function setup(services: Record<string, ServiceRecord>, { ready = true } =
   const port = await server.listen("127.0.0.1", 0);
   cleanups.push(() => server.shutdown(100));
   const connect = (options: Partial<ConstructorParameters<typeof AdsClient>[0]> = {}) => {
-    const client = new AdsClient({ port, ...options });
+    const client = new AdsClient({ port, protocol, ...options });
     cleanups.push(() => client.close());
     return client;
   };
@@ -65,7 +65,20 @@ const indexOf = (events: Event[], match: (e: Event) => boolean, from = 0) => {
   return i < 0 ? -1 : i + from;
 };
 
-describe("ADS state of the world", () => {
+/** A response as "TYPE:updated+names" (and "-removed+names" for delta). */
+const shape = (r: { typeUrl: string; names: string[]; removed: string[] }) =>
+  `${TYPE_NAMES[r.typeUrl]}:${r.names.join("+")}${r.removed.length > 0 ? `-${r.removed.join("+")}` : ""}`;
+
+for (const protocol of ["sotw", "delta"] as const) {
+describe(`ADS (${protocol})`, () => {
+  const setup = (services: Record<string, ServiceRecord>, options: { ready?: boolean } = {}) => setupWith(services, { ...options, protocol });
+  it("answers a fresh Envoy's first requests even when the registry is empty", async () => {
+    const { connect } = await setup({});
+    const client = connect();
+    await client.waitUntil("an empty config", (c) => c.routes() !== undefined);
+    assert.deepEqual(client.responses.map((r) => TYPE_NAMES[r.typeUrl]), ["CDS", "LDS", "RDS"]);
+  });
+
   it("serves nothing until the registry is loaded (readiness gate)", async () => {
     const { store, connect } = await setup({ a: record(1), b: record(2) }, { ready: false });
     const client = connect();
@@ -129,8 +142,12 @@ describe("ADS state of the world", () => {
     store.setService("new", { domains: ["d.example.com"], endpoints: [{ address: "10.0.0.2", port: 2 }] });
     store.commit();
     await client.waitUntil("the old cluster to go", (c) => c.names(TYPES.cluster).join() === "new");
-    const seen = client.responses.slice(from).map((r) => `${TYPE_NAMES[r.typeUrl]}:${r.names.join("+")}`);
-    assert.deepEqual(seen, ["CDS:new+old", "EDS:new", "RDS:envoyage_http", "CDS:new"]);
+    assert.deepEqual(
+      client.responses.slice(from).map(shape),
+      protocol === "sotw"
+        ? ["CDS:new+old", "EDS:new", "RDS:envoyage_http", "CDS:new"]
+        : ["CDS:new", "EDS:new", "RDS:envoyage_http", "CDS:-old"],
+    );
   });
 
   it("switches endpoints with one EDS push of one resource", async () => {
@@ -150,7 +167,7 @@ describe("ADS state of the world", () => {
 
   it("keeps a NACKing Envoy on its last good config, never resends the rejected version, and recovers", async () => {
     const { store, events, connect } = await setup({ a: record(1) });
-    const client = connect({ nack: (r) => (r.typeUrl === TYPES.cluster && r.resources.length > 1 ? "cluster rejected on purpose" : undefined) });
+    const client = connect({ nack: (type, names) => (type === TYPES.cluster && names.includes("b") ? "cluster rejected on purpose" : undefined) });
     await synced(client, 1);
     const from = events.length;
     store.setService("b", record(2));
@@ -174,11 +191,28 @@ describe("ADS state of the world", () => {
     const client = connect();
     await synced(client, 1);
     const responses = client.responses.length;
-    client.request(TYPES.cluster, [], { nonce: "not-the-latest", version: "" });
+    client.acknowledge(TYPES.cluster, "not-the-latest");
     await sleep(200);
     assert.equal(client.responses.length, responses);
     assert.ok(events.some((e) => e.kind === "stale" && e.type === "CDS"));
   });
+
+  it("serves many streams the same bytes", async () => {
+    const { store, connect } = await setup({ a: record(1) });
+    const clients = Array.from({ length: 20 }, (_, i) => connect({ nodeId: `envoy-${i}` }));
+    await Promise.all(clients.map((c) => synced(c, 1)));
+    store.setService("b", record(2));
+    store.commit();
+    await Promise.all(clients.map((c) => synced(c, 2)));
+    const nonces = new Set(clients.map((c) => c.responses.find((r) => r.typeUrl === TYPES.cluster && r.names.includes("b"))!.nonce));
+    assert.equal(nonces.size, 1, "one shared response body (nonce included) served every stream");
+    assert.equal(new Set(clients.map((c) => c.version(TYPES.route))).size, 1);
+  });
+});
+}
+
+describe("ADS state of the world only", () => {
+  const setup = (services: Record<string, ServiceRecord>) => setupWith(services, { protocol: "sotw" });
 
   it("answers a changed subscription with the newly subscribed resources, at the same version", async () => {
     const { connect } = await setup({ a: record(1), b: record(2) });
@@ -191,32 +225,66 @@ describe("ADS state of the world", () => {
     assert.equal(client.responses.length, from, "unsubscribing needs no response");
     client.request(TYPES.endpoint, ["a", "b"]);
     await client.waitUntil("the resubscribed endpoints", (c) => c.responses.length > from);
-    assert.deepEqual(client.responses.at(-1), { ...client.responses.at(-1)!, typeUrl: TYPES.endpoint, version, names: ["b"] });
+    assert.deepEqual(client.responses.at(-1), { ...client.responses.at(-1)!, typeUrl: TYPES.endpoint, version, names: ["b"], removed: [] });
   });
 
   it("does not resend clusters or listeners to an Envoy that reconnects with the current versions", async () => {
     const { connect } = await setup({ a: record(1) });
-    const first = connect();
-    await synced(first, 1);
-    const initialVersions = { [TYPES.cluster]: first.version(TYPES.cluster), [TYPES.listener]: first.version(TYPES.listener) };
-    first.close();
-    const second = connect({ initialVersions });
-    second.request(TYPES.endpoint, ["a"], { version: first.version(TYPES.endpoint) });
-    second.request(TYPES.route, ["envoyage_http"], { version: first.version(TYPES.route) });
-    await second.waitUntil("endpoints and routes", (c) => c.routes() !== undefined && c.endpoints("a") !== undefined);
+    const client = connect();
+    await synced(client, 1);
+    const from = client.responses.length;
+    client.reconnect();
+    await client.waitUntil("endpoints and routes again", (c) => c.responses.length >= from + 2);
     await sleep(100);
-    assert.deepEqual(second.responses.map((r) => TYPE_NAMES[r.typeUrl]).sort(), ["EDS", "RDS"]);
+    assert.deepEqual(client.responses.slice(from).map((r) => TYPE_NAMES[r.typeUrl]).sort(), ["EDS", "RDS"]);
+  });
+});
+
+describe("ADS delta only", () => {
+  const setup = (services: Record<string, ServiceRecord>) => setupWith(services, { protocol: "delta" });
+
+  it("sends only the changed service's resources, and removals as removed_resources", async () => {
+    const services = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`s${i}`, record(i + 1)]));
+    const { store, connect } = await setup(services);
+    const client = connect();
+    await synced(client, 20);
+    let from = client.responses.length;
+    store.setService("s3", { ...record(4), domains: ["s3.example.com", "alias.example.com"] });
+    store.commit();
+    await client.waitUntil("the new domain", (c) => c.virtualHosts()["s3"]?.length === 2);
+    assert.deepEqual(client.responses.slice(from).map(shape), ["RDS:envoyage_http"]);
+
+    from = client.responses.length;
+    store.setService("s5", record(6, 9999));
+    store.commit();
+    await client.waitUntil("the new port", (c) => c.endpoints("s5")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.portValue === 9999);
+    assert.deepEqual(client.responses.slice(from).map(shape), ["EDS:s5"]);
+
+    from = client.responses.length;
+    store.setService("s20", record(21));
+    store.commit();
+    await synced(client, 21);
+    assert.deepEqual(client.responses.slice(from).map(shape), ["CDS:s20", "EDS:s20", "RDS:envoyage_http"]);
+
+    from = client.responses.length;
+    store.removeService("s7");
+    store.commit();
+    await client.waitUntil("s7 to go", (c) => !c.names(TYPES.cluster).includes("s7"));
+    assert.deepEqual(client.responses.slice(from).map(shape), ["RDS:envoyage_http", "CDS:-s7"], "endpoints go with their cluster");
   });
 
-  it("serves many streams the same bytes", async () => {
-    const { store, connect } = await setup({ a: record(1) });
-    const clients = Array.from({ length: 20 }, (_, i) => connect({ nodeId: `envoy-${i}` }));
-    await Promise.all(clients.map((c) => synced(c, 1)));
-    store.setService("b", record(2));
+  it("resends nothing unchanged to an Envoy that reconnects with initial_resource_versions", async () => {
+    const { store, connect } = await setup({ a: record(1), b: record(2), c: record(3) });
+    const client = connect();
+    await synced(client, 3);
+    client.disconnect();
+    store.setService("b", record(2, 4444)); // changed while Envoy was away
+    store.removeService("c");
     store.commit();
-    await Promise.all(clients.map((c) => synced(c, 2)));
-    const nonces = new Set(clients.map((c) => c.responses.find((r) => r.typeUrl === TYPES.cluster && r.names.length === 2)!.nonce));
-    assert.equal(nonces.size, 1, "one shared response body (nonce included) served every stream");
-    assert.equal(new Set(clients.map((c) => c.version(TYPES.route))).size, 1);
+    const from = client.responses.length;
+    client.reconnect();
+    await client.waitUntil("the changes", (c) => c.names(TYPES.cluster).join() === "a,b" && Object.keys(c.virtualHosts()).length === 2);
+    await sleep(100);
+    assert.deepEqual(client.responses.slice(from).map(shape), ["CDS:-c", "EDS:b", "RDS:envoyage_http"]);
   });
 });

@@ -1,7 +1,7 @@
-// A real ADS client on the generated types that behaves like Envoy: it asks for all clusters and
-// listeners, subscribes to the endpoints of EDS clusters and the route configurations its
-// listeners name, and ACKs (or, when told to, NACKs) every response. Tests use it to check the
-// protocol; benchmarks use it as a fleet of Envoys.
+// A real ADS client on the generated types that behaves like Envoy, in state-of-the-world or delta
+// mode: it asks for all clusters and listeners, subscribes to the endpoints of EDS clusters and
+// the route configurations its listeners name, and ACKs (or, when told to, NACKs) every
+// response. Tests use it to check the protocol; benchmarks use it as a fleet of Envoys.
 import * as grpc from "@grpc/grpc-js";
 import { Cluster, Cluster_DiscoveryType } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
 import { ClusterLoadAssignment } from "@envoyage/proto/envoy/config/endpoint/v3/endpoint.js";
@@ -9,7 +9,12 @@ import { Listener } from "@envoyage/proto/envoy/config/listener/v3/listener.js";
 import { RouteConfiguration } from "@envoyage/proto/envoy/config/route/v3/route.js";
 import { HttpConnectionManager } from "@envoyage/proto/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.js";
 import { AggregatedDiscoveryServiceClient } from "@envoyage/proto/envoy/service/discovery/v3/ads.js";
-import { DiscoveryRequest, type DiscoveryResponse } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
+import {
+  DeltaDiscoveryRequest,
+  DiscoveryRequest,
+  type DeltaDiscoveryResponse,
+  type DiscoveryResponse,
+} from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
 import { waitFor } from "./wait.js";
 
 export const TYPES = {
@@ -25,15 +30,22 @@ export interface ReceivedResponse {
   typeUrl: string;
   version: string;
   nonce: string;
+  /** Names of the resources carried. */
   names: string[];
+  /** Delta: names removed. */
+  removed: string[];
   at: number;
+}
+
+interface Held {
+  bytes: Buffer;
+  version: string;
 }
 
 interface TypeState {
   version: string;
   nonce: string;
-  /** Resource bytes (Any.value) by name, as Envoy would hold them. */
-  resources: Map<string, Buffer>;
+  resources: Map<string, Held>;
   subscribed: string[];
 }
 
@@ -41,40 +53,83 @@ export interface AdsClientOptions {
   port: number;
   host?: string;
   nodeId?: string;
+  protocol?: "sotw" | "delta";
   /** Return an error message to NACK a response instead of ACKing it. */
-  nack?: (response: DiscoveryResponse) => string | undefined;
-  /** Envoy's first requests after a reconnect carry the versions it holds. */
+  nack?: (typeUrl: string, names: string[]) => string | undefined;
+  /** SotW: the version per type this client claims to hold on its first requests. */
   initialVersions?: Partial<Record<string, string>>;
+  /** Delta: the resource versions per type this client claims to hold (initial_resource_versions). */
+  initialResourceVersions?: Partial<Record<string, Record<string, string>>>;
 }
+
+type Stream = grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> | grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
 
 export class AdsClient {
   readonly responses: ReceivedResponse[] = [];
-  readonly requests: DiscoveryRequest[] = [];
+  /** Requests sent, as JSON (both protocols). */
+  readonly requests: Record<string, unknown>[] = [];
+  readonly protocol: "sotw" | "delta";
   readonly #state = new Map<string, TypeState>();
   readonly #client: AggregatedDiscoveryServiceClient;
-  readonly #call: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+  #call!: Stream;
   readonly #options: AdsClientOptions;
   #closed = false;
+  #firstRequest = true;
   error: Error | undefined;
 
   constructor(options: AdsClientOptions) {
     this.#options = options;
+    this.protocol = options.protocol ?? "sotw";
     this.#client = new AggregatedDiscoveryServiceClient(`${options.host ?? "127.0.0.1"}:${options.port}`, grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": -1,
     });
-    this.#call = this.#client.streamAggregatedResources();
-    this.#call.on("data", (response: DiscoveryResponse) => this.#onResponse(response));
-    this.#call.on("error", (error: Error) => {
-      if (!this.#closed) this.error = error;
+    for (const type of [TYPES.cluster, TYPES.listener]) this.#typeState(type).version = options.initialVersions?.[type] ?? "";
+    this.#open(options.initialResourceVersions ?? {});
+  }
+
+  /**
+   * Drops the stream and opens a new one, as Envoy does after losing its control plane: it keeps
+   * its resources and says what it holds (version_info, or initial_resource_versions in delta).
+   */
+  reconnect(): void {
+    this.#call.cancel();
+    this.error = undefined;
+    const held = Object.fromEntries([...this.#state.keys()].map((type) => [type, this.resourceVersions(type)]));
+    this.#open(held);
+  }
+
+  /** Drops the stream without reconnecting (until reconnect()). */
+  disconnect(): void {
+    this.#call.cancel();
+  }
+
+  #open(initial: Partial<Record<string, Record<string, string>>>): void {
+    this.#firstRequest = true;
+    if (this.protocol === "delta") {
+      const call = this.#client.deltaAggregatedResources();
+      call.on("data", (response: DeltaDiscoveryResponse) => this.#onDelta(response));
+      this.#call = call;
+    } else {
+      const call = this.#client.streamAggregatedResources();
+      call.on("data", (response: DiscoveryResponse) => this.#onSotw(response));
+      this.#call = call;
+    }
+    const call = this.#call;
+    call.on("error", (error: Error) => {
+      if (!this.#closed && call === this.#call) this.error = error;
     });
-    for (const type of [TYPES.cluster, TYPES.listener]) {
+    for (const type of Object.values(TYPES)) {
       const state = this.#typeState(type);
-      state.version = options.initialVersions?.[type] ?? "";
-      this.#send(type, [], state.version, "");
+      if (!WILDCARD.has(type) && state.subscribed.length === 0) continue;
+      if (this.protocol === "delta") {
+        this.#sendDelta(type, { subscribe: WILDCARD.has(type) ? ["*"] : state.subscribed, initial: initial[type] });
+      } else {
+        this.#sendSotw(type, state.version, "");
+      }
     }
   }
 
-  /** Version the client accepted last, per type ("" before any). */
+  /** Version the client accepted last, per type ("" before any); system_version_info in delta. */
   version(typeUrl: string): string {
     return this.#state.get(typeUrl)?.version ?? "";
   }
@@ -85,7 +140,12 @@ export class AdsClient {
   }
 
   resource(typeUrl: string, name: string): Buffer | undefined {
-    return this.#state.get(typeUrl)?.resources.get(name);
+    return this.#state.get(typeUrl)?.resources.get(name)?.bytes;
+  }
+
+  /** Per-resource versions held (delta), as a reconnecting Envoy reports them. */
+  resourceVersions(typeUrl: string): Record<string, string> {
+    return Object.fromEntries([...(this.#state.get(typeUrl)?.resources ?? [])].map(([name, held]) => [name, held.version]));
   }
 
   clusters(): Cluster[] {
@@ -107,18 +167,35 @@ export class AdsClient {
     return Object.fromEntries((this.routes()?.virtualHosts ?? []).map((v) => [v.name, v.domains]));
   }
 
-  /** Sends a request as Envoy would (used to test subscription changes and stale nonces). */
+  /** SotW: sends a request as Envoy would (to test subscription changes and stale nonces). */
   request(typeUrl: string, names: string[], options: { version?: string; nonce?: string } = {}): void {
     const state = this.#typeState(typeUrl);
     if (!WILDCARD.has(typeUrl)) state.subscribed = names;
-    this.#send(typeUrl, names, options.version ?? state.version, options.nonce ?? state.nonce);
+    this.#sendSotw(typeUrl, options.version ?? state.version, options.nonce ?? state.nonce);
+  }
+
+  /** Sends an ACK-shaped request with the given nonce (to test stale nonces), in either protocol. */
+  acknowledge(typeUrl: string, nonce: string): void {
+    if (this.protocol === "delta") this.#sendDelta(typeUrl, { nonce });
+    else this.request(typeUrl, [], { nonce, version: "" });
+  }
+
+  /** Delta: subscribes and unsubscribes names of a type. */
+  subscribe(typeUrl: string, subscribe: string[], unsubscribe: string[] = []): void {
+    const state = this.#typeState(typeUrl);
+    state.subscribed = [...new Set([...state.subscribed, ...subscribe])].filter((n) => !unsubscribe.includes(n));
+    this.#sendDelta(typeUrl, { subscribe, unsubscribe });
   }
 
   waitUntil(what: string, check: (client: AdsClient) => boolean, timeoutMs = 5000): Promise<void> {
-    return waitFor(what, () => {
-      if (this.error) throw this.error;
-      return check(this) ? true : undefined;
-    }, { timeoutMs, intervalMs: 5 }).then(() => undefined);
+    return waitFor(
+      what,
+      () => {
+        if (this.error) throw this.error;
+        return check(this) ? true : undefined;
+      },
+      { timeoutMs, intervalMs: 5 },
+    ).then(() => undefined);
   }
 
   close(): void {
@@ -127,39 +204,91 @@ export class AdsClient {
     this.#client.close();
   }
 
-  #send(typeUrl: string, names: string[], versionInfo: string, responseNonce: string, errorMessage?: string): void {
-    const request = DiscoveryRequest.fromPartial({
-      typeUrl,
-      resourceNames: names,
-      versionInfo,
-      responseNonce,
-      node: this.requests.length === 0 ? { id: this.#options.nodeId ?? "ads-test-client", cluster: "test" } : undefined,
-      errorDetail: errorMessage === undefined ? undefined : { code: 3, message: errorMessage },
-    });
-    this.requests.push(request);
-    this.#call.write(request);
+  /** Like Envoy's set_node_on_first_message_only: the node goes on a stream's first request. */
+  #node() {
+    if (!this.#firstRequest) return undefined;
+    this.#firstRequest = false;
+    return { id: this.#options.nodeId ?? "ads-test-client", cluster: "test" };
   }
 
-  #onResponse(response: DiscoveryResponse): void {
+  #sendSotw(typeUrl: string, versionInfo: string, responseNonce: string, errorMessage?: string): void {
+    const request = DiscoveryRequest.fromPartial({
+      typeUrl,
+      resourceNames: this.#typeState(typeUrl).subscribed,
+      versionInfo,
+      responseNonce,
+      node: this.#node(),
+      errorDetail: errorMessage === undefined ? undefined : { code: 3, message: errorMessage },
+    });
+    this.requests.push(DiscoveryRequest.toJSON(request) as Record<string, unknown>);
+    (this.#call as grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>).write(request);
+  }
+
+  #sendDelta(
+    typeUrl: string,
+    fields: { subscribe?: string[]; unsubscribe?: string[]; nonce?: string; error?: string; initial?: Record<string, string> | undefined },
+  ): void {
+    const request = DeltaDiscoveryRequest.fromPartial({
+      typeUrl,
+      resourceNamesSubscribe: fields.subscribe ?? [],
+      resourceNamesUnsubscribe: fields.unsubscribe ?? [],
+      initialResourceVersions: fields.initial ?? {},
+      responseNonce: fields.nonce ?? "",
+      node: this.#node(),
+      errorDetail: fields.error === undefined ? undefined : { code: 3, message: fields.error },
+    });
+    this.requests.push(DeltaDiscoveryRequest.toJSON(request) as Record<string, unknown>);
+    (this.#call as grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>).write(request);
+  }
+
+  #onSotw(response: DiscoveryResponse): void {
     const typeUrl = response.typeUrl;
-    const names = response.resources.map((any) => this.#nameOf(typeUrl, any.value));
-    this.responses.push({ typeUrl, version: response.versionInfo, nonce: response.nonce, names, at: performance.now() });
+    const names = response.resources.map((any) => nameOf(typeUrl, any.value));
+    this.responses.push({ typeUrl, version: response.versionInfo, nonce: response.nonce, names, removed: [], at: performance.now() });
     const state = this.#typeState(typeUrl);
     state.nonce = response.nonce;
-
-    const rejection = this.#options.nack?.(response);
+    const rejection = this.#options.nack?.(typeUrl, names);
     if (rejection !== undefined) {
-      this.#send(typeUrl, state.subscribed, state.version, response.nonce, rejection);
+      this.#sendSotw(typeUrl, state.version, response.nonce, rejection);
       return;
     }
     if (WILDCARD.has(typeUrl)) state.resources.clear();
-    response.resources.forEach((any, i) => state.resources.set(names[i]!, any.value));
+    response.resources.forEach((any, i) => state.resources.set(names[i]!, { bytes: any.value, version: response.versionInfo }));
     state.version = response.versionInfo;
+    // Like Envoy, subscribe to what new clusters and listeners need before ACKing them.
+    this.#followDependencies(typeUrl);
+    this.#sendSotw(typeUrl, state.version, response.nonce);
+  }
 
-    // Like Envoy, subscribe to what the new clusters and listeners need before ACKing them.
-    if (typeUrl === TYPES.cluster) this.#subscribe(TYPES.endpoint, this.#edsClusters());
-    if (typeUrl === TYPES.listener) this.#subscribe(TYPES.route, this.#routeNames());
-    this.#send(typeUrl, state.subscribed, state.version, response.nonce);
+  #onDelta(response: DeltaDiscoveryResponse): void {
+    const typeUrl = response.typeUrl;
+    const names = response.resources.map((r) => r.name);
+    this.responses.push({
+      typeUrl,
+      version: response.systemVersionInfo,
+      nonce: response.nonce,
+      names,
+      removed: response.removedResources,
+      at: performance.now(),
+    });
+    const state = this.#typeState(typeUrl);
+    const rejection = this.#options.nack?.(typeUrl, names);
+    if (rejection !== undefined) {
+      this.#sendDelta(typeUrl, { nonce: response.nonce, error: rejection });
+      return;
+    }
+    for (const resource of response.resources) {
+      state.resources.set(resource.name, { bytes: resource.resource!.value, version: resource.version });
+    }
+    for (const name of response.removedResources) state.resources.delete(name);
+    state.version = response.systemVersionInfo;
+    this.#followDependencies(typeUrl);
+    this.#sendDelta(typeUrl, { nonce: response.nonce });
+  }
+
+  #followDependencies(typeUrl: string): void {
+    if (typeUrl === TYPES.cluster) this.#need(TYPES.endpoint, this.#edsClusters());
+    if (typeUrl === TYPES.listener) this.#need(TYPES.route, this.#routeNames());
   }
 
   #typeState(typeUrl: string): TypeState {
@@ -168,12 +297,16 @@ export class AdsClient {
     return state;
   }
 
-  #subscribe(typeUrl: string, names: string[]): void {
+  /** Makes the subscription of a named type exactly `names`, as Envoy does for EDS and RDS. */
+  #need(typeUrl: string, names: string[]): void {
     const state = this.#typeState(typeUrl);
     if (names.join("\n") === state.subscribed.join("\n")) return;
+    const added = names.filter((n) => !state.subscribed.includes(n));
+    const dropped = state.subscribed.filter((n) => !names.includes(n));
     state.subscribed = names;
-    for (const name of state.resources.keys()) if (!names.includes(name)) state.resources.delete(name);
-    this.#send(typeUrl, names, state.version, state.nonce);
+    for (const name of dropped) state.resources.delete(name);
+    if (this.protocol === "delta") this.#sendDelta(typeUrl, { subscribe: added, unsubscribe: dropped });
+    else this.#sendSotw(typeUrl, state.version, state.nonce);
   }
 
   #edsClusters(): string[] {
@@ -195,19 +328,19 @@ export class AdsClient {
     }
     return [...names].sort();
   }
+}
 
-  #nameOf(typeUrl: string, bytes: Buffer): string {
-    switch (typeUrl) {
-      case TYPES.cluster:
-        return Cluster.decode(bytes).name;
-      case TYPES.endpoint:
-        return ClusterLoadAssignment.decode(bytes).clusterName;
-      case TYPES.listener:
-        return Listener.decode(bytes).name;
-      case TYPES.route:
-        return RouteConfiguration.decode(bytes).name;
-      default:
-        return "";
-    }
+function nameOf(typeUrl: string, bytes: Buffer): string {
+  switch (typeUrl) {
+    case TYPES.cluster:
+      return Cluster.decode(bytes).name;
+    case TYPES.endpoint:
+      return ClusterLoadAssignment.decode(bytes).clusterName;
+    case TYPES.listener:
+      return Listener.decode(bytes).name;
+    case TYPES.route:
+      return RouteConfiguration.decode(bytes).name;
+    default:
+      return "";
   }
 }

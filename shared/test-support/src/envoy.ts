@@ -14,6 +14,8 @@ export interface EnvoyOptions {
   nodeId?: string;
   /** Bootstrap to render; envoy/bootstrap.yaml by default. */
   bootstrap?: string;
+  /** ADS variant: state of the world (GRPC, the bootstrap's default) or delta (DELTA_GRPC). */
+  protocol?: "sotw" | "delta";
   logLevel?: string;
 }
 
@@ -32,6 +34,7 @@ export interface Envoy {
 
 interface Bootstrap {
   node: { id: string };
+  dynamic_resources: { ads_config: { api_type: string } };
   admin: { address: { socket_address: { port_value: number } } };
   static_resources: { clusters: { name: string; load_assignment: { endpoints: unknown[] } }[] };
 }
@@ -40,6 +43,7 @@ export async function renderBootstrap(options: EnvoyOptions, dir: string): Promi
   const source = options.bootstrap ?? join(REPO_ROOT, "envoy", "bootstrap.yaml");
   const bootstrap = parse(await readFile(source, "utf8")) as Bootstrap;
   bootstrap.node.id = options.nodeId ?? "envoyage-test";
+  if (options.protocol === "delta") bootstrap.dynamic_resources.ads_config.api_type = "DELTA_GRPC";
   bootstrap.admin.address.socket_address.port_value = 0;
   const xds = bootstrap.static_resources.clusters.find((c) => c.name === "xds_cluster");
   if (!xds) throw new Error(`${source} has no xds_cluster`);

@@ -14,6 +14,7 @@ import { waitFor } from "./wait.js";
 const run = promisify(execFile);
 
 export interface Stack {
+  protocol: "sotw" | "delta";
   nats: NatsServer;
   api: ApiProcess;
   replicas: XdsProcess[];
@@ -51,20 +52,28 @@ export function record(upstream: Upstream, domains = ["web.example.com"]) {
   return { domains, endpoints: [{ address: "127.0.0.1", port: upstream.port }] };
 }
 
-export async function startStack(): Promise<Stack> {
+export interface StackOptions {
+  /** How Envoy talks ADS: state of the world or delta. */
+  protocol?: "sotw" | "delta";
+  /** Extra environment for the xDS replicas. */
+  xdsEnv?: Record<string, string>;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const natsCli = findTool("nats");
   const listenerPort = await freePort();
   const nats = await startNats();
   const api = await startApi({ natsUrl: nats.url });
   const replicas = [
-    await startXds({ natsUrl: nats.url, listenerPort }),
-    await startXds({ natsUrl: nats.url, listenerPort }),
+    await startXds({ natsUrl: nats.url, listenerPort, env: options.xdsEnv }),
+    await startXds({ natsUrl: nats.url, listenerPort, env: options.xdsEnv }),
   ];
   await Promise.all(replicas.map((r) => r.ready()));
   const upstreams = { A: await startUpstream("A"), B: await startUpstream("B") };
-  const envoy = await startEnvoy({ xdsPorts: replicas.map((r) => r.xdsPort) });
+  const envoy = await startEnvoy({ xdsPorts: replicas.map((r) => r.xdsPort), protocol: options.protocol });
 
   const stack: Stack = {
+    protocol: options.protocol ?? "sotw",
     nats,
     api,
     replicas,

@@ -1,26 +1,29 @@
-// The ADS gRPC server: one SotwStream per Envoy stream. Responses are pre-encoded Buffers, so the
-// method's serializer passes them through instead of encoding a message per stream.
+// The ADS gRPC server: StreamAggregatedResources (state of the world) and
+// DeltaAggregatedResources, one AdsStream per Envoy stream. Responses are pre-encoded Buffers, so
+// the methods' serializers pass them through instead of encoding a message per stream.
 import * as grpc from "@grpc/grpc-js";
 import { AggregatedDiscoveryServiceService } from "@envoyage/proto/envoy/service/discovery/v3/ads.js";
-import { DiscoveryRequest } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
+import type { DeltaDiscoveryRequest, DiscoveryRequest } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
+import { DeltaProtocol, deltaRequest } from "./delta.js";
 import type { ResourceSource } from "./resources.js";
-import { SotwResponses } from "./sotw-responses.js";
-import { SotwStream, type StreamEvents } from "./sotw-stream.js";
+import { ResponseCache } from "./responses.js";
+import { SotwProtocol, sotwRequest } from "./sotw.js";
+import { AdsStream, type Protocol, type StreamEvents, type StreamRequest } from "./stream.js";
 import { SubscriptionPool } from "./subscriptions.js";
 
 export interface AdsEvents extends StreamEvents {
-  connect(stream: SotwStream, peer: string): void;
-  disconnect(stream: SotwStream, reason: string): void;
-  error(stream: SotwStream, error: unknown): void;
+  connect(stream: AdsStream, peer: string): void;
+  disconnect(stream: AdsStream, reason: string): void;
+  error(stream: AdsStream, error: unknown): void;
 }
 
-const streamAggregatedResources = {
-  ...AggregatedDiscoveryServiceService.streamAggregatedResources,
-  responseSerialize: (bytes: Buffer): Buffer => bytes,
-  responseDeserialize: (bytes: Buffer): Buffer => bytes,
+const passThrough = { responseSerialize: (bytes: Buffer): Buffer => bytes, responseDeserialize: (bytes: Buffer): Buffer => bytes };
+const definition = {
+  streamAggregatedResources: { ...AggregatedDiscoveryServiceService.streamAggregatedResources, ...passThrough },
+  deltaAggregatedResources: { ...AggregatedDiscoveryServiceService.deltaAggregatedResources, ...passThrough },
 };
 
-type AdsCall = grpc.ServerDuplexStream<DiscoveryRequest, Buffer>;
+type Call<Request> = grpc.ServerDuplexStream<Request, Buffer>;
 
 export interface AdsServerOptions {
   source: ResourceSource;
@@ -35,15 +38,22 @@ export class AdsServer {
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
   });
-  readonly #calls = new Map<SotwStream, AdsCall>();
-  readonly #responses = new SotwResponses();
+  readonly #calls = new Map<AdsStream, Call<unknown>>();
   readonly #subscriptions = new SubscriptionPool();
+  readonly #sotw: Protocol;
+  readonly #delta: Protocol;
   readonly #options: AdsServerOptions;
 
   constructor(options: AdsServerOptions) {
     this.#options = options;
-    this.#server.addService({ streamAggregatedResources }, {
-      streamAggregatedResources: (call: AdsCall) => this.#serve(call),
+    const cache = new ResponseCache();
+    this.#sotw = new SotwProtocol(cache);
+    this.#delta = new DeltaProtocol(cache);
+    this.#server.addService(definition, {
+      streamAggregatedResources: (call: Call<DiscoveryRequest>) =>
+        this.#serve(call, this.#sotw, (request) => sotwRequest(request, this.#subscriptions)),
+      deltaAggregatedResources: (call: Call<DeltaDiscoveryRequest>) =>
+        this.#serve(call, this.#delta, (request) => deltaRequest(request, this.#subscriptions)),
     });
     options.source.onCommit(() => {
       for (const stream of this.#calls.keys()) stream.pump();
@@ -54,7 +64,7 @@ export class AdsServer {
     return this.#calls.size;
   }
 
-  streams(): IterableIterator<SotwStream> {
+  streams(): IterableIterator<AdsStream> {
     return this.#calls.keys();
   }
 
@@ -85,16 +95,16 @@ export class AdsServer {
     });
   }
 
-  #serve(call: AdsCall): void {
+  #serve<Request>(call: Call<Request>, protocol: Protocol, normalize: (request: Request) => StreamRequest): void {
     const { events } = this.#options;
-    const stream = new SotwStream({
+    const stream = new AdsStream({
+      protocol,
       source: this.#options.source,
-      responses: this.#responses,
       subscriptions: this.#subscriptions,
       events,
       send: (bytes) => call.write(bytes),
     });
-    this.#calls.set(stream, call);
+    this.#calls.set(stream, call as Call<unknown>);
     events.connect(stream, call.getPeer());
 
     let closed = false;
@@ -105,9 +115,9 @@ export class AdsServer {
       stream.close();
       events.disconnect(stream, reason);
     };
-    call.on("data", (request: DiscoveryRequest) => {
+    call.on("data", (request: Request) => {
       try {
-        stream.onRequest(request);
+        stream.receive(normalize(request));
       } catch (error) {
         // A bug handling one request must not take the replica down: drop this stream, Envoy
         // reconnects and starts afresh.

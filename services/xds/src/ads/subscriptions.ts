@@ -1,5 +1,6 @@
-// Named subscriptions (the resource_names of EDS and RDS requests), interned: thousands of Envoys
-// asking for the same names share one Set instead of holding a copy each.
+// Named subscriptions (the resource names of EDS and RDS requests), interned: thousands of Envoys
+// asking for the same names share one Set instead of holding a copy each. Delta requests change a
+// subscription by increments; a fleet making the same increment shares the computed result.
 import { hash } from "node:crypto";
 import type { ResourceSet } from "./resources.js";
 
@@ -42,8 +43,16 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
+const MAX_TRANSITIONS = 4096;
+
+function keyOf(names: readonly string[]): string {
+  return hash("sha256", names.join("\n"), "base64");
+}
+
 export class SubscriptionPool {
   readonly #byKey = new Map<string, Subscription>();
+  /** (subscription id, increment) → resulting subscription key, for delta streams in lockstep. */
+  readonly #transitions = new Map<string, string>();
   #nextId = 1;
 
   /**
@@ -52,10 +61,31 @@ export class SubscriptionPool {
    */
   intern(names: readonly string[], current: Subscription | undefined): Subscription {
     if (current && sameList(current.list, names)) return current;
-    const key = hash("sha256", names.join("\n"), "base64");
+    return this.#acquire(keyOf(names), () => [...names], current);
+  }
+
+  /** The subscription after a delta request's subscribe/unsubscribe lists ("*" is not a name). */
+  change(current: Subscription | undefined, subscribe: readonly string[], unsubscribe: readonly string[]): Subscription {
+    const transition = `${current?.id ?? 0}|${keyOf(subscribe)}|${keyOf(unsubscribe)}`;
+    let key = this.#transitions.get(transition);
+    let list: string[] | undefined;
+    if (key === undefined || !this.#byKey.has(key)) {
+      const names = new Set(current?.names);
+      for (const name of subscribe) if (name !== "*") names.add(name);
+      for (const name of unsubscribe) names.delete(name);
+      list = [...names].sort();
+      key = keyOf(list);
+      if (this.#transitions.size >= MAX_TRANSITIONS) this.#transitions.clear();
+      this.#transitions.set(transition, key);
+    }
+    return this.#acquire(key, () => list!, current);
+  }
+
+  #acquire(key: string, list: () => readonly string[], current: Subscription | undefined): Subscription {
     let subscription = this.#byKey.get(key);
+    if (subscription === current && current) return current;
     if (!subscription) {
-      subscription = new Subscription(this.#nextId++, key, [...names]);
+      subscription = new Subscription(this.#nextId++, key, list());
       this.#byKey.set(key, subscription);
     }
     subscription.refs++;

@@ -1,0 +1,121 @@
+// Delta (incremental) xDS: every response carries only the resources that changed, each with its
+// own version, and the names removed. A reconnecting Envoy says which versions it holds
+// (initial_resource_versions) and gets only what differs.
+//
+// Removals are sent for clusters and listeners only. Endpoints and routes go away when the
+// cluster or listener that needs them does (Envoy then unsubscribes); removing them earlier would
+// empty a cluster that routes still use during make-before-break.
+import type { DeltaDiscoveryRequest } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
+import type { ResourceSet, XdsResource } from "./resources.js";
+import { encodeDelta, type ResponseBody, type ResponseCache } from "./responses.js";
+import { WILDCARD_TYPES, type Delivery, type Protocol, type ResponseInput, type StreamRequest } from "./stream.js";
+import type { SubscriptionPool } from "./subscriptions.js";
+
+export function deltaRequest(request: DeltaDiscoveryRequest, subscriptions: SubscriptionPool): StreamRequest {
+  const subscribe = request.resourceNamesSubscribe;
+  const unsubscribe = request.resourceNamesUnsubscribe;
+  return {
+    typeUrl: request.typeUrl,
+    nodeId: request.node?.id,
+    nonce: request.responseNonce,
+    error: request.errorDetail ? request.errorDetail.message || "(no detail)" : undefined,
+    subscribe:
+      WILDCARD_TYPES.has(request.typeUrl) || (subscribe.length === 0 && unsubscribe.length === 0)
+        ? undefined
+        : (current) => subscriptions.change(current, subscribe, unsubscribe),
+    initialVersions: new Map(Object.entries(request.initialResourceVersions)),
+  };
+}
+
+interface Change {
+  updated: XdsResource[];
+  removed: string[];
+}
+
+export class DeltaProtocol implements Protocol {
+  readonly name = "delta";
+  readonly #cache: ResponseCache;
+
+  constructor(cache: ResponseCache) {
+    this.#cache = cache;
+  }
+
+  respond({ set, state, desired }: ResponseInput): ResponseBody | undefined {
+    const encode = (change: Change, nonce: string) => encodeDelta(set.typeUrl, desired.version, change.updated, change.removed, nonce);
+    let body: ResponseBody;
+    if (state.envoyHas) {
+      body = encode(fromEnvoyState(set, desired, state.envoyHas), this.#cache.nonce());
+    } else {
+      const acked = state.acked;
+      const key = `${desired.version}|${desired.subscription?.id ?? "*"}|${acked?.version ?? ""}|${acked?.base ?? ""}|${acked?.subscription?.id ?? ""}`;
+      body = this.#cache.cached(set, key, (nonce) => encode(sinceAcked(set, desired, acked), nonce));
+    }
+    // A fresh stream's first response of a type goes even when empty: Envoy waits for it to
+    // finish initializing (for the initial fetch timeout, 15 s by default).
+    const fresh = state.lastNonce === undefined && !state.envoyHas;
+    return body.count === 0 && body.removed === 0 && !fresh ? undefined : body;
+  }
+}
+
+/** Everything Envoy should hold of the type: the set (or its subscribed part) plus kept-alive clusters. */
+function wanted(set: ResourceSet, desired: Delivery): Map<string, XdsResource> {
+  const out = new Map<string, XdsResource>();
+  if (desired.subscription) {
+    for (const name of desired.subscription.names) {
+      const resource = set.get(name);
+      if (resource) out.set(name, resource);
+    }
+  } else {
+    for (const resource of set.values()) out.set(resource.name, resource);
+  }
+  for (const resource of desired.keptAlive) out.set(resource.name, resource);
+  return out;
+}
+
+function fromEnvoyState(set: ResourceSet, desired: Delivery, envoyHas: ReadonlyMap<string, string>): Change {
+  const want = wanted(set, desired);
+  const updated = [...want.values()].filter((resource) => envoyHas.get(resource.name) !== resource.version);
+  const removed = desired.subscription ? [] : [...envoyHas.keys()].filter((name) => !want.has(name));
+  return { updated, removed };
+}
+
+function sinceAcked(set: ResourceSet, desired: Delivery, acked: Delivery | undefined): Change {
+  const changed = acked ? set.changedSince(acked.base) : undefined;
+  if (!acked || changed === undefined) {
+    // Nothing acknowledged yet, or too long ago to diff: send the whole state.
+    const removed = acked && !desired.subscription ? [...removedSince(set, desired, acked)] : [];
+    return { updated: [...wanted(set, desired).values()], removed };
+  }
+  const subscription = desired.subscription;
+  const kept = new Set(desired.keptAlive.map((r) => r.name));
+  const updated: XdsResource[] = [];
+  const removed: string[] = [];
+  for (const name of changed) {
+    if (subscription && !subscription.names.has(name)) continue;
+    if (kept.has(name)) continue;
+    const resource = set.get(name);
+    if (resource) updated.push(resource);
+    else if (!subscription) removed.push(name);
+  }
+  if (subscription && acked.subscription !== subscription) {
+    for (const name of subscription.names) {
+      if (acked.subscription?.names.has(name) || changed.has(name)) continue;
+      const resource = set.get(name);
+      if (resource) updated.push(resource);
+    }
+  }
+  for (const resource of acked.keptAlive) {
+    if (!kept.has(resource.name) && !set.has(resource.name) && !changed.has(resource.name)) removed.push(resource.name);
+  }
+  return { updated, removed };
+}
+
+/** Names Envoy may hold that are gone, when the change log no longer reaches its version. */
+function removedSince(set: ResourceSet, desired: Delivery, acked: Delivery): Set<string> {
+  const kept = new Set(desired.keptAlive.map((r) => r.name));
+  const names = new Set<string>();
+  for (const resource of [...set.retiredSince(acked.serial), ...acked.keptAlive]) {
+    if (!set.has(resource.name) && !kept.has(resource.name)) names.add(resource.name);
+  }
+  return names;
+}

@@ -1,0 +1,90 @@
+// Discovery responses assembled from pre-encoded resources, and shared: every stream that needs
+// the same content at the same version gets the same Buffer, nonce included. A nonce only has to
+// be unique within a stream, and a stream never receives one body twice.
+import { randomBytes } from "node:crypto";
+import type { ResourceSet, XdsResource } from "./resources.js";
+import { lengthDelimitedField, stringField } from "../wire.js";
+
+export interface ResponseBody {
+  readonly bytes: Buffer;
+  readonly nonce: string;
+  readonly version: string;
+  /** Resources carried (updated ones, for delta). */
+  readonly count: number;
+  /** Delta: names removed. */
+  readonly removed: number;
+}
+
+interface TypeCache {
+  version: string;
+  bodies: Map<string, ResponseBody>;
+}
+
+/** Builds response bodies and caches them per resource-set version. */
+export class ResponseCache {
+  readonly #caches = new Map<string, TypeCache>();
+  /** A per-process prefix keeps nonces distinct from those of a replica Envoy used before. */
+  readonly #noncePrefix = randomBytes(3).toString("hex");
+  #nextNonce = 0;
+
+  /**
+   * The body `build` makes for `key` at the set's current version; `key` must identify
+   * everything `build` depends on besides that version.
+   */
+  cached(set: ResourceSet, key: string, build: (nonce: string) => ResponseBody): ResponseBody {
+    let cache = this.#caches.get(set.typeUrl);
+    if (!cache || cache.version !== set.version) {
+      cache = { version: set.version, bodies: new Map() };
+      this.#caches.set(set.typeUrl, cache);
+    }
+    let body = cache.bodies.get(key);
+    if (!body) {
+      body = build(this.nonce());
+      cache.bodies.set(key, body);
+    }
+    return body;
+  }
+
+  nonce(): string {
+    return `${this.#noncePrefix}-${(this.#nextNonce++).toString(36)}`;
+  }
+}
+
+/** DiscoveryResponse: version_info = 1, resources = 2, type_url = 4, nonce = 5. */
+export function encodeSotw(typeUrl: string, version: string, resources: readonly XdsResource[], nonce: string): ResponseBody {
+  const bytes = Buffer.concat([stringField(1, version), ...resources.map((r) => r.sotwField), stringField(4, typeUrl), stringField(5, nonce)]);
+  return { bytes, nonce, version, count: resources.length, removed: 0 };
+}
+
+const deltaFields = new WeakMap<XdsResource, Buffer>();
+
+/** A resource as element of DeltaDiscoveryResponse.resources: Resource{version = 1, resource = 2, name = 3}. */
+function deltaField(resource: XdsResource): Buffer {
+  let field = deltaFields.get(resource);
+  if (!field) {
+    field = lengthDelimitedField(
+      2,
+      Buffer.concat([stringField(1, resource.version), lengthDelimitedField(2, resource.any), stringField(3, resource.name)]),
+    );
+    deltaFields.set(resource, field);
+  }
+  return field;
+}
+
+/** DeltaDiscoveryResponse: system_version_info = 1, resources = 2, type_url = 4, nonce = 5, removed_resources = 6. */
+export function encodeDelta(
+  typeUrl: string,
+  version: string,
+  resources: readonly XdsResource[],
+  removed: readonly string[],
+  nonce: string,
+): ResponseBody {
+  const bytes = Buffer.concat([
+    stringField(1, version),
+    ...resources.map(deltaField),
+    stringField(4, typeUrl),
+    stringField(5, nonce),
+    ...removed.map((name) => stringField(6, name)),
+  ]);
+  return { bytes, nonce, version, count: resources.length, removed: removed.length };
+}

@@ -1,0 +1,59 @@
+// State of the world: clusters and listeners are sent whole; endpoints and routes are named,
+// and a response carries the subscribed ones that changed (leaving one out deletes nothing).
+import type { DiscoveryRequest } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
+import type { XdsResource } from "./resources.js";
+import { encodeSotw, type ResponseBody, type ResponseCache } from "./responses.js";
+import { WILDCARD_TYPES, type Protocol, type ResponseInput, type StreamRequest } from "./stream.js";
+import type { SubscriptionPool } from "./subscriptions.js";
+
+export function sotwRequest(request: DiscoveryRequest, subscriptions: SubscriptionPool): StreamRequest {
+  return {
+    typeUrl: request.typeUrl,
+    nodeId: request.node?.id,
+    nonce: request.responseNonce,
+    error: request.errorDetail ? request.errorDetail.message || "(no detail)" : undefined,
+    subscribe: WILDCARD_TYPES.has(request.typeUrl) ? undefined : (current) => subscriptions.intern(request.resourceNames, current),
+    versionInfo: request.versionInfo,
+  };
+}
+
+export class SotwProtocol implements Protocol {
+  readonly name = "sotw";
+  readonly #cache: ResponseCache;
+
+  constructor(cache: ResponseCache) {
+    this.#cache = cache;
+  }
+
+  respond({ set, state, desired }: ResponseInput): ResponseBody | undefined {
+    if (state.wildcard) {
+      if (desired.keptAlive.length === 0) {
+        return this.#cache.cached(set, "*", (nonce) => encodeSotw(set.typeUrl, set.version, [...set.values()], nonce));
+      }
+      // Clusters kept alive for this stream's older routes: a body of its own.
+      return encodeSotw(set.typeUrl, desired.version, [...set.values(), ...desired.keptAlive], this.#cache.nonce());
+    }
+    const subscription = desired.subscription!;
+    const acked = state.acked;
+    const key = `${subscription.id}|${acked?.base ?? ""}|${acked?.subscription?.id ?? ""}`;
+    const body = this.#cache.cached(set, key, (nonce) => {
+      const changed = acked ? set.changedSince(acked.base) : undefined;
+      const names = new Set<string>();
+      if (changed === undefined) {
+        for (const name of subscription.names) names.add(name);
+      } else {
+        for (const name of changed) if (subscription.names.has(name)) names.add(name);
+        if (acked!.subscription !== subscription) {
+          for (const name of subscription.names) if (!acked!.subscription?.names.has(name)) names.add(name);
+        }
+      }
+      const resources: XdsResource[] = [];
+      for (const name of names) {
+        const resource = set.get(name);
+        if (resource) resources.push(resource);
+      }
+      return encodeSotw(set.typeUrl, set.version, resources, nonce);
+    });
+    return body.count === 0 ? undefined : body;
+  }
+}

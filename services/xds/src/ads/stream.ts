@@ -1,0 +1,267 @@
+// One Envoy's ADS stream, whatever the protocol variant: what it asked for, what it was sent,
+// what it accepted, and when the next response of each type may go. The protocol (state of the
+// world or delta) only decides what a response contains (sotw.ts, delta.ts).
+//
+// Rules (Envoy's "xDS REST and gRPC protocol"):
+// - A type is answered only while Envoy has a request of that type outstanding; the ACK or NACK
+//   of a response is the next request. An ACK whose nonce is not the latest sent is stale.
+// - Make-before-break: listeners and routes are sent only once clusters and endpoints are caught
+//   up (every cluster they may reference is warm); a cluster that routes Envoy may still hold
+//   refer to stays until Envoy has acknowledged routes without it.
+// - A NACKed version is never resent; Envoy keeps its last accepted config meanwhile.
+import { xorInto } from "../resource-table.js";
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, type ResourceSet, type ResourceSource, type XdsResource } from "./resources.js";
+import type { ResponseBody } from "./responses.js";
+import type { Subscription, SubscriptionPool } from "./subscriptions.js";
+
+/** The order Envoy wants new configuration in: clusters, endpoints, listeners, routes. */
+export const PUSH_ORDER = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE] as const;
+const SERVED_TYPES: ReadonlySet<string> = new Set(PUSH_ORDER);
+/** Types Envoy gets whole (every resource there is), not by name. */
+export const WILDCARD_TYPES: ReadonlySet<string> = new Set([CLUSTER_TYPE, LISTENER_TYPE]);
+/** Types sent only once clusters and endpoints are caught up, so nothing references what Envoy lacks. */
+const AFTER_CLUSTERS: ReadonlySet<string> = new Set([LISTENER_TYPE, ROUTE_TYPE]);
+
+export type ProtocolName = "sotw" | "delta";
+
+/** What Envoy holds (or is being sent) of one type. */
+export interface Delivery {
+  /** Version of the state delivered: the set's version, plus any clusters kept alive. */
+  version: string;
+  /** Version of the resource set it reflects. */
+  base: string;
+  /** Commit serial of that set. */
+  serial: number;
+  subscription: Subscription | undefined;
+  /** Clusters kept for older routes (not in the set itself). */
+  keptAlive: readonly XdsResource[];
+}
+
+export interface TypeState {
+  readonly typeUrl: string;
+  readonly wildcard: boolean;
+  /** Latest requested names (named types). */
+  subscription: Subscription | undefined;
+  /** Envoy has a request of this type outstanding. */
+  pending: boolean;
+  lastNonce: string | undefined;
+  sent: (Delivery & { nonce: string; at: number }) | undefined;
+  acked: Delivery | undefined;
+  rejected: { version: string; subscription: Subscription | undefined; error: string; at: number } | undefined;
+  /** Delta: resource versions Envoy said it holds when it (re)connected, until the first ACK. */
+  envoyHas: ReadonlyMap<string, string> | undefined;
+  ackedAt: number | undefined;
+}
+
+/** A request, whatever the protocol, reduced to what the stream needs. */
+export interface StreamRequest {
+  typeUrl: string;
+  nodeId: string | undefined;
+  nonce: string;
+  /** NACK: Envoy's error_detail message. */
+  error: string | undefined;
+  /** Named types: the subscription after this request. */
+  subscribe?: (current: Subscription | undefined) => Subscription;
+  /** SotW: version_info of the first request of a type (what a reconnecting Envoy holds). */
+  versionInfo?: string;
+  /** Delta: initial_resource_versions of the first request of a type. */
+  initialVersions?: ReadonlyMap<string, string>;
+}
+
+/** What a response carries, computed by the protocol from the stream's state. */
+export interface ResponseInput {
+  set: ResourceSet;
+  state: TypeState;
+  desired: Delivery;
+}
+
+export interface Protocol {
+  readonly name: ProtocolName;
+  /** The response that brings Envoy from its state to `desired`, or undefined if it already holds it. */
+  respond(input: ResponseInput): ResponseBody | undefined;
+}
+
+/** What a stream reports, for logs, metrics and sync status. */
+export interface StreamEvents {
+  push(stream: AdsStream, typeUrl: string, body: ResponseBody): void;
+  ack(stream: AdsStream, typeUrl: string, version: string, nonce: string): void;
+  nack(stream: AdsStream, typeUrl: string, version: string, nonce: string, error: string): void;
+  stale(stream: AdsStream, typeUrl: string, nonce: string): void;
+}
+
+export interface AdsStreamOptions {
+  protocol: Protocol;
+  source: ResourceSource;
+  subscriptions: SubscriptionPool;
+  events: StreamEvents;
+  send: (bytes: Buffer) => void;
+}
+
+export class AdsStream {
+  nodeId = "";
+  readonly protocol: ProtocolName;
+  readonly #types = new Map<string, TypeState>();
+  readonly #options: AdsStreamOptions;
+
+  constructor(options: AdsStreamOptions) {
+    this.#options = options;
+    this.protocol = options.protocol.name;
+  }
+
+  /** Per-type state, read-only, for status reporting. */
+  types(): ReadonlyMap<string, Readonly<TypeState>> {
+    return this.#types;
+  }
+
+  receive(request: StreamRequest): void {
+    if (request.nodeId) this.nodeId = request.nodeId;
+    const type = request.typeUrl;
+    if (!SERVED_TYPES.has(type)) return;
+    const state = this.#state(type);
+    const first = state.lastNonce === undefined;
+
+    if (request.nonce !== "" && request.nonce !== state.lastNonce) {
+      this.#options.events.stale(this, type, request.nonce);
+      // SotW repeats its whole request with each ACK, so a stale one is dropped; a delta
+      // request's subscription change still counts.
+      if (this.protocol === "sotw" || !request.subscribe) return;
+    } else if (state.sent && request.nonce === state.sent.nonce) {
+      this.#settle(state, request.error);
+    } else if (first) {
+      this.#adoptEnvoyState(state, request);
+    }
+    if (!state.wildcard && request.subscribe) {
+      state.subscription = request.subscribe(state.subscription);
+    }
+    // One response of a type in flight at a time: a request that is not its ACK (a delta
+    // subscription change) is answered once that ACK arrives.
+    if (!state.sent) state.pending = true;
+    this.pump();
+  }
+
+  /** Sends whatever is due; called on every request and after every commit. */
+  pump(): void {
+    if (!this.#options.source.ready) return;
+    for (const type of PUSH_ORDER) {
+      const state = this.#types.get(type);
+      if (state?.pending) this.#respond(state);
+    }
+  }
+
+  close(): void {
+    for (const state of this.#types.values()) {
+      if (state.subscription) this.#options.subscriptions.release(state.subscription);
+    }
+    this.#types.clear();
+  }
+
+  #settle(state: TypeState, error: string | undefined): void {
+    const sent = state.sent!;
+    state.sent = undefined;
+    if (error !== undefined) {
+      state.rejected = { version: sent.version, subscription: sent.subscription, error, at: Date.now() };
+      this.#options.events.nack(this, state.typeUrl, sent.version, sent.nonce, error);
+    } else {
+      state.acked = sent;
+      state.ackedAt = Date.now();
+      state.envoyHas = undefined;
+      this.#options.events.ack(this, state.typeUrl, sent.version, sent.nonce);
+    }
+  }
+
+  /** A (re)connecting Envoy may already hold resources, possibly from another replica. */
+  #adoptEnvoyState(state: TypeState, request: StreamRequest): void {
+    if (request.initialVersions && request.initialVersions.size > 0) state.envoyHas = request.initialVersions;
+    // SotW can only say "I hold version V of the whole set": worth trusting for wildcard types,
+    // whose versions are content hashes computed alike on every replica.
+    if (state.wildcard && request.versionInfo) {
+      const set = this.#options.source.resources(state.typeUrl);
+      if (request.versionInfo === set.version) {
+        state.acked = { version: set.version, base: set.version, serial: set.serial, subscription: undefined, keptAlive: [] };
+      }
+    }
+  }
+
+  #respond(state: TypeState): void {
+    if (AFTER_CLUSTERS.has(state.typeUrl) && !(this.#clustersCaughtUp() && this.#endpointsCaughtUp())) return;
+    const set = this.#options.source.resources(state.typeUrl);
+    const desired = this.#desired(state, set);
+    const acked = state.acked;
+    if (acked?.version === desired.version && acked.subscription === desired.subscription && !state.envoyHas) return;
+    if (state.rejected?.version === desired.version && state.rejected.subscription === desired.subscription) return;
+    const body = this.#options.protocol.respond({ set, state, desired });
+    if (body === undefined) {
+      // Nothing Envoy holds differs from what we want: it already has this state.
+      state.acked = desired;
+      state.envoyHas = undefined;
+      return;
+    }
+    if (body.nonce === state.lastNonce) return;
+    state.sent = { ...desired, nonce: body.nonce, at: Date.now() };
+    state.lastNonce = body.nonce;
+    state.pending = false;
+    this.#options.send(body.bytes);
+    this.#options.events.push(this, state.typeUrl, body);
+  }
+
+  #desired(state: TypeState, set: ResourceSet): Delivery {
+    const keptAlive = state.typeUrl === CLUSTER_TYPE ? this.#clustersKeptAlive() : [];
+    const version = keptAlive.length === 0 ? set.version : composedVersion(set.version, keptAlive);
+    return { version, base: set.version, serial: set.serial, subscription: state.wildcard ? undefined : state.subscription, keptAlive };
+  }
+
+  /** True when Envoy holds the cluster set we want it to hold now. */
+  #clustersCaughtUp(): boolean {
+    const state = this.#types.get(CLUSTER_TYPE);
+    if (!state) return true; // this client does not use CDS
+    return state.acked?.version === this.#desired(state, this.#options.source.resources(CLUSTER_TYPE)).version;
+  }
+
+  /** True when Envoy holds the current endpoints of every EDS cluster. */
+  #endpointsCaughtUp(): boolean {
+    const set = this.#options.source.resources(ENDPOINT_TYPE);
+    if (set.size === 0 || !this.#types.has(CLUSTER_TYPE)) return true;
+    const acked = this.#types.get(ENDPOINT_TYPE)?.acked;
+    return acked !== undefined && acked.base === set.version && acked.subscription !== undefined && acked.subscription.covers(set);
+  }
+
+  /**
+   * Clusters removed since the routes Envoy holds (or is being sent) were built: they stay in
+   * the cluster set until Envoy acknowledges routes that no longer use them.
+   */
+  #clustersKeptAlive(): XdsResource[] {
+    const routes = this.#types.get(ROUTE_TYPE);
+    if (!routes || (!routes.acked && !routes.sent)) return [];
+    const routeSet = this.#options.source.resources(ROUTE_TYPE);
+    const since = Math.min(routes.acked?.serial ?? Infinity, routes.sent?.serial ?? Infinity);
+    if (since >= routeSet.serial) return [];
+    return this.#options.source.resources(CLUSTER_TYPE).retiredSince(since);
+  }
+
+  #state(type: string): TypeState {
+    let state = this.#types.get(type);
+    if (!state) {
+      state = {
+        typeUrl: type,
+        wildcard: WILDCARD_TYPES.has(type),
+        subscription: undefined,
+        pending: false,
+        lastNonce: undefined,
+        sent: undefined,
+        acked: undefined,
+        rejected: undefined,
+        envoyHas: undefined,
+        ackedAt: undefined,
+      };
+      this.#types.set(type, state);
+    }
+    return state;
+  }
+}
+
+/** The version of a set plus extra resources: XOR in their digests, as the set itself does. */
+function composedVersion(base: string, extra: readonly XdsResource[]): string {
+  const accumulator = Buffer.from(base, "hex");
+  for (const resource of extra) xorInto(accumulator, resource.digest);
+  return accumulator.toString("hex");
+}
