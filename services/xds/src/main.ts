@@ -6,6 +6,7 @@ import { AdsServer } from "./ads/server.js";
 import { loggingEvents } from "./ads-log.js";
 import { loadConfig } from "./config.js";
 import { Replica } from "./replica.js";
+import { replicaStatus } from "./replica-status.js";
 import { SnapshotStore } from "./snapshot.js";
 import { startStatusServer } from "./status-server.js";
 
@@ -21,7 +22,7 @@ const ads = new AdsServer({ source: store, events: loggingEvents(logger) });
 const xdsPort = await ads.listen(config.host, config.xdsPort);
 const status = await startStatusServer(config.host, config.httpPort, {
   ready: () => replica.ready,
-  details: () => ({ replica: config.replicaId, revision: replica.revision, streams: ads.streamCount }),
+  status: () => replicaStatus(config.replicaId, replica, store, ads),
 });
 logger.info(
   { xdsPort, httpPort: (status.address() as AddressInfo).port, listenerPort: config.listenerPort, bucket: config.registry.bucket },

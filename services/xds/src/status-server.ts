@@ -1,11 +1,12 @@
-// Liveness and readiness over plain HTTP, for orchestrators and `make` targets.
+// Health, readiness and status over plain HTTP, for orchestrators, operators and tests.
 //   GET /healthz  200 while the process runs
 //   GET /readyz   200 once the registry is loaded and streams are served, else 503
+//   GET /status   the replica's state (replica-status.ts)
 import { createServer, type Server } from "node:http";
 
 export interface StatusSource {
   ready(): boolean;
-  details(): Record<string, unknown>;
+  status(): object;
 }
 
 export function startStatusServer(host: string, port: number, source: StatusSource): Promise<Server> {
@@ -19,9 +20,11 @@ export function startStatusServer(host: string, port: number, source: StatusSour
       case "/healthz":
         return send(200, { status: "ok" });
       case "/readyz":
-        return source.ready() ? send(200, { status: "ready", ...source.details() }) : send(503, { status: "loading", ...source.details() });
+        return source.ready() ? send(200, { status: "ready" }) : send(503, { status: "loading" });
+      case "/status":
+        return send(200, source.status());
       default:
-        return send(404, { error: { code: "not_found", message: "try /healthz or /readyz" } });
+        return send(404, { error: { code: "not_found", message: "try /healthz, /readyz or /status" } });
     }
   });
   return new Promise((resolve, reject) => {

@@ -65,6 +65,13 @@ const indexOf = (events: Event[], match: (e: Event) => boolean, from = 0) => {
   return i < 0 ? -1 : i + from;
 };
 
+/** Index of the first push of `type` after `from`, and of the ACK of that very push. */
+function pushAndAck(events: Event[], type: string, from: number): [number, number] {
+  const push = indexOf(events, (e) => e.kind === "push" && e.type === type, from);
+  const version = events[push]?.version;
+  return [push, indexOf(events, (e) => e.kind === "ack" && e.type === type && e.version === version, push + 1)];
+}
+
 /** A response as "TYPE:updated+names" (and "-removed+names" for delta). */
 const shape = (r: { typeUrl: string; names: string[]; removed: string[] }) =>
   `${TYPE_NAMES[r.typeUrl]}:${r.names.join("+")}${r.removed.length > 0 ? `-${r.removed.join("+")}` : ""}`;
@@ -95,8 +102,8 @@ describe(`ADS (${protocol})`, () => {
     const client = connect();
     await synced(client, 2);
     assert.deepEqual(client.responses.map((r) => TYPE_NAMES[r.typeUrl]), ["CDS", "EDS", "LDS", "RDS"]);
-    const ackEds = indexOf(events, (e) => e.kind === "ack" && e.type === "EDS");
-    const ackCds = indexOf(events, (e) => e.kind === "ack" && e.type === "CDS");
+    const [, ackCds] = pushAndAck(events, "CDS", 0);
+    const [, ackEds] = pushAndAck(events, "EDS", 0);
     const pushLds = indexOf(events, (e) => e.kind === "push" && e.type === "LDS");
     const pushRds = indexOf(events, (e) => e.kind === "push" && e.type === "RDS");
     assert.ok(ackCds >= 0 && ackEds >= 0 && pushLds > Math.max(ackCds, ackEds) && pushRds > pushLds, JSON.stringify(events));
@@ -112,9 +119,9 @@ describe(`ADS (${protocol})`, () => {
     store.commit();
     await synced(client, 2);
     const pushCds = indexOf(events, (e) => e.kind === "push" && e.type === "CDS", from);
-    const ackNewEds = indexOf(events, (e) => e.kind === "ack" && e.type === "EDS", from);
+    const [pushEds, ackNewEds] = pushAndAck(events, "EDS", from);
     const pushRds = indexOf(events, (e) => e.kind === "push" && e.type === "RDS", from);
-    assert.ok(pushCds >= 0 && ackNewEds > pushCds && pushRds > ackNewEds, JSON.stringify(events.slice(from)));
+    assert.ok(pushCds >= 0 && pushEds > pushCds && ackNewEds > pushEds && pushRds > ackNewEds, JSON.stringify(events.slice(from)));
     assert.equal(events.slice(from).filter((e) => e.kind === "push" && e.type === "LDS").length, 0, "the listener did not change");
   });
 
@@ -126,8 +133,7 @@ describe(`ADS (${protocol})`, () => {
     store.removeService("gone");
     store.commit();
     await client.waitUntil("the cluster to go", (c) => !c.names(TYPES.cluster).includes("gone"));
-    const pushRds = indexOf(events, (e) => e.kind === "push" && e.type === "RDS", from);
-    const ackRds = indexOf(events, (e) => e.kind === "ack" && e.type === "RDS", from);
+    const [pushRds, ackRds] = pushAndAck(events, "RDS", from);
     const pushCds = indexOf(events, (e) => e.kind === "push" && e.type === "CDS", from);
     assert.ok(pushRds >= 0 && ackRds > pushRds && pushCds > ackRds, JSON.stringify(events.slice(from)));
     assert.deepEqual(Object.keys(client.virtualHosts()), ["a"]);

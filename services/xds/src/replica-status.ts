@@ -1,0 +1,37 @@
+// What a replica reports about itself (GET /status on XDS_HTTP_PORT): the bucket revision it
+// has applied, the version and size of each resource type, rejected records, and its streams.
+// Replicas in the same bucket state report the same versions.
+import { PUSH_ORDER } from "./ads/stream.js";
+import { TYPE_NAMES, type ResourceSource } from "./ads/resources.js";
+import type { AdsServer } from "./ads/server.js";
+import type { Replica } from "./replica.js";
+
+export interface ReplicaStatus {
+  replica: string;
+  ready: boolean;
+  revision: number;
+  services: { served: number; rejected: Record<string, unknown> };
+  resources: Record<string, { version: string; count: number }>;
+  streams: { sotw: number; delta: number };
+}
+
+export function replicaStatus(replicaId: string, replica: Replica, source: ResourceSource, ads: AdsServer): ReplicaStatus {
+  const streams = { sotw: 0, delta: 0 };
+  for (const stream of ads.streams()) streams[stream.protocol]++;
+  return {
+    replica: replicaId,
+    ready: replica.ready,
+    revision: replica.revision,
+    services: {
+      served: replica.registry.servedCount,
+      rejected: Object.fromEntries(replica.registry.rejected().map((name) => [name, replica.registry.status(name)])),
+    },
+    resources: Object.fromEntries(
+      PUSH_ORDER.map((type) => {
+        const set = source.resources(type);
+        return [TYPE_NAMES[type]!, { version: set.version, count: set.size }];
+      }),
+    ),
+    streams,
+  };
+}
