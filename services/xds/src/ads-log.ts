@@ -36,5 +36,8 @@ export function loggingEvents(logger: Logger): AdsEvents {
     stale(stream, typeUrl, nonce) {
       logger.debug({ ...context(stream, typeUrl), nonce }, "ignored a request with a stale nonce");
     },
+    synced(stream, serial) {
+      logger.debug({ ...context(stream), serial }, "Envoy holds the current config");
+    },
   };
 }

@@ -17,6 +17,8 @@ export interface XdsConfig {
   listenerPort: number;
   /** How long SIGTERM waits for Envoys to move their streams elsewhere. */
   shutdownGraceMs: number;
+  /** Burst coalescing (replica.ts, BatchSettings). */
+  batch: { windowMs: number; burst: number };
 }
 
 export function loadConfig(env: Env): XdsConfig {
@@ -31,5 +33,6 @@ export function loadConfig(env: Env): XdsConfig {
     listenerAddress: envString(env, "LISTENER_ADDRESS", "0.0.0.0"),
     listenerPort: envPort(env, "LISTENER_PORT", 10000),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 5000, 0, 600_000),
+    batch: { windowMs: envInt(env, "COMMIT_BATCH_MS", 50, 0, 600_000), burst: envInt(env, "COMMIT_BURST", 25, 0, 100_000) },
   };
 }

@@ -3,7 +3,9 @@
 import type { AddressInfo } from "node:net";
 import { createLogger, exitOnUnexpectedErrors, loadConfigOrExit, NatsLink, onTermination } from "@envoyage/registry";
 import { AdsServer } from "./ads/server.js";
+import { combineEvents } from "./ads/events.js";
 import { loggingEvents } from "./ads-log.js";
+import { XdsMetrics } from "./metrics.js";
 import { loadConfig } from "./config.js";
 import { Replica } from "./replica.js";
 import { replicaStatus } from "./replica-status.js";
@@ -16,13 +18,20 @@ exitOnUnexpectedErrors(logger);
 
 const link = new NatsLink({ servers: config.registry.natsServers, name: `envoyage-xds ${config.replicaId}`, logger });
 const store = new SnapshotStore({ listenerAddress: config.listenerAddress, listenerPort: config.listenerPort });
-const replica = new Replica({ link, settings: config.registry, logger, store });
-const ads = new AdsServer({ source: store, events: loggingEvents(logger) });
+const metrics: XdsMetrics = new XdsMetrics(store, {
+  streams: () => ads.streams(),
+  services: () => replica.registry.counts(),
+  ready: () => replica.ready,
+  revision: () => replica.revision,
+});
+const replica: Replica = new Replica({ link, settings: config.registry, logger, store, batch: config.batch, events: metrics.replicaEvents() });
+const ads = new AdsServer({ source: store, events: combineEvents(loggingEvents(logger), metrics.adsEvents()) });
 
 const xdsPort = await ads.listen(config.host, config.xdsPort);
 const status = await startStatusServer(config.host, config.httpPort, {
   ready: () => replica.ready,
   status: () => replicaStatus(config.replicaId, replica, store, ads),
+  metrics: metrics.registry,
 });
 logger.info(
   { xdsPort, httpPort: (status.address() as AddressInfo).port, listenerPort: config.listenerPort, bucket: config.registry.bucket },

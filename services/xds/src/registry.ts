@@ -120,6 +120,16 @@ export class Registry {
     return [...this.#entries.keys()].filter((name) => this.status(name)?.state !== "serving");
   }
 
+  /** Services by state, for metrics. */
+  counts(): { served: number; invalid: number; conflict: number } {
+    const counts = { served: this.#served.size, invalid: 0, conflict: 0 };
+    for (const name of this.#entries.keys()) {
+      const state = this.status(name)?.state;
+      if (state === "invalid" || state === "conflict") counts[state]++;
+    }
+    return counts;
+  }
+
   get servedCount(): number {
     return this.#served.size;
   }

@@ -7,7 +7,7 @@
 import { decodeRecord, parseKey, type NatsLink, type RegistrySettings } from "@envoyage/registry";
 import type { Logger } from "pino";
 import { Registry, type EffectiveRecord } from "./registry.js";
-import type { SnapshotStore } from "./snapshot.js";
+import type { CommitStats, SnapshotStore } from "./snapshot.js";
 import { BucketWatcher, type BucketEntry } from "./watch.js";
 
 export interface ReplicaOptions {
@@ -15,6 +15,25 @@ export interface ReplicaOptions {
   settings: RegistrySettings;
   logger: Logger;
   store: SnapshotStore;
+  batch: BatchSettings;
+  events?: ReplicaEvents;
+}
+
+/**
+ * Bursts: while changes arrive faster than `burst` per `windowMs`, they are gathered and
+ * committed (and pushed) once per window; slower changes, and the first change after a quiet
+ * spell, are committed at once.
+ */
+export interface BatchSettings {
+  windowMs: number;
+  burst: number;
+}
+
+/** What the pipeline reports, for metrics. */
+export interface ReplicaEvents {
+  entry(entry: BucketEntry): void;
+  commit(stats: CommitStats): void;
+  rejected(name: string, reason: "invalid" | "conflict"): void;
 }
 
 const LOOKUP_RETRY_MS = 500;
@@ -33,6 +52,12 @@ export class Replica {
   #loaded = false;
   #commitScheduled = false;
   #stopped = false;
+  /** Earliest write (server time) applied since the last commit. */
+  #firstWriteAt: number | undefined;
+  /** Moving average of the time between entries, in ms. */
+  #gapAverage = Infinity;
+  #lastEntryAt = 0;
+  #lastCommitAt = 0;
 
   constructor(options: ReplicaOptions) {
     this.#options = options;
@@ -63,6 +88,9 @@ export class Replica {
   }
 
   #apply(entry: BucketEntry): void {
+    this.#options.events?.entry(entry);
+    this.#firstWriteAt = Math.min(this.#firstWriteAt ?? Infinity, entry.created.getTime());
+    this.#measureRate();
     const key = parseKey(entry.key);
     if (key.kind === "service") {
       if (this.registry.setService(key.name, entry.revision, entry.value)) {
@@ -111,13 +139,27 @@ export class Replica {
     this.#scheduleCommit();
   }
 
+  #measureRate(): void {
+    const now = performance.now();
+    const gap = now - this.#lastEntryAt;
+    // A quiet spell of a whole window ends any burst: the next change goes out at once.
+    this.#gapAverage = gap >= this.#options.batch.windowMs || this.#gapAverage === Infinity ? gap : 0.8 * this.#gapAverage + 0.2 * gap;
+    this.#lastEntryAt = now;
+  }
+
+  /** Commits after the entries at hand are applied: at once, or once per window during a burst. */
   #scheduleCommit(): void {
     if (this.#commitScheduled) return;
     this.#commitScheduled = true;
-    setImmediate(() => {
+    const run = () => {
       this.#commitScheduled = false;
       this.#commit();
-    });
+    };
+    const { windowMs, burst } = this.#options.batch;
+    const bursting = burst > 0 && this.#gapAverage < windowMs / burst;
+    const wait = bursting ? this.#lastCommitAt + windowMs - performance.now() : 0;
+    if (wait > 0) setTimeout(run, wait);
+    else setImmediate(run);
   }
 
   #commit(): void {
@@ -127,8 +169,13 @@ export class Replica {
       if (change.record) store.setService(change.name, change.record);
       else store.removeService(change.name);
     }
-    const stats = store.commit();
-    if (stats) logger.debug({ serial: stats.serial, revision: this.revision, ms: stats.durationMs }, "snapshot committed");
+    const stats = store.commit({ revision: this.revision, firstWriteAt: this.#firstWriteAt });
+    this.#firstWriteAt = undefined;
+    this.#lastCommitAt = performance.now();
+    if (stats) {
+      logger.debug({ serial: stats.serial, revision: this.revision, ms: stats.durationMs }, "snapshot committed");
+      this.#options.events?.commit(stats);
+    }
     this.#reportProblems();
     if (this.#loaded && this.#lookups.size === 0 && !store.ready) {
       store.markReady();
@@ -150,6 +197,7 @@ export class Replica {
         continue;
       }
       this.#reported.set(name, summary);
+      if (status) this.#options.events?.rejected(name, status.state === "invalid" ? "invalid" : "conflict");
       if (status?.state === "invalid") {
         logger.warn(
           { service: name, revision: status.revision, problem: status.problem, servingRevision: status.servingRevision ?? null },

@@ -29,6 +29,17 @@ interface EncodedVirtualHost {
   digest: Buffer;
 }
 
+/** What a commit reflects of the bucket. */
+export interface CommitMeta {
+  /** Bucket revision applied: Envoys holding this commit hold every write up to it. */
+  revision: number;
+  /** Server time (ms) of the earliest write first included in this commit. */
+  firstWriteAt: number | undefined;
+}
+
+/** How many commits commitMeta() remembers. */
+const COMMIT_HISTORY = 1024;
+
 export interface CommitStats {
   serial: number;
   /** Types whose set changed in this commit. */
@@ -45,6 +56,7 @@ export class SnapshotStore implements ResourceSource {
   readonly #virtualHostDigest = Buffer.alloc(16);
   #routesDirty = true;
   #serial = 0;
+  readonly #history = new Map<number, CommitMeta>([[0, { revision: 0, firstWriteAt: undefined }]]);
   #ready = false;
   readonly #listeners = new Set<() => void>();
 
@@ -105,8 +117,13 @@ export class SnapshotStore implements ResourceSource {
     this.#notify();
   }
 
+  /** What commit `serial` reflects, while it is among the last 1,024. */
+  commitMeta(serial: number): CommitMeta | undefined {
+    return this.#history.get(serial);
+  }
+
   /** Applies everything staged as one commit and tells the streams, if anything changed. */
-  commit(): CommitStats | undefined {
+  commit(meta: CommitMeta = { revision: 0, firstWriteAt: undefined }): CommitStats | undefined {
     const started = performance.now();
     if (this.#routesDirty) {
       this.#table(ROUTE_TYPE).stage(this.#assembleRouteConfiguration());
@@ -116,8 +133,14 @@ export class SnapshotStore implements ResourceSource {
     const now = Date.now();
     const changed: string[] = [];
     for (const table of this.#tables.values()) if (table.commit(serial, now)) changed.push(table.typeUrl);
-    if (changed.length === 0) return undefined;
+    if (changed.length === 0) {
+      // Same content: whoever holds the current commit also holds these writes.
+      this.#history.get(this.#serial)!.revision = Math.max(this.#history.get(this.#serial)!.revision, meta.revision);
+      return undefined;
+    }
     this.#serial = serial;
+    this.#history.set(serial, { ...meta });
+    this.#history.delete(serial - COMMIT_HISTORY);
     const stats = { serial, changed, durationMs: performance.now() - started };
     if (this.#ready) this.#notify();
     return stats;

@@ -15,6 +15,8 @@ let kv: KV;
 const replicas: XdsProcess[] = [];
 const clients: AdsClient[] = [];
 
+const endpointAt = (n: number, port: number) => encodeRecord({ domains: [`s${n}.example.com`], endpoints: [{ address: "10.9.0.1", port }] });
+const portOf = (c: AdsClient, name: string) => c.endpoints(name)?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.portValue;
 const record = (n: number) => encodeRecord({ domains: [`s${n}.example.com`], endpoints: [{ address: `10.1.${n >> 8}.${n & 255}`, port: 8000 }] });
 
 async function replica(): Promise<XdsProcess> {
@@ -109,5 +111,43 @@ describe("xDS replicas on a real bucket", () => {
     assert.match(other.process.output(), /does not exist yet/);
     await new Kvm(nc).create("later", { history: 10 });
     await other.ready();
+  });
+
+  it("coalesces a burst of 1,000 changes into a handful of pushes", async () => {
+    const c = client(replicas[0]!.xdsPort, "burst");
+    await c.waitUntil("the registry", (x) => "newcomer" in x.virtualHosts(), 20_000);
+    const from = c.responses.length;
+    await Promise.all(Array.from({ length: 1000 }, (_, n) => kv.put(`services.s${100 + (n % 100)}`, endpointAt(100 + (n % 100), 20_000 + n))));
+    await c.waitUntil("the last change", (x) => portOf(x, "s199") === 20_999, 20_000);
+    const pushes = c.responses.slice(from).length;
+    assert.ok(pushes <= 20, `${pushes} pushes for 1,000 changes`);
+  });
+
+  // A replica told to batch anything faster than one change per 300 ms, in 1.5 s windows.
+  const batching = { COMMIT_BATCH_MS: "1500", COMMIT_BURST: "5" };
+
+  it("coalesces a steady stream of changes, one write at a time, into batches", async () => {
+    const patient = await startXds({ natsUrl: nats.url, listenerPort: 10000, env: batching });
+    replicas.push(patient);
+    await patient.ready(20_000);
+    const c = client(patient.xdsPort, "trickle");
+    await c.waitUntil("the registry", (x) => "newcomer" in x.virtualHosts(), 20_000);
+    const from = c.responses.length;
+    for (let n = 0; n < 300; n++) await kv.put(`services.s${200 + (n % 50)}`, endpointAt(200 + (n % 50), 30_000 + n));
+    await c.waitUntil("the last change", (x) => portOf(x, "s249") === 30_299, 20_000);
+    const pushes = c.responses.slice(from).length;
+    assert.ok(pushes <= 10, `${pushes} pushes for 300 changes`);
+  });
+
+  it("pushes a single change at once, without waiting for the batch window", async () => {
+    const patient = replicas.at(-1)!;
+    const c = client(patient.xdsPort, "single");
+    await c.waitUntil("the registry", (x) => portOf(x, "s249") === 30_299, 20_000);
+    await sleep(1600); // a quiet spell longer than the window
+    await kv.put("services.s300", endpointAt(300, 40_000));
+    // Batched, the change would wait for the 1.5 s window; it arrives well before that.
+    const started = performance.now();
+    await c.waitUntil("the single change", (x) => portOf(x, "s300") === 40_000, 5000);
+    assert.ok(performance.now() - started < 1000, "the change waited for the batch window");
   });
 });

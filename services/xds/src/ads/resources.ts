@@ -48,6 +48,8 @@ export interface ResourceSet {
 export interface ResourceSource {
   /** False until the whole registry is loaded: streams get nothing before (readiness gate). */
   readonly ready: boolean;
+  /** Serial of the latest commit. */
+  readonly serial: number;
   resources(typeUrl: string): ResourceSet;
   /** Called after every commit and when the source becomes ready. */
   onCommit(listener: () => void): () => void;

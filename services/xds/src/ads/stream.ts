@@ -87,6 +87,8 @@ export interface StreamEvents {
   ack(stream: AdsStream, typeUrl: string, version: string, nonce: string): void;
   nack(stream: AdsStream, typeUrl: string, version: string, nonce: string, error: string): void;
   stale(stream: AdsStream, typeUrl: string, nonce: string): void;
+  /** Envoy now holds everything as of commit `serial` (every type acknowledged). */
+  synced(stream: AdsStream, serial: number): void;
 }
 
 export interface AdsStreamOptions {
@@ -100,6 +102,8 @@ export interface AdsStreamOptions {
 export class AdsStream {
   nodeId = "";
   readonly protocol: ProtocolName;
+  /** The latest commit this Envoy holds completely. */
+  syncedSerial = 0;
   readonly #types = new Map<string, TypeState>();
   readonly #options: AdsStreamOptions;
 
@@ -141,10 +145,15 @@ export class AdsStream {
 
   /** Sends whatever is due; called on every request and after every commit. */
   pump(): void {
-    if (!this.#options.source.ready) return;
+    const source = this.#options.source;
+    if (!source.ready) return;
     for (const type of PUSH_ORDER) {
       const state = this.#types.get(type);
       if (state?.pending) this.#respond(state);
+    }
+    if (source.serial > this.syncedSerial && this.#synced()) {
+      this.syncedSerial = source.serial;
+      this.#options.events.synced(this, source.serial);
     }
   }
 
@@ -208,6 +217,18 @@ export class AdsStream {
     const keptAlive = state.typeUrl === CLUSTER_TYPE ? this.#clustersKeptAlive() : [];
     const version = keptAlive.length === 0 ? set.version : composedVersion(set.version, keptAlive);
     return { version, base: set.version, serial: set.serial, subscription: state.wildcard ? undefined : state.subscription, keptAlive };
+  }
+
+  /** True when every type Envoy asked for is acknowledged at the current state, nothing in flight. */
+  #synced(): boolean {
+    if (this.#types.size === 0) return false;
+    for (const state of this.#types.values()) {
+      if (state.sent || !state.acked) return false;
+      if (state.typeUrl === CLUSTER_TYPE ? !this.#clustersCaughtUp() : state.acked.base !== this.#options.source.resources(state.typeUrl).version) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** True when Envoy holds the cluster set we want it to hold now. */

@@ -1,0 +1,149 @@
+// Prometheus metrics of a replica (GET /metrics on XDS_HTTP_PORT): streams, pushes, ACKs and
+// NACKs by type, the bucket watch, commits, rejected records, and convergence — the time from a
+// KV write to the moment an Envoy has acknowledged everything that write changed.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { TYPE_NAMES } from "./ads/resources.js";
+import type { AdsEvents } from "./ads/server.js";
+import type { AdsStream } from "./ads/stream.js";
+import type { ReplicaEvents } from "./replica.js";
+import type { SnapshotStore } from "./snapshot.js";
+
+const LATENCY_BUCKETS = [0.001, 0.002, 0.004, 0.006, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export interface MetricSources {
+  streams(): Iterable<AdsStream>;
+  services(): { served: number; invalid: number; conflict: number };
+  ready(): boolean;
+  revision(): number;
+}
+
+export class XdsMetrics {
+  readonly registry = new Registry();
+  readonly #store: SnapshotStore;
+  readonly #syncedAt = new WeakMap<AdsStream, number>();
+  readonly #pushes: Counter<"type" | "protocol">;
+  readonly #pushBytes: Counter<"type">;
+  readonly #acks: Counter<"type">;
+  readonly #nacks: Counter<"type">;
+  readonly #stale: Counter<"type">;
+  readonly #convergence: Histogram;
+  readonly #watchLag: Histogram;
+  readonly #entries: Counter<"kind">;
+  readonly #commits: Counter;
+  readonly #commitDuration: Histogram;
+  readonly #rejected: Counter<"reason">;
+
+  constructor(store: SnapshotStore, sources: MetricSources) {
+    this.#store = store;
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: "envoyage_xds_streams",
+      help: "Open ADS streams (connected Envoys), by protocol.",
+      labelNames: ["protocol"],
+      registers,
+      collect() {
+        const counts = { sotw: 0, delta: 0 };
+        for (const stream of sources.streams()) counts[stream.protocol]++;
+        for (const [protocol, count] of Object.entries(counts)) this.set({ protocol }, count);
+      },
+    });
+    new Gauge({
+      name: "envoyage_registry_services",
+      help: "Services by state: served, or rejected as invalid or conflicting.",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        for (const [state, count] of Object.entries(sources.services())) this.set({ state }, count);
+      },
+    });
+    new Gauge({
+      name: "envoyage_ready",
+      help: "1 once the registry is loaded and Envoys are served.",
+      registers,
+      collect() {
+        this.set(sources.ready() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "envoyage_kv_revision",
+      help: "Bucket revision this replica has applied.",
+      registers,
+      collect() {
+        this.set(sources.revision());
+      },
+    });
+    this.#pushes = new Counter({ name: "envoyage_xds_pushes_total", help: "Responses sent, by type.", labelNames: ["type", "protocol"], registers });
+    this.#pushBytes = new Counter({ name: "envoyage_xds_push_bytes_total", help: "Bytes of responses sent, by type.", labelNames: ["type"], registers });
+    this.#acks = new Counter({ name: "envoyage_xds_acks_total", help: "Responses Envoy accepted, by type.", labelNames: ["type"], registers });
+    this.#nacks = new Counter({ name: "envoyage_xds_nacks_total", help: "Responses Envoy rejected, by type.", labelNames: ["type"], registers });
+    this.#stale = new Counter({ name: "envoyage_xds_stale_requests_total", help: "Requests ignored for a stale nonce.", labelNames: ["type"], registers });
+    this.#convergence = new Histogram({
+      name: "envoyage_convergence_seconds",
+      help: "From a KV write (server time) to an Envoy holding everything it changed, acknowledged.",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#watchLag = new Histogram({
+      name: "envoyage_kv_watch_lag_seconds",
+      help: "From a KV write (server time) to this replica receiving it.",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#entries = new Counter({ name: "envoyage_kv_entries_total", help: "Bucket entries applied, by operation.", labelNames: ["kind"], registers });
+    this.#commits = new Counter({ name: "envoyage_snapshot_commits_total", help: "Snapshot commits that changed what Envoys get.", registers });
+    this.#commitDuration = new Histogram({
+      name: "envoyage_snapshot_commit_duration_seconds",
+      help: "Time to translate, encode and version one commit.",
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+      registers,
+    });
+    this.#rejected = new Counter({
+      name: "envoyage_registry_rejected_records_total",
+      help: "Records rejected (never pushed), by reason.",
+      labelNames: ["reason"],
+      registers,
+    });
+  }
+
+  adsEvents(): AdsEvents {
+    const type = (typeUrl: string) => TYPE_NAMES[typeUrl] ?? typeUrl;
+    return {
+      connect: (stream) => void this.#syncedAt.set(stream, 0),
+      disconnect: () => {},
+      error: () => {},
+      push: (stream, typeUrl, body) => {
+        this.#pushes.inc({ type: type(typeUrl), protocol: stream.protocol });
+        this.#pushBytes.inc({ type: type(typeUrl) }, body.bytes.length);
+      },
+      ack: (_stream, typeUrl) => this.#acks.inc({ type: type(typeUrl) }),
+      nack: (_stream, typeUrl) => this.#nacks.inc({ type: type(typeUrl) }),
+      stale: (_stream, typeUrl) => this.#stale.inc({ type: type(typeUrl) }),
+      synced: (stream, serial) => this.#observeConvergence(stream, serial),
+    };
+  }
+
+  replicaEvents(): ReplicaEvents {
+    return {
+      entry: (entry) => {
+        this.#entries.inc({ kind: entry.value === undefined ? "delete" : "put" });
+        this.#watchLag.observe(Math.max(0, Date.now() - entry.created.getTime()) / 1000);
+      },
+      commit: (stats) => {
+        this.#commits.inc();
+        this.#commitDuration.observe(stats.durationMs / 1000);
+      },
+      rejected: (_name, reason) => this.#rejected.inc({ reason }),
+    };
+  }
+
+  /** One observation per catch-up: from the earliest write the Envoy did not hold yet. */
+  #observeConvergence(stream: AdsStream, serial: number): void {
+    const previous = this.#syncedAt.get(stream) ?? 0;
+    this.#syncedAt.set(stream, serial);
+    if (previous === 0) return; // a new Envoy's first full config is not a change converging
+    let earliest = Infinity;
+    for (let s = previous + 1; s <= serial; s++) earliest = Math.min(earliest, this.#store.commitMeta(s)?.firstWriteAt ?? Infinity);
+    if (earliest !== Infinity) this.#convergence.observe(Math.max(0, Date.now() - earliest) / 1000);
+  }
+}
