@@ -1,11 +1,13 @@
 // The Fastify application: routes, validation from the one record schema, JSON errors, OpenAPI.
 import swagger from "@fastify/swagger";
+import fastifyPlugin from "fastify-plugin";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { AJV_OPTIONS, addRecordFormats, describeValidationError, formatProblem } from "@envoyage/registry";
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { ApiError } from "./errors.js";
 import type { RegistryAccess } from "./registry-access.js";
+import { metricsPlugin } from "./metrics.js";
 import { healthRoutes } from "./routes/health.js";
 import { serviceRoutes } from "./routes/services.js";
 
@@ -22,7 +24,7 @@ class AccessLog extends LogController {
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
     const line = { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 };
     if (error) reply.log.error({ ...line, err: error }, "request failed");
-    else if (request.url === "/healthz" || request.url === "/readyz") reply.log.debug(line, "request");
+    else if (["/healthz", "/readyz", "/metrics"].includes(request.url)) reply.log.debug(line, "request");
     else reply.log.info(line, "request");
   }
 }
@@ -86,6 +88,8 @@ export async function buildApp(options: AppOptions) {
     void reply.status(404).send(new ApiError(404, "not_found", `no route for ${request.method} ${request.url}`).body());
   });
 
+  // Unencapsulated, so its onResponse hook sees every route.
+  await app.register(fastifyPlugin(metricsPlugin), { ready: () => options.registry.ready });
   await app.register(healthRoutes, { registry: options.registry });
   await app.register(serviceRoutes, { registry: options.registry });
   app.get("/openapi.json", { schema: { hide: true } }, () => app.swagger());

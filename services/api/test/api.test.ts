@@ -214,6 +214,18 @@ describe("OpenAPI", () => {
   });
 });
 
+describe("metrics", () => {
+  it("counts requests by route pattern and status at /metrics", async () => {
+    await call("GET", "/v1/services/nope");
+    const response = await fetch(`${base}/metrics`);
+    assert.equal(response.status, 200);
+    const text = await response.text();
+    assert.match(text, /envoyage_api_requests_total\{method="GET",route="\/v1\/services\/:name",status="404"\} [1-9]/);
+    assert.match(text, /envoyage_api_request_duration_seconds_bucket\{le="0.005",method="PUT",route="\/v1\/services\/:name"\}/);
+    assert.match(text, /envoyage_api_ready 1/);
+  });
+});
+
 describe("NATS unavailable", () => {
   it("answers 503 within a second while NATS is down, and recovers by itself", async () => {
     await nats.kill();
