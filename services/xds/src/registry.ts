@@ -9,6 +9,9 @@
 //   otherwise to the record with the lowest revision, i.e. the one written first.
 // - A service is served only if it wins every one of its domains: a conflicting record is never
 //   pushed, and the service already serving a domain keeps it.
+// - Replicas claim the domains they serve that have no claim yet (records written with the CLI),
+//   so a domain, once served, stays with its service: claims are one way. A claim is taken over
+//   only when stale: its holder was deleted, or rewritten without the domain, after the claim.
 import { decodeRecord, formatProblem, type ServiceRecord } from "@envoyage/registry";
 
 export interface EffectiveRecord {
@@ -34,9 +37,23 @@ export interface ServedChange {
   record: ServiceRecord | undefined;
 }
 
+/** A claim to write: domains.<domain> = owner, if its revision is still `expectedRevision` (0: absent). */
+export interface ClaimWrite {
+  domain: string;
+  owner: string;
+  expectedRevision: number;
+}
+
+interface Claim {
+  owner: string;
+  revision: number;
+}
+
 export class Registry {
   readonly #entries = new Map<string, Entry>();
-  readonly #claims = new Map<string, string>();
+  readonly #claims = new Map<string, Claim>();
+  /** Revision at which each deleted service was deleted: a claim older than that is stale. */
+  readonly #deletedAt = new Map<string, number>();
   /** domain → services whose effective record lists it */
   readonly #byDomain = new Map<string, Set<string>>();
   readonly #served = new Map<string, EffectiveRecord>();
@@ -53,8 +70,10 @@ export class Registry {
         this.#setEffective(name, entry, undefined);
         this.#entries.delete(name);
       }
+      this.#deletedAt.set(name, revision);
       return false;
     }
+    this.#deletedAt.delete(name);
     const decoded = decodeRecord(value);
     const target = entry ?? { latestRevision: revision, problem: undefined, effective: undefined };
     this.#entries.set(name, target);
@@ -76,17 +95,34 @@ export class Registry {
     this.#setEffective(name, entry, fallback);
   }
 
-  /** Applies domains.<domain> (undefined when deleted). */
-  setClaim(domain: string, owner: string | undefined): void {
+  /** Applies domains.<domain> (owner undefined when deleted). */
+  setClaim(domain: string, owner: string | undefined, revision: number): void {
     if (owner === undefined) this.#claims.delete(domain);
-    else this.#claims.set(domain, owner);
+    else this.#claims.set(domain, { owner, revision });
     for (const name of this.#byDomain.get(domain) ?? []) this.#dirty.add(name);
   }
 
-  /** Re-evaluates what changed since the last call; returns the changes to what is served. */
-  resolve(): ServedChange[] {
+  /** Claims to write for the served domains of `names` (default: every service) that lack a valid one. */
+  claimsToWrite(names: Iterable<string> = this.#served.keys()): ClaimWrite[] {
+    const writes: ClaimWrite[] = [];
+    for (const name of names) {
+      for (const domain of this.#served.get(name)?.record.domains ?? []) {
+        const claim = this.#claims.get(domain);
+        if (!claim) writes.push({ domain, owner: name, expectedRevision: 0 });
+        else if (claim.owner !== name && this.#isStale(claim, domain)) writes.push({ domain, owner: name, expectedRevision: claim.revision });
+      }
+    }
+    return writes;
+  }
+
+  /**
+   * Re-evaluates what changed since the last call; returns the changes to what is served, and
+   * the names evaluated (whose claims may need writing).
+   */
+  resolve(): { changes: ServedChange[]; evaluated: string[] } {
     const changes: ServedChange[] = [];
-    for (const name of this.#dirty) {
+    const evaluated = [...this.#dirty];
+    for (const name of evaluated) {
       const entry = this.#entries.get(name);
       const next = entry?.effective && this.#conflictsOf(name, entry.effective.record).length === 0 ? entry.effective : undefined;
       const current = this.#served.get(name);
@@ -96,7 +132,7 @@ export class Registry {
       changes.push({ name, record: next?.record });
     }
     this.#dirty.clear();
-    return changes;
+    return { changes, evaluated };
   }
 
   status(name: string): ServiceStatus | undefined {
@@ -169,9 +205,16 @@ export class Registry {
     return conflicts;
   }
 
+  /** Stale: the holder was deleted, or rewritten without the domain, after the claim was made. */
+  #isStale(claim: Claim, domain: string): boolean {
+    const holder = this.#entries.get(claim.owner);
+    if (!holder) return (this.#deletedAt.get(claim.owner) ?? 0) > claim.revision;
+    return holder.latestRevision > claim.revision && !holder.effective?.record.domains.includes(domain);
+  }
+
   #winnerOf(domain: string): string {
     const candidates = this.#byDomain.get(domain)!;
-    const claimant = this.#claims.get(domain);
+    const claimant = this.#claims.get(domain)?.owner;
     if (claimant !== undefined && candidates.has(claimant)) return claimant;
     let winner = "";
     let lowest = Infinity;

@@ -10,7 +10,7 @@ export interface ReplicaStatus {
   replica: string;
   ready: boolean;
   revision: number;
-  services: { served: number; rejected: Record<string, unknown> };
+  services: { served: number; rejected: Record<string, unknown>; failedValidation: Record<string, string[]> };
   resources: Record<string, { version: string; count: number }>;
   streams: { sotw: number; delta: number };
 }
@@ -25,6 +25,7 @@ export function replicaStatus(replicaId: string, replica: Replica, source: Resou
     services: {
       served: replica.registry.servedCount,
       rejected: Object.fromEntries(replica.registry.rejected().map((name) => [name, replica.registry.status(name)])),
+      failedValidation: Object.fromEntries(replica.invalidResources),
     },
     resources: Object.fromEntries(
       PUSH_ORDER.map((type) => {

@@ -6,7 +6,7 @@
 // that find the last good revision of services whose latest value is invalid.
 import { decodeRecord, parseKey, type NatsLink, type RegistrySettings } from "@envoyage/registry";
 import type { Logger } from "pino";
-import { Registry, type EffectiveRecord } from "./registry.js";
+import { Registry, type ClaimWrite, type EffectiveRecord } from "./registry.js";
 import type { CommitStats, SnapshotStore } from "./snapshot.js";
 import { BucketWatcher, type BucketEntry } from "./watch.js";
 
@@ -33,10 +33,11 @@ export interface BatchSettings {
 export interface ReplicaEvents {
   entry(entry: BucketEntry): void;
   commit(stats: CommitStats): void;
-  rejected(name: string, reason: "invalid" | "conflict"): void;
+  rejected(name: string, reason: "invalid" | "conflict" | "validation"): void;
 }
 
 const LOOKUP_RETRY_MS = 500;
+const CLAIM_RETRY_MS = 2000;
 const utf8 = new TextDecoder();
 
 export class Replica {
@@ -48,8 +49,12 @@ export class Replica {
   readonly #touched = new Set<string>();
   /** Last reported problem per service, so each is logged once. */
   readonly #reported = new Map<string, string>();
+  /** Services whose latest change failed the pre-push validator (they keep their previous resources). */
+  readonly invalidResources = new Map<string, string[]>();
   readonly #startedAt = performance.now();
   #loaded = false;
+  readonly #claimsInFlight = new Set<string>();
+  #claimRetry: NodeJS.Timeout | undefined;
   #commitScheduled = false;
   #stopped = false;
   /** Earliest write (server time) applied since the last commit. */
@@ -84,6 +89,7 @@ export class Replica {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearTimeout(this.#claimRetry);
     await this.#watcher.stop();
   }
 
@@ -98,7 +104,7 @@ export class Replica {
       }
       this.#touched.add(key.name);
     } else if (key.kind === "claim") {
-      this.registry.setClaim(key.domain, entry.value ? utf8.decode(entry.value).trim() : undefined);
+      this.registry.setClaim(key.domain, entry.value ? utf8.decode(entry.value).trim() : undefined, entry.revision);
     } else {
       this.#options.logger.debug({ key: entry.key }, "ignoring a key outside the registry layout");
       return;
@@ -164,8 +170,10 @@ export class Replica {
 
   #commit(): void {
     const { store, logger } = this.#options;
-    for (const change of this.registry.resolve()) {
+    const { changes, evaluated } = this.registry.resolve();
+    for (const change of changes) {
       this.#touched.add(change.name);
+      this.invalidResources.delete(change.name);
       if (change.record) store.setService(change.name, change.record);
       else store.removeService(change.name);
     }
@@ -175,14 +183,45 @@ export class Replica {
     if (stats) {
       logger.debug({ serial: stats.serial, revision: this.revision, ms: stats.durationMs }, "snapshot committed");
       this.#options.events?.commit(stats);
+      for (const { name, problems } of stats.rejected) {
+        // The registry keeps domains unique, so this is a bug upstream, caught before Envoy.
+        logger.error({ service: name, problems }, "pre-push validation rejected a service; it keeps its previous config");
+        this.invalidResources.set(name, problems);
+        this.#options.events?.rejected(name, "validation");
+      }
     }
     this.#reportProblems();
+    if (store.ready) this.#writeClaims(this.registry.claimsToWrite(evaluated));
     if (this.#loaded && this.#lookups.size === 0 && !store.ready) {
       store.markReady();
       logger.info(
         { services: this.registry.servedCount, revision: this.revision, ms: Math.round(performance.now() - this.#startedAt) },
         "registry loaded: serving Envoy",
       );
+      this.#writeClaims(this.registry.claimsToWrite());
+    }
+  }
+
+  /** Claims served domains that have none (records written with the CLI); every replica tries, one wins. */
+  #writeClaims(writes: ClaimWrite[]): void {
+    const { logger } = this.#options;
+    for (const { domain, owner, expectedRevision } of writes) {
+      if (this.#claimsInFlight.has(domain)) continue;
+      this.#claimsInFlight.add(domain);
+      this.#watcher
+        .writeClaim(domain, owner, expectedRevision)
+        .then((won) => {
+          if (won) logger.info({ domain, service: owner, takeover: expectedRevision !== 0 }, "claimed a served domain");
+        })
+        .catch((error: unknown) => {
+          if (this.#stopped) return;
+          logger.warn({ err: error, domain, service: owner }, "could not claim a served domain; retrying");
+          this.#claimRetry ??= setTimeout(() => {
+            this.#claimRetry = undefined;
+            this.#writeClaims(this.registry.claimsToWrite());
+          }, CLAIM_RETRY_MS);
+        })
+        .finally(() => this.#claimsInFlight.delete(domain));
     }
   }
 

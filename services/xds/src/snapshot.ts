@@ -3,7 +3,9 @@
 // A service change re-translates that service only. Its cluster and endpoints are resources of
 // their own; its virtual host is one part of the single route configuration, which is assembled
 // by concatenating pre-encoded virtual hosts in name order (the same bytes translateRegistry's
-// RouteConfiguration encodes to, which a test checks).
+// RouteConfiguration encodes to, which a test checks). Before a commit is published, every
+// changed service is validated against the rest (validate.ts); one that fails keeps its previous
+// resources and is reported, and the rest of the commit goes through.
 import { hash } from "node:crypto";
 import { Cluster } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
 import { ClusterLoadAssignment } from "@envoyage/proto/envoy/config/endpoint/v3/endpoint.js";
@@ -17,9 +19,11 @@ import {
   ROUTE_TYPE,
   type ResourceSet,
   type ResourceSource,
+  type XdsResource,
 } from "./ads/resources.js";
 import { makeResource, ResourceTable, resourceFromAny, xorInto } from "./resource-table.js";
 import { LISTENER_NAME, ROUTE_CONFIG_NAME, translateListener, translateService, type TranslateOptions } from "./translate/index.js";
+import { MAX_ROUTE_CONFIGURATION_BYTES, validateService } from "./validate.js";
 import { encodeAny, lengthDelimitedField, stringField } from "./wire.js";
 
 interface EncodedVirtualHost {
@@ -27,6 +31,23 @@ interface EncodedVirtualHost {
   /** The virtual host as field 2 of a RouteConfiguration. */
   field: Buffer;
   digest: Buffer;
+}
+
+/** One service's resources, encoded. */
+interface EncodedService {
+  name: string;
+  domains: readonly string[];
+  /** Clusters its routes point at. */
+  routeClusters: readonly string[];
+  cluster: XdsResource;
+  endpoints: XdsResource | undefined;
+  virtualHost: EncodedVirtualHost;
+}
+
+/** A service whose change failed validation: it keeps its previous resources. */
+export interface Rejection {
+  name: string;
+  problems: string[];
 }
 
 /** What a commit reflects of the bucket. */
@@ -45,6 +66,7 @@ export interface CommitStats {
   /** Types whose set changed in this commit. */
   changed: string[];
   durationMs: number;
+  rejected: Rejection[];
 }
 
 export class SnapshotStore implements ResourceSource {
@@ -54,6 +76,10 @@ export class SnapshotStore implements ResourceSource {
   /** Virtual hosts sorted by name, and an index into them. */
   readonly #virtualHosts: EncodedVirtualHost[] = [];
   readonly #virtualHostDigest = Buffer.alloc(16);
+  /** Committed services, and which service each committed domain belongs to. */
+  readonly #services = new Map<string, EncodedService>();
+  readonly #domainHolders = new Map<string, string>();
+  readonly #staged = new Map<string, EncodedService | null>();
   #routesDirty = true;
   #serial = 0;
   readonly #history = new Map<number, CommitMeta>([[0, { revision: 0, firstWriteAt: undefined }]]);
@@ -86,28 +112,20 @@ export class SnapshotStore implements ResourceSource {
   /** Stages a servable service (added or changed). */
   setService(name: string, record: ServiceRecord): void {
     const { cluster, loadAssignment, virtualHost } = translateService(name, record);
-    this.#table(CLUSTER_TYPE).stage(makeResource(CLUSTER_TYPE, name, Cluster.encode(cluster).finish()));
-    if (loadAssignment) {
-      this.#table(ENDPOINT_TYPE).stage(
-        makeResource(ENDPOINT_TYPE, name, ClusterLoadAssignment.encode(loadAssignment).finish()),
-      );
-    } else {
-      this.#table(ENDPOINT_TYPE).stageRemoval(name);
-    }
     const bytes = VirtualHost.encode(virtualHost).finish();
-    this.#putVirtualHost({ name, field: lengthDelimitedField(2, bytes), digest: digestOf(bytes) });
+    this.#staged.set(name, {
+      name,
+      domains: virtualHost.domains,
+      routeClusters: virtualHost.routes.flatMap((route) => (route.route?.cluster ? [route.route.cluster] : [])),
+      cluster: makeResource(CLUSTER_TYPE, name, Cluster.encode(cluster).finish()),
+      endpoints: loadAssignment && makeResource(ENDPOINT_TYPE, name, ClusterLoadAssignment.encode(loadAssignment).finish()),
+      virtualHost: { name, field: lengthDelimitedField(2, bytes), digest: digestOf(bytes) },
+    });
   }
 
   /** Stages the removal of a service that is no longer servable. */
   removeService(name: string): void {
-    this.#table(CLUSTER_TYPE).stageRemoval(name);
-    this.#table(ENDPOINT_TYPE).stageRemoval(name);
-    const index = this.#indexOf(name);
-    if (this.#virtualHosts[index]?.name === name) {
-      xorInto(this.#virtualHostDigest, this.#virtualHosts[index].digest);
-      this.#virtualHosts.splice(index, 1);
-      this.#routesDirty = true;
-    }
+    this.#staged.set(name, null);
   }
 
   /** Opens the readiness gate: from now on streams are served. */
@@ -125,8 +143,14 @@ export class SnapshotStore implements ResourceSource {
   /** Applies everything staged as one commit and tells the streams, if anything changed. */
   commit(meta: CommitMeta = { revision: 0, firstWriteAt: undefined }): CommitStats | undefined {
     const started = performance.now();
+    const rejected = this.#applyStaged();
     if (this.#routesDirty) {
-      this.#table(ROUTE_TYPE).stage(this.#assembleRouteConfiguration());
+      const routes = this.#assembleRouteConfiguration();
+      if (routes.any.length > MAX_ROUTE_CONFIGURATION_BYTES) {
+        rejected.push({ name: ROUTE_CONFIG_NAME, problems: [`the route configuration would be ${routes.any.length} bytes`] });
+      } else {
+        this.#table(ROUTE_TYPE).stage(routes);
+      }
       this.#routesDirty = false;
     }
     const serial = this.#serial + 1;
@@ -136,14 +160,69 @@ export class SnapshotStore implements ResourceSource {
     if (changed.length === 0) {
       // Same content: whoever holds the current commit also holds these writes.
       this.#history.get(this.#serial)!.revision = Math.max(this.#history.get(this.#serial)!.revision, meta.revision);
-      return undefined;
+      return rejected.length > 0 ? { serial: this.#serial, changed, durationMs: performance.now() - started, rejected } : undefined;
     }
     this.#serial = serial;
     this.#history.set(serial, { ...meta });
     this.#history.delete(serial - COMMIT_HISTORY);
-    const stats = { serial, changed, durationMs: performance.now() - started };
+    const stats = { serial, changed, durationMs: performance.now() - started, rejected };
     if (this.#ready) this.#notify();
     return stats;
+  }
+
+  /** Validates the staged services against the rest and moves the valid ones into the tables. */
+  #applyStaged(): Rejection[] {
+    // Who holds each domain once this commit applies: staged services drop their old domains.
+    const holders = new Map<string, string | undefined>();
+    for (const name of this.#staged.keys()) {
+      for (const domain of this.#services.get(name)?.domains ?? []) holders.set(domain, undefined);
+    }
+    const holderOf = (domain: string) => (holders.has(domain) ? holders.get(domain) : this.#domainHolders.get(domain));
+    const clusterExists = (name: string) =>
+      this.#staged.has(name) ? this.#staged.get(name) !== null : this.#services.has(name);
+    const rejected: Rejection[] = [];
+    for (const [name, next] of this.#staged) {
+      if (!next) continue;
+      const sizes = [next.cluster.any.length, next.endpoints?.any.length ?? 0, next.virtualHost.field.length];
+      const problems = next.routeClusters.flatMap((cluster) =>
+        validateService({ name, domains: next.domains, routeCluster: cluster, sizes }, holderOf, clusterExists),
+      );
+      if (problems.length > 0) {
+        rejected.push({ name, problems });
+        this.#staged.delete(name);
+        for (const domain of this.#services.get(name)?.domains ?? []) holders.set(domain, name); // kept as before
+      } else {
+        for (const domain of next.domains) holders.set(domain, name);
+      }
+    }
+    for (const [name, next] of this.#staged) {
+      const previous = this.#services.get(name);
+      for (const domain of previous?.domains ?? []) this.#domainHolders.delete(domain);
+      if (next) {
+        this.#table(CLUSTER_TYPE).stage(next.cluster);
+        if (next.endpoints) this.#table(ENDPOINT_TYPE).stage(next.endpoints);
+        else this.#table(ENDPOINT_TYPE).stageRemoval(name);
+        this.#putVirtualHost(next.virtualHost);
+        for (const domain of next.domains) this.#domainHolders.set(domain, name);
+        this.#services.set(name, next);
+      } else {
+        this.#table(CLUSTER_TYPE).stageRemoval(name);
+        this.#table(ENDPOINT_TYPE).stageRemoval(name);
+        this.#removeVirtualHost(name);
+        this.#services.delete(name);
+      }
+    }
+    this.#staged.clear();
+    return rejected;
+  }
+
+  #removeVirtualHost(name: string): void {
+    const index = this.#indexOf(name);
+    if (this.#virtualHosts[index]?.name === name) {
+      xorInto(this.#virtualHostDigest, this.#virtualHosts[index].digest);
+      this.#virtualHosts.splice(index, 1);
+      this.#routesDirty = true;
+    }
   }
 
   #putVirtualHost(entry: EncodedVirtualHost): void {

@@ -1,10 +1,11 @@
-// The bucket watcher: the only part of a replica that reads NATS. It delivers every key's
+// The bucket watcher: the only part of a replica that talks to NATS. It delivers every key's
 // latest value in revision order, says when the initial load is complete, and survives NATS
 // going away: the watch resumes from the last revision it applied, so no change made meanwhile
-// is missed.
+// is missed. It also writes the domain claims the replicas agree on (compare-and-set).
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
-import { BucketMissingError, NatsLink, openBucket, type RegistrySettings } from "@envoyage/registry";
+import { BucketMissingError, claimKey, NatsLink, openBucket, type RegistrySettings } from "@envoyage/registry";
 import type { Logger } from "pino";
 
 export interface BucketEntry {
@@ -80,6 +81,23 @@ export class BucketWatcher {
     const entries: BucketEntry[] = [];
     for await (const e of await this.#kv.history({ key })) entries.push(toEntry(e));
     return entries.reverse();
+  }
+
+  /**
+   * Sets domains.<domain> = owner if the claim is still at `expectedRevision` (0: absent);
+   * false when another writer (another replica, the API) changed it first.
+   */
+  async writeClaim(domain: string, owner: string, expectedRevision: number): Promise<boolean> {
+    if (!this.#kv) throw new Error("the bucket is not bound yet");
+    const key = claimKey(domain);
+    try {
+      if (expectedRevision === 0) await this.#kv.create(key, owner);
+      else await this.#kv.update(key, owner, expectedRevision);
+      return true;
+    } catch (error) {
+      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence) return false;
+      throw error;
+    }
   }
 
   async #bind(nc: Parameters<typeof openBucket>[0]): Promise<KV> {

@@ -256,7 +256,7 @@ describe("ADS delta only", () => {
     const client = connect();
     await synced(client, 20);
     let from = client.responses.length;
-    store.setService("s3", { ...record(4), domains: ["s3.example.com", "alias.example.com"] });
+    store.setService("s3", { ...record(4), domains: ["s4.example.com", "alias.example.com"] });
     store.commit();
     await client.waitUntil("the new domain", (c) => c.virtualHosts()["s3"]?.length === 2);
     assert.deepEqual(client.responses.slice(from).map(shape), ["RDS:envoyage_http"]);

@@ -13,9 +13,9 @@ describe("Registry", () => {
   it("serves valid records and stops serving deleted ones", () => {
     const registry = new Registry();
     registry.setService("web", 1, json(["web.example.com"]));
-    assert.deepEqual(registry.resolve(), [{ name: "web", record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] } }]);
+    assert.deepEqual(registry.resolve().changes, [{ name: "web", record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] } }]);
     registry.setService("web", 2, undefined);
-    assert.deepEqual(registry.resolve(), [{ name: "web", record: undefined }]);
+    assert.deepEqual(registry.resolve().changes, [{ name: "web", record: undefined }]);
     assert.equal(registry.status("web"), undefined);
   });
 
@@ -45,7 +45,7 @@ describe("Registry", () => {
   it("keeps a claimed domain with its holder even when the holder is updated later", () => {
     const registry = new Registry();
     registry.setService("a", 5, json(["d.com"]));
-    registry.setClaim("d.com", "a");
+    registry.setClaim("d.com", "a", 6);
     registry.setService("b", 9, json(["d.com"]));
     registry.setService("a", 12, json(["d.com"], "10.0.0.2"));
     registry.resolve();
@@ -59,7 +59,7 @@ describe("Registry", () => {
     registry.setService("b", 9, json(["d.com"]));
     registry.resolve();
     registry.setService("a", 10, json(["other.com"]));
-    const changes = registry.resolve();
+    const { changes } = registry.resolve();
     assert.deepEqual(changes.map((c) => c.name).sort(), ["a", "b"]);
     assert.deepEqual(served(registry), { a: ["other.com"], b: ["d.com"] });
   });
@@ -69,9 +69,9 @@ describe("Registry", () => {
     registry.setService("web", 3, json(["web.example.com"]));
     registry.resolve();
     assert.equal(registry.setService("web", 4, new TextEncoder().encode("{not json")), true, "asks for a history lookup");
-    assert.deepEqual(registry.resolve(), [], "nothing changes while the lookup runs");
+    assert.deepEqual(registry.resolve().changes, [], "nothing changes while the lookup runs");
     registry.setFallback("web", 4, { record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] }, revision: 3 });
-    assert.deepEqual(registry.resolve(), [{ name: "web", record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] } }]);
+    assert.deepEqual(registry.resolve().changes, [{ name: "web", record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] } }]);
     const status = registry.status("web");
     assert.equal(status?.state, "invalid");
     assert.equal(status?.state === "invalid" && status.servingRevision, 3);
@@ -82,9 +82,42 @@ describe("Registry", () => {
     const registry = new Registry();
     registry.setService("web", 4, new TextEncoder().encode('{"domains":[]}'));
     registry.setFallback("web", 4, undefined);
-    assert.deepEqual(registry.resolve(), []);
+    assert.deepEqual(registry.resolve().changes, []);
     registry.setService("web", 6, json(["web.example.com"]));
     registry.setFallback("web", 4, undefined); // an answer for a superseded revision
-    assert.equal(registry.resolve()[0]?.record?.domains[0], "web.example.com");
+    assert.equal(registry.resolve().changes[0]?.record?.domains[0], "web.example.com");
+  });
+
+  it("claims the served domains that have no claim, so an update of the holder cannot hand them over", () => {
+    const registry = new Registry();
+    registry.setService("a", 5, json(["d.com", "a.com"]));
+    const { evaluated } = registry.resolve();
+    assert.deepEqual(registry.claimsToWrite(evaluated), [
+      { domain: "d.com", owner: "a", expectedRevision: 0 },
+      { domain: "a.com", owner: "a", expectedRevision: 0 },
+    ]);
+    registry.setClaim("d.com", "a", 6);
+    registry.setClaim("a.com", "a", 7);
+    registry.setService("b", 9, json(["d.com"]));
+    registry.setService("a", 12, json(["d.com", "a.com"], "10.0.0.2"));
+    registry.resolve();
+    assert.deepEqual(Object.keys(served(registry)), ["a"], "a keeps d.com although b's record is older now");
+    assert.deepEqual(registry.claimsToWrite(), []);
+  });
+
+  it("takes over a claim only when it is stale", () => {
+    const registry = new Registry();
+    registry.setClaim("d.com", "a", 5); // a claimed d.com ...
+    registry.setService("b", 7, json(["d.com"]));
+    registry.resolve();
+    assert.deepEqual(registry.claimsToWrite(), [], "... and its record may be on its way: hands off");
+    registry.setService("a", 8, json(["a.com"])); // a was written without d.com after claiming it
+    registry.resolve();
+    assert.deepEqual(registry.claimsToWrite(["b"]), [{ domain: "d.com", owner: "b", expectedRevision: 5 }]);
+    registry.setClaim("x.com", "gone", 10);
+    registry.setService("gone", 11, undefined); // deleted after its claim
+    registry.setService("c", 12, json(["x.com"]));
+    registry.resolve();
+    assert.deepEqual(registry.claimsToWrite(["c"]), [{ domain: "x.com", owner: "c", expectedRevision: 10 }]);
   });
 });

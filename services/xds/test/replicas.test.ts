@@ -7,7 +7,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { encodeRecord, openBucket } from "@envoyage/registry";
-import { AdsClient, sleep, startNats, startXds, TYPES, type NatsServer, type XdsProcess } from "@envoyage/test-support";
+import { AdsClient, sleep, startNats, startXds, TYPES, waitFor, type NatsServer, type XdsProcess } from "@envoyage/test-support";
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -149,5 +149,27 @@ describe("xDS replicas on a real bucket", () => {
     const started = performance.now();
     await c.waitUntil("the single change", (x) => portOf(x, "s300") === 40_000, 5000);
     assert.ok(performance.now() - started < 1000, "the change waited for the batch window");
+  });
+
+  it("claims domains of records written with the CLI, so a later conflicting record never takes them", async () => {
+    const live = replicas[0]!;
+    const c = client(live.xdsPort, "claims");
+    const claimOf = async (domain: string) => {
+      const entry = await kv.get(`domains.${domain}`);
+      return entry?.operation === "PUT" ? entry.string() : undefined;
+    };
+    await kv.put("services.holder", encodeRecord({ domains: ["contested.example.com"], endpoints: [{ address: "10.3.0.1", port: 80 }] }));
+    await c.waitUntil("the holder", (x) => "holder" in x.virtualHosts(), 10_000);
+    await waitFor("the replicas to claim the domain", async () => ((await claimOf("contested.example.com")) === "holder" ? true : undefined));
+
+    await kv.put("services.latecomer", encodeRecord({ domains: ["contested.example.com", "late.example.com"], endpoints: [{ address: "10.3.0.2", port: 80 }] }));
+    // The holder is rewritten after the latecomer: without the claim the latecomer's record would now be the older one.
+    await kv.put("services.holder", encodeRecord({ domains: ["contested.example.com"], endpoints: [{ address: "10.3.0.9", port: 80 }] }));
+    await c.waitUntil("the holder's new endpoint", (x) => x.endpoints("holder")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.address === "10.3.0.9");
+    assert.deepEqual(c.virtualHosts()["holder"], ["contested.example.com"]);
+    assert.equal("latecomer" in c.virtualHosts(), false, "the conflicting record is not served");
+    const status = (await (await fetch(`${live.statusUrl}/status`)).json()) as { services: { rejected: Record<string, { state: string }> } };
+    assert.equal(status.services.rejected["latecomer"]?.state, "conflict");
+    assert.match(live.process.output(), /rejected a record claiming domains another service holds/);
   });
 });

@@ -104,4 +104,35 @@ describe("SnapshotStore", () => {
     assert.equal(store.resources(ENDPOINT_TYPE).has("web"), false);
     assert.equal(store.resources(CLUSTER_TYPE).has("web"), true);
   });
+
+  it("validates before publishing: a domain in two virtual hosts is rejected, the rest goes through", () => {
+    const store = storeWith([["a", { domains: ["d.example.com"], endpoints: [{ address: "10.0.0.1", port: 1 }] }]]);
+    const routesBefore = store.resources(ROUTE_TYPE).version;
+    store.setService("b", { domains: ["d.example.com", "b.example.com"], endpoints: [{ address: "10.0.0.2", port: 2 }] });
+    store.setService("c", record(3));
+    const stats = store.commit();
+    assert.deepEqual(stats?.rejected, [{ name: "b", problems: ["domain d.example.com is already in virtual host a"] }]);
+    assert.equal(store.resources(CLUSTER_TYPE).has("b"), false, "nothing of the rejected service is published");
+    assert.equal(store.resources(CLUSTER_TYPE).has("c"), true, "the rest of the commit is");
+    assert.notEqual(store.resources(ROUTE_TYPE).version, routesBefore);
+  });
+
+  it("lets a domain move between services within one commit", () => {
+    const store = storeWith([["a", { domains: ["d.example.com"], endpoints: [{ address: "10.0.0.1", port: 1 }] }]]);
+    store.setService("b", { domains: ["d.example.com"], endpoints: [{ address: "10.0.0.2", port: 2 }] });
+    store.setService("a", { domains: ["a.example.com"], endpoints: [{ address: "10.0.0.1", port: 1 }] });
+    assert.deepEqual(store.commit()?.rejected, []);
+    assert.equal(store.resources(CLUSTER_TYPE).size, 2);
+  });
+
+  it("keeps a rejected service's previous resources", () => {
+    const store = storeWith([
+      ["a", { domains: ["a.example.com"], endpoints: [{ address: "10.0.0.1", port: 1 }] }],
+      ["b", { domains: ["b.example.com"], endpoints: [{ address: "10.0.0.2", port: 2 }] }],
+    ]);
+    const before = store.resources(ENDPOINT_TYPE).get("b")!.version;
+    store.setService("b", { domains: ["a.example.com"], endpoints: [{ address: "10.0.0.9", port: 9 }] });
+    assert.equal(store.commit()?.rejected[0]?.name, "b");
+    assert.equal(store.resources(ENDPOINT_TYPE).get("b")!.version, before);
+  });
 });
