@@ -7,12 +7,15 @@ import Fastify, { LogController, type FastifyError, type FastifyReply, type Fast
 import type { Logger } from "pino";
 import { ApiError } from "./errors.js";
 import type { RegistryAccess } from "./registry-access.js";
+import { envoyRoutes } from "./routes/envoys.js";
+import type { StatusView } from "./status-view.js";
 import { metricsPlugin } from "./metrics.js";
 import { healthRoutes } from "./routes/health.js";
 import { serviceRoutes } from "./routes/services.js";
 
 export interface AppOptions {
   registry: RegistryAccess;
+  status: StatusView;
   logger: Logger;
   /** Largest accepted request body, in bytes. */
   bodyLimit: number;
@@ -91,7 +94,8 @@ export async function buildApp(options: AppOptions) {
   // Unencapsulated, so its onResponse hook sees every route.
   await app.register(fastifyPlugin(metricsPlugin), { ready: () => options.registry.ready });
   await app.register(healthRoutes, { registry: options.registry });
-  await app.register(serviceRoutes, { registry: options.registry });
+  await app.register(serviceRoutes, { registry: options.registry, status: options.status });
+  await app.register(envoyRoutes, { registry: options.registry, status: options.status });
   app.get("/openapi.json", { schema: { hide: true } }, () => app.swagger());
   return app;
 }

@@ -1,12 +1,14 @@
 // The API process's parts wired together: HTTP first (so probes answer 503 while NATS is
 // away), then the NATS connection and the bucket, created when missing.
 import type { AddressInfo } from "node:net";
-import { NatsLink, openBucket } from "@envoyage/registry";
+import { jetstream } from "@nats-io/jetstream";
+import { NatsLink, openBucket, openStatusBucket } from "@envoyage/registry";
 import type { Logger } from "pino";
 import { buildApp, type App } from "./app.js";
 import type { ApiConfig } from "./config.js";
 import { RegistryAccess } from "./registry-access.js";
 import { ServiceStore } from "./service-store.js";
+import { StatusView } from "./status-view.js";
 
 const BIND_RETRY_MS = 500;
 
@@ -22,12 +24,15 @@ export interface RunningApi {
 export async function startServer(config: ApiConfig, logger: Logger): Promise<RunningApi> {
   const link = new NatsLink({ servers: config.registry.natsServers, name: "envoyage-api", logger });
   const registry = new RegistryAccess(link);
-  const app = await buildApp({ registry, logger, bodyLimit: config.bodyLimit });
+  const status = new StatusView(logger);
+  const app = await buildApp({ registry, status, logger, bodyLimit: config.bodyLimit });
   await app.listen({ host: config.host, port: config.port });
   let closing = false;
 
   const bound = (async () => {
     const nc = await link.connect();
+    const js = jetstream(nc, { timeout: config.registry.natsTimeoutMs });
+    void status.follow(() => openStatusBucket(js, config.registry.statusBucket, config.registry.bucketReplicas));
     while (!closing) {
       try {
         const { kv } = await openBucket(nc, {
@@ -53,6 +58,7 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
     bound,
     async close() {
       closing = true;
+      status.stop();
       await app.close();
       await link.close();
     },

@@ -57,6 +57,11 @@ export class ServiceStore {
     this.#kv = kv;
   }
 
+  /** The bucket's latest revision (every write counts, claims included). */
+  async revision(): Promise<number> {
+    return (await this.#kv.status()).streamInfo.state.last_seq;
+  }
+
   async get(name: string): Promise<StoredService | undefined> {
     const entry = await this.#kv.get(serviceKey(name));
     return isLive(entry) ? toStored(name, entry) : undefined;

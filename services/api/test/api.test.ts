@@ -57,7 +57,10 @@ describe("PUT, GET, list and DELETE", () => {
 
     const read = await call("GET", "/v1/services/web");
     assert.equal(read.status, 200);
-    assert.deepEqual(read.body, created.body);
+    const { status, ...record } = read.body;
+    assert.deepEqual(record, created.body);
+    // No replica runs in this test: nothing has applied the revision, no Envoy holds it.
+    assert.deepEqual(status, { state: "pending", envoys: { connected: 0, acked: 0 } });
     assert.equal(read.headers.get("etag"), `"${created.body.revision}"`);
 
     const switched = { ...web, endpoints: [{ address: "127.0.0.1", port: 5679 }] };
@@ -67,10 +70,8 @@ describe("PUT, GET, list and DELETE", () => {
 
     const list = await call("GET", "/v1/services");
     assert.equal(list.status, 200);
-    assert.deepEqual(
-      list.body.services.find((s: { name: string }) => s.name === "web"),
-      { name: "web", revision: replaced.body.revision, ...switched },
-    );
+    const { status: _status, ...listed } = list.body.services.find((s: { name: string }) => s.name === "web");
+    assert.deepEqual(listed, { name: "web", revision: replaced.body.revision, ...switched });
 
     assert.equal((await call("DELETE", "/v1/services/web")).status, 204);
     assert.equal((await call("GET", "/v1/services/web")).status, 404);
@@ -211,6 +212,15 @@ describe("OpenAPI", () => {
     assert.deepEqual(schema.required, ["domains", "endpoints"]);
     assert.equal(schema.additionalProperties, false);
     assert.ok(put.responses["409"] && put.responses["412"]);
+  });
+});
+
+describe("GET /v1/envoys", () => {
+  it("lists no Envoys while no replica reports, with the bucket's revision", async () => {
+    const response = await call("GET", "/v1/envoys");
+    assert.equal(response.status, 200);
+    assert.deepEqual(response.body.envoys, []);
+    assert.ok(response.body.revision > 0);
   });
 });
 

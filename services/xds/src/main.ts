@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // An xDS replica: watches the bucket, translates the registry, serves it to Envoy over ADS.
 import type { AddressInfo } from "node:net";
-import { createLogger, exitOnUnexpectedErrors, loadConfigOrExit, NatsLink, onTermination } from "@envoyage/registry";
+import { jetstream } from "@nats-io/jetstream";
+import { createLogger, exitOnUnexpectedErrors, loadConfigOrExit, NatsLink, onTermination, openStatusBucket } from "@envoyage/registry";
 import { AdsServer } from "./ads/server.js";
 import { combineEvents } from "./ads/events.js";
 import { loggingEvents } from "./ads-log.js";
@@ -10,6 +11,7 @@ import { loadConfig } from "./config.js";
 import { Replica } from "./replica.js";
 import { replicaStatus } from "./replica-status.js";
 import { SnapshotStore } from "./snapshot.js";
+import { StatusPublisher } from "./status-publisher.js";
 import { startStatusServer } from "./status-server.js";
 
 const config = loadConfigOrExit("envoyage-xds", () => loadConfig(process.env));
@@ -25,7 +27,19 @@ const metrics: XdsMetrics = new XdsMetrics(store, {
   revision: () => replica.revision,
 });
 const replica: Replica = new Replica({ link, settings: config.registry, logger, store, batch: config.batch, events: metrics.replicaEvents() });
-const ads = new AdsServer({ source: store, events: combineEvents(loggingEvents(logger), metrics.adsEvents()) });
+const publisher = new StatusPublisher({
+  replicaId: config.replicaId,
+  logger,
+  store,
+  report: () => {
+    const status = replicaStatus(config.replicaId, replica, store, ads);
+    return { replica: config.replicaId, ready: status.ready, revision: status.revision, rejected: status.services.rejected };
+  },
+});
+const ads: AdsServer = new AdsServer({
+  source: store,
+  events: combineEvents(loggingEvents(logger), metrics.adsEvents(), publisher.events()),
+});
 
 const xdsPort = await ads.listen(config.host, config.xdsPort);
 const status = await startStatusServer(config.host, config.httpPort, {
@@ -38,10 +52,14 @@ logger.info(
   "xDS replica started; loading the registry",
 );
 void replica.start();
+void publisher.start(async () =>
+  openStatusBucket(jetstream(await link.connect(), { timeout: config.registry.natsTimeoutMs }), config.registry.statusBucket, config.registry.bucketReplicas),
+);
 
 onTermination(async (signal) => {
   logger.info({ signal, streams: ads.streamCount }, "shutting down: handing Envoys over to other replicas");
   await ads.shutdown(config.shutdownGraceMs);
+  await publisher.stop();
   status.close();
   await replica.stop();
   await link.close();

@@ -4,13 +4,14 @@
 import { PUSH_ORDER } from "./ads/stream.js";
 import { TYPE_NAMES, type ResourceSource } from "./ads/resources.js";
 import type { AdsServer } from "./ads/server.js";
+import type { ReplicaReport } from "@envoyage/registry";
 import type { Replica } from "./replica.js";
 
 export interface ReplicaStatus {
   replica: string;
   ready: boolean;
   revision: number;
-  services: { served: number; rejected: Record<string, unknown>; failedValidation: Record<string, string[]> };
+  services: { served: number; rejected: ReplicaReport["rejected"]; failedValidation: Record<string, string[]> };
   resources: Record<string, { version: string; count: number }>;
   streams: { sotw: number; delta: number };
 }
@@ -24,7 +25,7 @@ export function replicaStatus(replicaId: string, replica: Replica, source: Resou
     revision: replica.revision,
     services: {
       served: replica.registry.servedCount,
-      rejected: Object.fromEntries(replica.registry.rejected().map((name) => [name, replica.registry.status(name)])),
+      rejected: rejectedReport(replica),
       failedValidation: Object.fromEntries(replica.invalidResources),
     },
     resources: Object.fromEntries(
@@ -35,4 +36,14 @@ export function replicaStatus(replicaId: string, replica: Replica, source: Resou
     ),
     streams,
   };
+}
+
+function rejectedReport(replica: Replica): ReplicaReport["rejected"] {
+  const out: ReplicaReport["rejected"] = {};
+  for (const name of replica.registry.rejected()) {
+    const status = replica.registry.status(name);
+    if (status?.state === "invalid") out[name] = { state: "invalid", revision: status.revision, problem: status.problem };
+    else if (status?.state === "conflict") out[name] = { state: "conflict", revision: status.revision, conflicts: status.conflicts };
+  }
+  return out;
 }

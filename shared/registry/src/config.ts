@@ -50,6 +50,8 @@ export interface RegistrySettings {
   bucketReplicas: number;
   /** NATS_TIMEOUT_MS: bound on each JetStream request. */
   natsTimeoutMs: number;
+  /** ENVOYAGE_STATUS_BUCKET: where replicas publish sync status. */
+  statusBucket: string;
 }
 
 const BUCKET_NAME = /^[-\w]+$/;
@@ -60,13 +62,15 @@ export function registrySettings(env: Env): RegistrySettings {
     .map((s) => s.trim())
     .filter((s) => s !== "");
   const bucket = envString(env, "ENVOYAGE_BUCKET", "envoyage");
-  if (!BUCKET_NAME.test(bucket)) {
-    throw new ConfigError(`ENVOYAGE_BUCKET may hold letters, digits, "-" and "_" only, got "${bucket}"`);
+  const statusBucket = envString(env, "ENVOYAGE_STATUS_BUCKET", `${bucket}-status`);
+  for (const [name, value] of [["ENVOYAGE_BUCKET", bucket], ["ENVOYAGE_STATUS_BUCKET", statusBucket]]) {
+    if (!BUCKET_NAME.test(value!)) throw new ConfigError(`${name} may hold letters, digits, "-" and "_" only, got "${value}"`);
   }
   return {
     natsServers,
     bucket,
     bucketReplicas: envInt(env, "ENVOYAGE_BUCKET_REPLICAS", 1, 1, 5),
     natsTimeoutMs: envInt(env, "NATS_TIMEOUT_MS", 800, 50, 60_000),
+    statusBucket,
   };
 }

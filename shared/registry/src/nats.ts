@@ -15,6 +15,7 @@ export interface NatsLinkOptions {
 
 export class NatsLink {
   #connection: NatsConnection | undefined;
+  #connecting: Promise<NatsConnection> | undefined;
   #connected = false;
   #closing = false;
   readonly #listeners = new Set<(event: LinkEvent) => void>();
@@ -37,8 +38,13 @@ export class NatsLink {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Resolves once connected; until then it keeps trying every configured server. */
-  async connect(): Promise<NatsConnection> {
+  /** Resolves once connected; until then it keeps trying every configured server. One connection per link. */
+  connect(): Promise<NatsConnection> {
+    this.#connecting ??= this.#connect();
+    return this.#connecting;
+  }
+
+  async #connect(): Promise<NatsConnection> {
     const { servers, name, logger } = this.#options;
     logger.info({ servers }, "connecting to NATS");
     const nc = await connect({

@@ -11,6 +11,24 @@ export const IfMatchHeaders = Type.Object({
   ),
 });
 
+const EnvoyCounts = Type.Object({
+  connected: Type.Integer({ description: "Envoys connected to the replicas." }),
+  acked: Type.Integer({ description: "Of those, how many hold this revision of the service (acknowledged)." }),
+});
+
+export const ServiceStatus = Type.Object(
+  {
+    state: Type.Union([Type.Literal("serving"), Type.Literal("invalid"), Type.Literal("conflict"), Type.Literal("pending")], {
+      description:
+        "serving: the replicas serve this revision; invalid/conflict: they reject it (never pushed); pending: no replica has applied it yet.",
+    }),
+    problem: Type.Optional(Type.String()),
+    conflicts: Type.Optional(Type.Array(Type.Object({ domain: Type.String(), heldBy: Type.String() }))),
+    envoys: EnvoyCounts,
+  },
+  { additionalProperties: false },
+);
+
 export const StoredService = Type.Object(
   {
     name: ServiceName,
@@ -20,11 +38,36 @@ export const StoredService = Type.Object(
     problem: Type.Optional(
       Type.String({ description: "Present instead of domains and endpoints when the stored value is not a valid record." }),
     ),
+    status: Type.Optional(ServiceStatus),
   },
   { additionalProperties: false },
 );
 
 export const ServiceList = Type.Object({ services: Type.Array(StoredService) }, { additionalProperties: false });
+
+const TypeReport = Type.Object({
+  sent: Type.Union([Type.String(), Type.Null()]),
+  acked: Type.Union([Type.String(), Type.Null()]),
+  ackedAt: Type.Union([Type.String(), Type.Null()]),
+  nacked: Type.Union([Type.Object({ version: Type.String(), error: Type.String(), at: Type.String() }), Type.Null()]),
+});
+
+export const EnvoyList = Type.Object({
+  revision: Type.Integer({ description: "The bucket's latest revision: an Envoy holding it is SYNCED." }),
+  envoys: Type.Array(
+    Type.Object({
+      node: Type.String(),
+      status: Type.Union([Type.Literal("SYNCED"), Type.Literal("STALE"), Type.Literal("NACKED"), Type.Literal("DISCONNECTED")]),
+      replica: Type.String(),
+      protocol: Type.Union([Type.Literal("sotw"), Type.Literal("delta")]),
+      connected: Type.Boolean(),
+      connectedAt: Type.String(),
+      updatedAt: Type.String(),
+      syncedRevision: Type.Union([Type.Integer(), Type.Null()], { description: "Bucket revision this Envoy holds completely; null until it holds a whole config." }),
+      types: Type.Record(Type.String(), TypeReport, { description: "Per type (CDS, EDS, LDS, RDS): versions sent and accepted, last rejection." }),
+    }),
+  ),
+});
 
 export const ErrorBody = Type.Object({
   error: Type.Object({

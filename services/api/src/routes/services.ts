@@ -4,6 +4,7 @@ import type { FastifyReply } from "fastify";
 import { Type } from "typebox";
 import { ApiError, notFound } from "../errors.js";
 import type { RegistryAccess } from "../registry-access.js";
+import type { StatusView } from "../status-view.js";
 import type { Precondition, StoredService as Stored } from "../service-store.js";
 import { ErrorBody, IfMatchHeaders, NameParams, ServiceList, ServiceRecordSchema, StoredService } from "./schemas.js";
 
@@ -18,15 +19,16 @@ function precondition(header: string | undefined): Precondition {
   throw new ApiError(400, "invalid_if_match", `If-Match must be a revision such as "12" or "*", got ${JSON.stringify(header)}`);
 }
 
-function render(service: Stored) {
-  return service.record
+function render(service: Stored, status?: ReturnType<StatusView["serviceStatus"]>) {
+  const base = service.record
     ? { name: service.name, revision: service.revision, domains: service.record.domains, endpoints: service.record.endpoints }
     : { name: service.name, revision: service.revision, problem: service.problem };
+  return status ? { ...base, status } : base;
 }
 
 const withEtag = (reply: FastifyReply, revision: number) => reply.header("etag", `"${revision}"`);
 
-export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess }> = async (app, { registry }) => {
+export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess; status: StatusView }> = async (app, { registry, status }) => {
   app.put(
     "/v1/services/:name",
     {
@@ -50,7 +52,11 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
   app.get(
     "/v1/services",
     { schema: { summary: "List services", response: { 200: ServiceList, ...errors(503) } } },
-    async () => ({ services: (await registry.run((store) => store.list())).map(render) }),
+    async () => {
+      const services = await registry.run((store) => store.list());
+      const connected = status.connectedRevisions();
+      return { services: services.map((service) => render(service, status.serviceStatus(service.name, service.revision, connected))) };
+    },
   );
 
   app.get(
@@ -62,7 +68,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
       const { name } = request.params;
       const service = await registry.run((store) => store.get(name));
       if (!service) throw notFound(name);
-      return withEtag(reply, service.revision).send(render(service));
+      return withEtag(reply, service.revision).send(render(service, status.serviceStatus(name, service.revision)));
     },
   );
 

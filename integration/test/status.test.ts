@@ -1,0 +1,120 @@
+// Sync status end to end with a real Envoy: GET /v1/envoys, the status of each service, and a real
+// rejection by Envoy (a listener port already taken) that is reported, never resent, and
+// recovered from once a fixed version arrives.
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:net";
+import { after, before, describe, it } from "node:test";
+import {
+  freePort,
+  record,
+  startApi,
+  startEnvoy,
+  startNats,
+  startStack,
+  startXds,
+  upstreamGreeting,
+  waitFor,
+  type Stack,
+} from "@envoyage/test-support";
+
+interface EnvoyLine {
+  node: string;
+  status: string;
+  replica: string;
+  types: Record<string, { nacked: { error: string } | null }>;
+}
+
+describe("sync status", () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack();
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  const envoys = async () => (await stack.call("GET", "/v1/envoys")).body as { revision: number; envoys: EnvoyLine[] };
+
+  it("shows the Envoy SYNCED once it holds the latest write, and each service acknowledged by it", async () => {
+    const put = await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
+    await stack.until("web.example.com", upstreamGreeting("A"));
+    await waitFor("the Envoy to be reported SYNCED", async () => {
+      const list = await envoys();
+      return list.envoys.length === 1 && list.envoys[0]!.status === "SYNCED" ? true : undefined;
+    });
+    const line = (await envoys()).envoys[0]!;
+    assert.equal(line.node, "envoyage-test");
+    assert.ok(stack.replicas.some((r) => line.replica === `xds-${r.xdsPort}`));
+    const service = await waitFor("the service to be acknowledged", async () => {
+      const body = (await stack.call("GET", "/v1/services/web")).body;
+      return body.status.envoys.acked === 1 ? body : undefined;
+    });
+    assert.equal(service.revision, put.body.revision);
+    assert.deepEqual(service.status, { state: "serving", envoys: { connected: 1, acked: 1 } });
+  });
+
+  it("reports a record that loses a domain conflict, and one that is invalid, with why", async () => {
+    await stack.nats_("kv", "put", "envoyage", "services.intruder", JSON.stringify(record(stack.upstreams.B, ["web.example.com"])));
+    await stack.nats_("kv", "put", "envoyage", "services.broken", '{"domains":["broken.example.com"],"endpoints":[]}');
+    const intruder = await waitFor("the conflict to be reported", async () => {
+      const body = (await stack.call("GET", "/v1/services/intruder")).body;
+      return body.status.state === "conflict" ? body : undefined;
+    });
+    assert.deepEqual(intruder.status.conflicts, [{ domain: "web.example.com", heldBy: "web" }]);
+    const broken = await waitFor("the invalid record to be reported", async () => {
+      const body = (await stack.call("GET", "/v1/services/broken")).body;
+      return body.status.state === "invalid" ? body : undefined;
+    });
+    assert.match(broken.status.problem, /\/endpoints must NOT have fewer than 1 items/);
+    assert.equal((await stack.get("web.example.com")).body, upstreamGreeting("A"), "the holder keeps serving");
+    const metrics = await (await fetch(`${stack.replicas[0]!.statusUrl}/metrics`)).text();
+    assert.match(metrics, /envoyage_registry_services\{state="conflict"\} 1/);
+    assert.match(metrics, /envoyage_registry_services\{state="invalid"\} 1/);
+  });
+});
+
+describe("a real NACK from Envoy", () => {
+  let busy: Server;
+  const cleanup: (() => Promise<unknown>)[] = [];
+  after(async () => {
+    for (const stop of cleanup.reverse()) await stop();
+    busy?.close();
+  });
+
+  it("is reported with Envoy's error, never resent, and recovered from by a fixed version", async () => {
+    // Another program holds the port the replicas tell Envoy to listen on: Envoy rejects the listener.
+    busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    const takenPort = (busy.address() as { port: number }).port;
+    const nats = await startNats();
+    cleanup.push(() => nats.stop());
+    const api = await startApi({ natsUrl: nats.url });
+    cleanup.push(() => api.stop());
+    const first = await startXds({ natsUrl: nats.url, listenerPort: takenPort });
+    await first.ready();
+    const envoy = await startEnvoy({ xdsPorts: [first.xdsPort] });
+    cleanup.push(() => envoy.stop());
+
+    const nacked = await waitFor("the NACK to be reported", async () => {
+      const list = (await (await fetch(`${api.url}/v1/envoys`)).json()) as { envoys: EnvoyLine[] };
+      return list.envoys.find((e) => e.status === "NACKED");
+    });
+    assert.match(nacked.types["LDS"]!.nacked!.error, /cannot bind '127\.0\.0\.1:\d+': Address already in use/);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const metrics = await (await fetch(`${first.statusUrl}/metrics`)).text();
+    assert.match(metrics, /envoyage_xds_nacks_total\{type="LDS"\} 1\n/);
+    assert.match(metrics, /envoyage_xds_pushes_total\{type="LDS",protocol="sotw"\} 1\n/, "the rejected version was not resent");
+    assert.equal(await envoy.stat("listener_manager.lds.update_rejected"), 1);
+
+    // The fix: replicas that configure a free port. Envoy reconnects and accepts the new listener.
+    await first.stop();
+    const listenerPort = await freePort();
+    const fixed = await startXds({ natsUrl: nats.url, listenerPort, xdsPort: first.xdsPort });
+    cleanup.push(() => fixed.stop());
+    await waitFor("the Envoy to be SYNCED again", async () => {
+      const list = (await (await fetch(`${api.url}/v1/envoys`)).json()) as { envoys: EnvoyLine[] };
+      return list.envoys.find((e) => e.status === "SYNCED" && e.replica === `xds-${fixed.xdsPort}`);
+    }, { timeoutMs: 15_000 });
+    assert.equal(await envoy.stat("listener_manager.lds.update_success"), 1);
+  });
+});

@@ -1,0 +1,115 @@
+// The API's view of sync status: it follows the status bucket with a KV watch, so answering
+// GET /v1/envoys or a service's status costs no NATS round trip. Entries are written by the
+// replicas (services/xds/src/status-publisher.ts) and count only while fresh: an entry not
+// refreshed within the bucket's TTL belongs to a replica that is gone.
+import type { KV, KvWatchEntry } from "@nats-io/kv";
+import type { QueuedIterator } from "@nats-io/nats-core";
+import { STATUS_TTL_MS, type EnvoyReport, type ReplicaReport } from "@envoyage/registry";
+import type { Logger } from "pino";
+
+const RETRY_MS = 500;
+
+interface Seen<T> {
+  report: T;
+  /** Server time of the write. */
+  at: number;
+}
+
+export type EnvoySyncState = "SYNCED" | "STALE" | "NACKED" | "DISCONNECTED";
+
+export interface EnvoyStatus extends EnvoyReport {
+  status: EnvoySyncState;
+}
+
+export interface ServiceSyncStatus {
+  state: "serving" | "invalid" | "conflict" | "pending";
+  problem?: string;
+  conflicts?: { domain: string; heldBy: string }[];
+  /** Connected Envoys, and how many of them hold this revision of the service. */
+  envoys: { connected: number; acked: number };
+}
+
+export class StatusView {
+  readonly #envoys = new Map<string, Seen<EnvoyReport>>();
+  readonly #replicas = new Map<string, Seen<ReplicaReport>>();
+  readonly #logger: Logger;
+  #watch: QueuedIterator<KvWatchEntry> | undefined;
+  #stopped = false;
+
+  constructor(logger: Logger) {
+    this.#logger = logger;
+  }
+
+  /** Follows the bucket `open` gives until stop(), re-watching after failures. */
+  async follow(open: () => Promise<KV>): Promise<void> {
+    while (!this.#stopped) {
+      try {
+        const kv = await open();
+        const watch = await kv.watch({ key: ">" });
+        this.#watch = watch;
+        if (this.#stopped) watch.stop();
+        this.#envoys.clear();
+        this.#replicas.clear();
+        for await (const entry of watch) {
+          const map = entry.key.startsWith("envoys.") ? this.#envoys : entry.key.startsWith("replicas.") ? this.#replicas : undefined;
+          if (!map) continue;
+          if (entry.operation !== "PUT") map.delete(entry.key);
+          else (map as Map<string, Seen<unknown>>).set(entry.key, { report: entry.json(), at: entry.created.getTime() });
+        }
+      } catch (error) {
+        if (!this.#stopped) this.#logger.warn({ err: error }, "cannot follow the status bucket; retrying");
+      }
+      if (!this.#stopped) await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#watch?.stop();
+  }
+
+  /** One line per Envoy (node id): its freshest stream, preferring a connected one. */
+  envoys(bucketRevision: number): EnvoyStatus[] {
+    const byNode = new Map<string, EnvoyReport>();
+    for (const report of this.#fresh(this.#envoys)) {
+      const best = byNode.get(report.node);
+      const better = !best || (report.connected && !best.connected) || (report.connected === best.connected && report.updatedAt > best.updatedAt);
+      if (better) byNode.set(report.node, report);
+    }
+    return [...byNode.values()]
+      .sort((a, b) => a.node.localeCompare(b.node))
+      .map((report) => ({ ...report, status: syncState(report, bucketRevision) }));
+  }
+
+  /** The status of `revision` of service `name`, by what the replicas and their Envoys report. */
+  serviceStatus(name: string, revision: number, connected = this.connectedRevisions()): ServiceSyncStatus {
+    const envoys = { connected: connected.length, acked: connected.filter((synced) => synced !== null && synced >= revision).length };
+    let applied = false;
+    for (const replica of this.#fresh(this.#replicas)) {
+      const rejected = replica.rejected[name];
+      if (rejected && rejected.revision === revision) {
+        return rejected.state === "invalid"
+          ? { state: "invalid", problem: rejected.problem ?? "invalid", envoys }
+          : { state: "conflict", conflicts: rejected.conflicts ?? [], envoys };
+      }
+      applied ||= replica.ready && replica.revision >= revision;
+    }
+    return { state: applied ? "serving" : "pending", envoys };
+  }
+
+  /** The revision each connected Envoy holds completely (computed once for many serviceStatus calls). */
+  connectedRevisions(): (number | null)[] {
+    return this.envoys(0).filter((e) => e.connected).map((e) => e.syncedRevision);
+  }
+
+  *#fresh<T>(map: Map<string, Seen<T>>): Iterable<T> {
+    const oldest = Date.now() - STATUS_TTL_MS;
+    for (const seen of map.values()) if (seen.at >= oldest) yield seen.report;
+  }
+}
+
+function syncState(report: EnvoyReport, bucketRevision: number): EnvoySyncState {
+  if (!report.connected) return "DISCONNECTED";
+  if (Object.values(report.types).some((type) => type.nacked)) return "NACKED";
+  return report.syncedRevision !== null && report.syncedRevision >= bucketRevision ? "SYNCED" : "STALE";
+}
