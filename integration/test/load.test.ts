@@ -1,0 +1,76 @@
+// Zero failed requests while config changes under load: autocannon sends steady traffic to
+// web.example.com through a real Envoy while its upstream is switched A↔B 200 times with
+// in-place PUTs and other services are added and removed. Every response must be a 2xx, in
+// both xDS modes.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import autocannon from "autocannon";
+import { record, startStack, upstreamGreeting, type Stack } from "@envoyage/test-support";
+
+const WEB = "web.example.com";
+const SWITCHES = 200;
+
+for (const protocol of ["sotw", "delta"] as const) {
+  describe(`changes under load (${protocol})`, () => {
+    let stack: Stack;
+    before(async () => {
+      stack = await startStack({ protocol });
+    });
+    after(async () => {
+      await stack?.stop();
+    });
+
+    it(`serves every request while ${WEB} switches upstreams ${SWITCHES} times and other services come and go`, async (t) => {
+      await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
+      await stack.until(WEB, upstreamGreeting("A"));
+      const before = { A: stack.upstreams.A.requests, B: stack.upstreams.B.requests };
+
+      let load!: autocannon.Instance;
+      const finished = new Promise<autocannon.Result>((resolve, reject) => {
+        load = autocannon(
+          {
+            url: `http://127.0.0.1:${stack.listenerPort}/`,
+            headers: { host: WEB },
+            connections: 8,
+            duration: 120, // stopped as soon as the changes are done
+          },
+          (error, result) => (error ? reject(error) : resolve(result)),
+        );
+      });
+
+      let churning = true;
+      const churn = (async () => {
+        let n = 0;
+        while (churning) {
+          const name = `other-${n % 20}`;
+          const put = await stack.call("PUT", `/v1/services/${name}`, record(stack.upstreams.B, [`${name}.example.com`]));
+          assert.ok(put.status < 300, `PUT ${name}: ${put.status}`);
+          if (n >= 5) await stack.call("DELETE", `/v1/services/other-${(n - 5) % 20}`);
+          n++;
+        }
+        return n;
+      })();
+
+      for (let i = 1; i <= SWITCHES; i++) {
+        const target = i % 2 === 1 ? "B" : "A";
+        const response = await stack.call("PUT", "/v1/services/web", record(stack.upstreams[target]));
+        assert.equal(response.status, 200);
+        await stack.until(WEB, upstreamGreeting(target));
+      }
+      churning = false;
+      const churned = await churn;
+      load.stop();
+      const result = await finished;
+
+      t.diagnostic(
+        `${result.requests.total} requests, ${result["2xx"]} 2xx, ${result.non2xx} non-2xx, ${result.errors} errors, ` +
+          `${result.timeouts} timeouts; ${SWITCHES} switches, ${churned} other services added and removed`,
+      );
+      assert.ok(result["2xx"] > 1000, `only ${result["2xx"]} requests got through`);
+      assert.equal(result.non2xx, 0, `non-2xx responses: ${JSON.stringify(result.statusCodeStats)}`);
+      assert.equal(result.errors, 0);
+      assert.equal(result.timeouts, 0);
+      assert.ok(stack.upstreams.A.requests > before.A && stack.upstreams.B.requests > before.B, "traffic reached both upstreams");
+    });
+  });
+}
