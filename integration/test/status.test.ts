@@ -71,6 +71,15 @@ describe("sync status", () => {
     assert.match(metrics, /envoyage_registry_services\{state="conflict"\} 1/);
     assert.match(metrics, /envoyage_registry_services\{state="invalid"\} 1/);
   });
+
+  it("shows an Envoy that went away as DISCONNECTED", async () => {
+    await stack.envoy.stop();
+    await waitFor("the Envoy to be reported DISCONNECTED", async () => {
+      const list = await envoys();
+      return list.envoys.length === 1 && list.envoys[0]!.status === "DISCONNECTED" ? true : undefined;
+    });
+    assert.deepEqual((await stack.call("GET", "/v1/services/web")).body.status.envoys, { connected: 0, acked: 0 });
+  });
 });
 
 describe("a real NACK from Envoy", () => {
