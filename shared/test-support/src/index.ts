@@ -8,3 +8,5 @@ export * from "./upstream.js";
 export * from "./wait.js";
 export * from "./ads-client.js";
 export * from "./stack.js";
+export * from "./load.js";
+export * from "./nats-cluster.js";

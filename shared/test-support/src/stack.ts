@@ -29,6 +29,10 @@ export interface Stack {
   call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
   /** The real nats CLI against the stack's server. */
   nats_(...args: string[]): Promise<string>;
+  /** Starts replica `index` again on its xDS port (after it was stopped or killed) and waits until ready. */
+  restartReplica(index: number): Promise<XdsProcess>;
+  /** The replica an Envoy stream is open on, if any (by each replica's /status). */
+  connectedReplica(): Promise<number | undefined>;
   stop(): Promise<void>;
 }
 
@@ -100,6 +104,20 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       });
       const text = await response.text();
       return { status: response.status, body: text ? JSON.parse(text) : undefined };
+    },
+    async restartReplica(index) {
+      const replica = await startXds({ natsUrl: nats.url, listenerPort, xdsPort: replicas[index]!.xdsPort, env: options.xdsEnv });
+      replicas[index] = replica;
+      await replica.ready();
+      return replica;
+    },
+    async connectedReplica() {
+      for (const [index, replica] of replicas.entries()) {
+        if (!replica.process.running) continue;
+        const status = (await (await fetch(`${replica.statusUrl}/status`)).json()) as { streams: Record<string, number> };
+        if (Object.values(status.streams).some((count) => count > 0)) return index;
+      }
+      return undefined;
     },
     async nats_(...args) {
       const { stdout } = await run(natsCli, ["-s", nats.url, ...args]);

@@ -1,0 +1,87 @@
+// Replica failures under real traffic: SIGKILL one replica, restart it, kill the other, several
+// rounds; then SIGTERM. Zero failed requests, and Envoy neither re-warms clusters nor churns
+// listeners when it reconnects, which holds only because replicas in the same state send the
+// same versions.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { record, startLoad, startStack, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
+
+const WEB = "web.example.com";
+const ROUNDS = 3;
+/** Envoy counters that move only when clusters or listeners are (re)configured. */
+const CHURN = [
+  "cluster_manager.cds.update_success",
+  "cluster_manager.cluster_added",
+  "cluster_manager.cluster_modified",
+  "cluster_manager.cluster_removed",
+  "listener_manager.lds.update_success",
+  "listener_manager.listener_added",
+  "listener_manager.listener_modified",
+  "listener_manager.listener_removed",
+];
+
+describe("replica failover under load", () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack();
+    await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
+    await stack.until(WEB, upstreamGreeting("A"));
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  const churn = async () => {
+    const stats = await stack.envoy.stats();
+    return Object.fromEntries(CHURN.map((name) => [name, stats.get(name) ?? 0]));
+  };
+
+  /** Waits until Envoy's stream is open on a replica other than `gone`; returns it. */
+  const reconnected = (gone: number) =>
+    waitFor("Envoy to reconnect to the other replica", async () => {
+      const index = await stack.connectedReplica();
+      return index !== undefined && index !== gone ? index : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 50 });
+
+  it(`loses no request while replicas are SIGKILLed and restarted, ${ROUNDS} rounds`, async (t) => {
+    const before = await churn();
+    const load = startLoad({ port: stack.listenerPort, host: WEB });
+    let upstream: "A" | "B" = "A";
+    let kills = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      const victim = (await stack.connectedReplica()) ?? 0;
+      await stack.replicas[victim]!.kill();
+      kills++;
+      await reconnected(victim);
+      assert.equal(await stack.envoy.stat("cluster_manager.warming_clusters"), 0, "no cluster re-warms on reconnect");
+      // The control plane still works through the survivor.
+      upstream = upstream === "A" ? "B" : "A";
+      await stack.call("PUT", "/v1/services/web", record(stack.upstreams[upstream]));
+      await stack.until(WEB, upstreamGreeting(upstream));
+      await stack.restartReplica(victim);
+    }
+    const result = await load.stop();
+    t.diagnostic(`${kills} replicas SIGKILLed under load: ${result.requests} requests, ${result.non2xx} non-2xx, ${result.errors} errors`);
+    assert.ok(result.ok > 500, `only ${result.ok} requests got through`);
+    assert.deepEqual(result.failedByStatus, {});
+    assert.equal(result.non2xx + result.errors + result.timeouts, 0);
+    assert.deepEqual(await churn(), before, "no cluster or listener was re-added or modified");
+  });
+
+  it("loses no request while a replica shuts down on SIGTERM and hands Envoy over", async (t) => {
+    const before = await churn();
+    const load = startLoad({ port: stack.listenerPort, host: WEB });
+    const serving = (await stack.connectedReplica()) ?? 0;
+    const exit = await stack.replicas[serving]!.process.stop("SIGTERM");
+    assert.equal(exit.code, 0, "the replica exits cleanly");
+    await reconnected(serving);
+    await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
+    await stack.until(WEB, upstreamGreeting("A"));
+    const result = await load.stop();
+    t.diagnostic(`SIGTERM under load: ${result.requests} requests, ${result.non2xx} non-2xx, ${result.errors} errors`);
+    assert.equal(result.non2xx + result.errors + result.timeouts, 0);
+    assert.match(stack.replicas[serving]!.process.output(), /"streams":1,"msg":"shutting down: handing Envoys over to other replicas"/);
+    assert.deepEqual(await churn(), before);
+    await stack.restartReplica(serving);
+  });
+});

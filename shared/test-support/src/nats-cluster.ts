@@ -1,0 +1,100 @@
+// A real 3-node NATS JetStream cluster on loopback, each node with file storage and
+// sync_interval: always, for tests that kill nodes (the stream leader among them).
+import { mkdtemp, mkdir, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { freePort } from "./ports.js";
+import { ManagedProcess } from "./process.js";
+import { findTool } from "./tools.js";
+import { waitFor } from "./wait.js";
+
+export interface ClusterNode {
+  name: string;
+  url: string;
+  port: number;
+  process: ManagedProcess;
+  restart(): Promise<void>;
+  kill(): Promise<void>;
+}
+
+export interface NatsCluster {
+  nodes: ClusterNode[];
+  /** All client URLs, comma-separated, as NATS_URL takes them. */
+  urls: string;
+  /** The node leading `stream` (e.g. KV_envoyage). */
+  leaderOf(stream: string): Promise<ClusterNode>;
+  stop(): Promise<void>;
+}
+
+export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+  const binary = findTool("nats-server");
+  const dir = await mkdtemp(join(tmpdir(), "envoyage-nats-cluster-"));
+  const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), cluster: await freePort() })));
+  const nodes: ClusterNode[] = [];
+  for (const [i, { client, cluster }] of ports.entries()) {
+    const name = `n${i + 1}`;
+    const store = join(dir, name);
+    await mkdir(store, { recursive: true });
+    const config = join(dir, `${name}.conf`);
+    const routes = ports.filter((_, j) => j !== i).map((p) => `"nats-route://127.0.0.1:${p.cluster}"`).join(", ");
+    await writeFile(
+      config,
+      [
+        `server_name: "${name}"`,
+        `listen: "127.0.0.1:${client}"`,
+        `jetstream { store_dir: "${store}", sync_interval: always }`,
+        `cluster { name: "envoyage", listen: "127.0.0.1:${cluster}", routes: [${routes}] }`,
+      ].join("\n"),
+    );
+    const launch = () => ManagedProcess.start({ name, command: binary, args: ["-c", config] });
+    const node: ClusterNode = {
+      name,
+      url: `nats://127.0.0.1:${client}`,
+      port: client,
+      process: launch(),
+      async restart() {
+        node.process = launch();
+        await waitFor(`${name} to listen`, () => (node.process.output().includes("Server is ready") ? true : undefined));
+      },
+      async kill() {
+        await node.process.kill();
+      },
+    };
+    nodes.push(node);
+  }
+  const urls = nodes.map((n) => n.url).join(",");
+  // Ready once JetStream has a meta leader: account info is answered then.
+  await waitFor(
+    "the JetStream cluster to elect a meta leader",
+    async () => {
+      const nc = await connect({ servers: urls.split(","), timeout: 1000 });
+      try {
+        await (await jetstreamManager(nc, { timeout: 1000 })).getAccountInfo();
+        return true;
+      } finally {
+        await nc.close();
+      }
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
+  return {
+    nodes,
+    urls,
+    async leaderOf(stream) {
+      const nc = await connect({ servers: urls.split(","), timeout: 1000 });
+      try {
+        const info = await (await jetstreamManager(nc, { timeout: 2000 })).streams.info(stream);
+        const leader = nodes.find((n) => n.name === info.cluster?.leader);
+        if (!leader) throw new Error(`${stream} has no leader yet`);
+        return leader;
+      } finally {
+        await nc.close();
+      }
+    },
+    async stop() {
+      for (const node of nodes) await node.process.stop();
+    },
+  };
+}
