@@ -143,9 +143,7 @@ function seedSuite(protocol: "sotw" | "delta"): void {
         await assertSameEnvoy();
 
         // Bring the replica back for the next round.
-        const { startXds } = await import("@envoyage/test-support");
-        stack.replicas[victim] = await startXds({ natsUrl: stack.nats.url, listenerPort: stack.listenerPort, xdsPort: stack.replicas[victim]!.xdsPort });
-        await stack.replicas[victim]!.ready();
+        await stack.restartReplica(victim);
       });
     }
   });

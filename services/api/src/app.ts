@@ -83,8 +83,8 @@ export async function buildApp(options: AppOptions) {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const apiError = toApiError(error);
-    if (apiError.status >= 500) request.log.error({ err: error }, apiError.message);
-    else if (apiError.status === 503) request.log.warn(apiError.message);
+    if (apiError.status === 503) request.log.warn(apiError.message);
+    else if (apiError.status >= 500) request.log.error({ err: error }, apiError.message);
     void reply.status(apiError.status).send(apiError.body());
   });
   app.setNotFoundHandler((request, reply) => {

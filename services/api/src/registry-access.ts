@@ -25,6 +25,17 @@ const NATS_FAILURES = [
   JetStreamError,
 ];
 
+/**
+ * Whether `error`, or anything that caused it, is a NATS failure. (While a clustered stream
+ * elects a leader, a write fails as "jetstream is not enabled", caused by "no responders".)
+ */
+function isNatsFailure(error: unknown): boolean {
+  for (let e = error; e instanceof Error; e = e.cause) {
+    if (NATS_FAILURES.some((type) => e instanceof type)) return true;
+  }
+  return false;
+}
+
 export class RegistryAccess {
   readonly #link: NatsLink;
   #store: ServiceStore | undefined;
@@ -49,7 +60,7 @@ export class RegistryAccess {
       return await operation(this.#store);
     } catch (error) {
       if (error instanceof ApiError) throw error;
-      if (NATS_FAILURES.some((type) => error instanceof type)) throw unavailable((error as Error).message);
+      if (isNatsFailure(error)) throw unavailable((error as Error).message);
       throw error;
     }
   }

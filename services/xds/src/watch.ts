@@ -31,6 +31,8 @@ export interface BucketWatcherOptions {
 }
 
 const RETRY_MS = 500;
+/** How often the watchdog compares the bucket's last revision with the last one applied. */
+const WATCHDOG_MS = 500;
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function toEntry(e: KvWatchEntry): BucketEntry {
@@ -46,6 +48,9 @@ export class BucketWatcher {
   #loaded = false;
   #stopped = false;
   #loop: Promise<void> | undefined;
+  #watchdog: NodeJS.Timeout | undefined;
+  /** The revision seen behind at the previous watchdog check, if the watch was behind. */
+  #behindAt: number | undefined;
 
   constructor(options: BucketWatcherOptions) {
     this.#options = options;
@@ -67,12 +72,38 @@ export class BucketWatcher {
       if (event === "reconnected") this.#restart();
     });
     this.#loop = this.#watchLoop(this.#kv);
+    this.#watchdog = setInterval(() => void this.#checkProgress(), WATCHDOG_MS);
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#watchdog);
     this.#restart();
     await this.#loop;
+  }
+
+  /**
+   * A watch can stall without an error: in a cluster, the node holding its consumer may die
+   * while this replica's own connection survives, and the client notices only after missed
+   * heartbeats. If the bucket is ahead of us and we made no progress for a whole check,
+   * restart the watch from where we are.
+   */
+  async #checkProgress(): Promise<void> {
+    if (!this.#loaded || !this.#kv || !this.#options.link.isConnected) return;
+    try {
+      const last = (await this.#kv.status()).streamInfo.state.last_seq;
+      if (last <= this.#lastRevision) {
+        this.#behindAt = undefined;
+      } else if (this.#behindAt === this.#lastRevision) {
+        this.#options.logger.warn({ applied: this.#lastRevision, bucket: last }, "the bucket watch stalled; restarting it");
+        this.#behindAt = undefined;
+        this.#restart();
+      } else {
+        this.#behindAt = this.#lastRevision;
+      }
+    } catch {
+      // NATS is unreachable: the link reports it, and the watch resumes when it returns.
+    }
   }
 
   /** Every revision of `key` still in the bucket's history, newest first. */

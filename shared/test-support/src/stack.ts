@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { startEnvoy, type Envoy } from "./envoy.js";
 import { startApi, startXds, type ApiProcess, type XdsProcess } from "./envoyage.js";
 import { startNats, type NatsServer } from "./nats.js";
+import { startNatsCluster, type NatsCluster } from "./nats-cluster.js";
 import { assertPortsFree, freePort } from "./ports.js";
 import { findTool } from "./tools.js";
 import { startUpstream, type Upstream } from "./upstream.js";
@@ -15,7 +16,11 @@ const run = promisify(execFile);
 
 export interface Stack {
   protocol: "sotw" | "delta";
-  nats: NatsServer;
+  /** The single nats-server, unless the stack runs on a cluster. */
+  nats: NatsServer | undefined;
+  cluster: NatsCluster | undefined;
+  /** What NATS_URL the services were given. */
+  natsUrl: string;
   api: ApiProcess;
   replicas: XdsProcess[];
   envoy: Envoy;
@@ -61,16 +66,20 @@ export interface StackOptions {
   protocol?: "sotw" | "delta";
   /** Extra environment for the xDS replicas. */
   xdsEnv?: Record<string, string>;
+  /** Run NATS as a JetStream cluster of this many nodes, the bucket replicated on all of them. */
+  natsCluster?: number;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const natsCli = findTool("nats");
   const listenerPort = await freePort();
-  const nats = await startNats();
-  const api = await startApi({ natsUrl: nats.url });
+  const cluster = options.natsCluster ? await startNatsCluster(options.natsCluster) : undefined;
+  const nats = cluster ? undefined : await startNats();
+  const natsUrl = cluster?.urls ?? nats!.url;
+  const api = await startApi({ natsUrl, env: cluster ? { ENVOYAGE_BUCKET_REPLICAS: String(options.natsCluster) } : {} });
   const replicas = [
-    await startXds({ natsUrl: nats.url, listenerPort, env: options.xdsEnv }),
-    await startXds({ natsUrl: nats.url, listenerPort, env: options.xdsEnv }),
+    await startXds({ natsUrl, listenerPort, env: options.xdsEnv }),
+    await startXds({ natsUrl, listenerPort, env: options.xdsEnv }),
   ];
   await Promise.all(replicas.map((r) => r.ready()));
   const upstreams = { A: await startUpstream("A"), B: await startUpstream("B") };
@@ -79,6 +88,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const stack: Stack = {
     protocol: options.protocol ?? "sotw",
     nats,
+    cluster,
+    natsUrl,
     api,
     replicas,
     envoy,
@@ -106,7 +117,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       return { status: response.status, body: text ? JSON.parse(text) : undefined };
     },
     async restartReplica(index) {
-      const replica = await startXds({ natsUrl: nats.url, listenerPort, xdsPort: replicas[index]!.xdsPort, env: options.xdsEnv });
+      const replica = await startXds({ natsUrl, listenerPort, xdsPort: replicas[index]!.xdsPort, env: options.xdsEnv });
       replicas[index] = replica;
       await replica.ready();
       return replica;
@@ -120,15 +131,17 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       return undefined;
     },
     async nats_(...args) {
-      const { stdout } = await run(natsCli, ["-s", nats.url, ...args]);
+      const { stdout } = await run(natsCli, ["-s", natsUrl, ...args]);
       return stdout;
     },
     async stop() {
-      const ports = [listenerPort, api.port, nats.port, ...replicas.flatMap((r) => [r.xdsPort, r.httpPort]), upstreams.A.port, upstreams.B.port];
+      const natsPorts = cluster ? cluster.nodes.map((n) => n.port) : [nats!.port];
+      const ports = [listenerPort, api.port, ...natsPorts, ...replicas.flatMap((r) => [r.xdsPort, r.httpPort]), upstreams.A.port, upstreams.B.port];
       await envoy.stop();
       for (const replica of replicas) await replica.stop();
       await api.stop();
-      await nats.stop();
+      if (cluster) await cluster.stop();
+      else await nats!.stop();
       await upstreams.A.close();
       await upstreams.B.close();
       agent.destroy();

@@ -1,0 +1,175 @@
+// NATS failures during a stream of acknowledged writes and under traffic through a real Envoy:
+// a single nats-server SIGKILLed and restarted, and the stream leader of a 3-node JetStream
+// cluster SIGKILLed. Envoy keeps routing, the API answers 503 fast while it cannot write, the
+// replicas resume by themselves, and not one write the API acknowledged is lost.
+import assert from "node:assert/strict";
+import { after, before, describe, it, type TestContext } from "node:test";
+import { record, sleep, startLoad, startStack, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
+
+const WEB = "web.example.com";
+
+interface WriteLog {
+  /** Services whose PUT was acknowledged (2xx), with the acknowledged revision. */
+  acked: Map<string, number>;
+  /** 503 answers, and the slowest of them. */
+  unavailable: number;
+  slowest503Ms: number;
+  /** Anything else: other statuses or transport errors. */
+  other: string[];
+  /** Time of the first acknowledged write sent after `since` (see startWriter). */
+  firstAckAfter(since: number): number | undefined;
+}
+
+/** Creates services `<prefix>-<n>` one after the other, as fast as the API answers. */
+function startWriter(stack: Stack, prefix: string): { log: WriteLog; stop(): Promise<WriteLog> } {
+  const acks: { name: string; revision: number; sentAt: number }[] = [];
+  const log: WriteLog = {
+    acked: new Map(),
+    unavailable: 0,
+    slowest503Ms: 0,
+    other: [],
+    firstAckAfter: (since) => acks.find((a) => a.sentAt >= since)?.sentAt,
+  };
+  let running = true;
+  const loop = (async () => {
+    for (let n = 0; running; n++) {
+      const name = `${prefix}-${n}`;
+      const sentAt = performance.now();
+      try {
+        const response = await stack.call("PUT", `/v1/services/${name}`, record(stack.upstreams.A, [`${name}.example.com`]));
+        if (response.status === 201) {
+          log.acked.set(name, response.body.revision);
+          acks.push({ name, revision: response.body.revision, sentAt });
+        } else if (response.status === 503) {
+          log.unavailable++;
+          log.slowest503Ms = Math.max(log.slowest503Ms, performance.now() - sentAt);
+          await sleep(20);
+        } else {
+          log.other.push(`${name}: ${response.status} ${JSON.stringify(response.body)}`);
+        }
+      } catch (error) {
+        log.other.push(`${name}: ${(error as Error).message}`);
+        await sleep(20);
+      }
+    }
+  })();
+  return {
+    log,
+    async stop() {
+      running = false;
+      await loop;
+      return log;
+    },
+  };
+}
+
+/** Every acknowledged write is in the bucket (eventually, for reads served by a follower). */
+async function assertNoAckedWriteLost(stack: Stack, log: WriteLog): Promise<void> {
+  await waitFor("every acknowledged write to be readable", async () => {
+    const listed = new Map<string, number>(
+      ((await stack.call("GET", "/v1/services")).body?.services ?? []).map((s: { name: string; revision: number }) => [s.name, s.revision]),
+    );
+    const missing = [...log.acked.keys()].filter((name) => !listed.has(name));
+    return missing.length === 0 ? true : undefined;
+  }, { timeoutMs: 10_000, intervalMs: 200 });
+}
+
+function report(t: TestContext, log: WriteLog, load: { requests: number; non2xx: number; errors: number }, extra = ""): void {
+  t.diagnostic(
+    `writes: ${log.acked.size} acknowledged, 0 lost, ${log.unavailable} answered 503 (slowest ${log.slowest503Ms.toFixed(0)} ms); ` +
+      `traffic: ${load.requests} requests, ${load.non2xx + load.errors} failed${extra}`,
+  );
+}
+
+describe("NATS outage (one server, file storage, SIGKILL)", () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack();
+    await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
+    await stack.until(WEB, upstreamGreeting("A"));
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  it("keeps Envoy routing, answers 503 fast, resumes by itself and loses no acknowledged write", async (t) => {
+    const load = startLoad({ port: stack.listenerPort, host: WEB });
+    const writer = startWriter(stack, "w");
+    await sleep(1000);
+    await stack.nats!.kill();
+    const killedAt = performance.now();
+    await waitFor("the API to report NATS down", async () => ((await stack.call("GET", "/readyz")).status === 503 ? true : undefined));
+    await sleep(2000); // the outage: Envoy must keep routing on the replicas' last snapshot
+    for (const replica of stack.replicas) assert.ok(replica.process.running, "replicas survive the outage");
+
+    await stack.nats!.restart();
+    const restartedAt = performance.now();
+    await waitFor("writes to succeed again", () => (writer.log.firstAckAfter(restartedAt) !== undefined ? true : undefined), {
+      timeoutMs: 15_000,
+      intervalMs: 50,
+    });
+    const log = await writer.stop();
+
+    // The watches resumed by themselves: a later change reaches Envoy.
+    const changedAt = performance.now();
+    assert.equal((await stack.call("PUT", "/v1/services/web", record(stack.upstreams.B))).status, 200);
+    await stack.until(WEB, upstreamGreeting("B"));
+    const changeMs = performance.now() - changedAt;
+    const result = await load.stop();
+
+    assert.ok(log.unavailable > 0, "writes were refused while NATS was down");
+    assert.ok(log.slowest503Ms < 1000, `a 503 took ${log.slowest503Ms} ms`);
+    assert.deepEqual(log.other, []);
+    assert.equal(result.non2xx + result.errors + result.timeouts, 0, `failed requests: ${JSON.stringify(result.failedByStatus)}`);
+    await assertNoAckedWriteLost(stack, log);
+    report(t, log, result, `; outage ${(restartedAt - killedAt).toFixed(0)} ms; first change after it reached Envoy in ${changeMs.toFixed(1)} ms`);
+  });
+});
+
+describe("clustered NATS (3 nodes, bucket on 3 replicas): the stream leader dies", () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack({ natsCluster: 3 });
+    await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
+    await stack.until(WEB, upstreamGreeting("A"));
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  it("loses no acknowledged write, and the change stream reaches Envoy again", async (t) => {
+    const load = startLoad({ port: stack.listenerPort, host: WEB });
+    const writer = startWriter(stack, "c");
+    await sleep(1000);
+    const leader = await stack.cluster!.leaderOf("KV_envoyage");
+    await leader.kill();
+    const killedAt = performance.now();
+
+    // A change made right after the kill: retried until the cluster takes it, then followed to Envoy.
+    let accepted: number | undefined;
+    for (let attempt = 0; accepted === undefined; attempt++) {
+      const response = await stack.call("PUT", "/v1/services/web", record(stack.upstreams.B));
+      if (response.status === 200) accepted = performance.now();
+      else await sleep(50);
+      assert.ok(attempt < 600, "the cluster never took a write after losing its leader");
+    }
+    await stack.until(WEB, upstreamGreeting("B"), 30_000);
+    const convergedMs = performance.now() - killedAt;
+    await sleep(500);
+    const log = await writer.stop();
+    const result = await load.stop();
+    const newLeader = await stack.cluster!.leaderOf("KV_envoyage");
+
+    assert.notEqual(newLeader.name, leader.name);
+    assert.deepEqual(log.other, []);
+    assert.equal(result.non2xx + result.errors + result.timeouts, 0, `failed requests: ${JSON.stringify(result.failedByStatus)}`);
+    await assertNoAckedWriteLost(stack, log);
+    report(
+      t,
+      log,
+      result,
+      `; leader ${leader.name} → ${newLeader.name}; first write accepted ${(accepted - killedAt).toFixed(0)} ms after the kill, ` +
+        `the change through Envoy ${convergedMs.toFixed(0)} ms after it`,
+    );
+  });
+});
