@@ -29,7 +29,28 @@ export interface Envoy {
   /** Seconds since this Envoy process started (server.uptime). */
   uptime(): Promise<number>;
   configDump(): Promise<unknown>;
+  /** What Envoy holds: clusters, virtual hosts (name → domains) and endpoints (cluster → "ip:port"). */
+  config(): Promise<EnvoyConfig>;
   stop(): Promise<void>;
+}
+
+export interface EnvoyConfig {
+  clusters: string[];
+  virtualHosts: Record<string, string[]>;
+  endpoints: Record<string, string[]>;
+}
+
+interface ConfigDump {
+  configs: {
+    dynamic_active_clusters?: { cluster: { name: string } }[];
+    dynamic_route_configs?: { route_config: { virtual_hosts?: { name: string; domains: string[] }[] } }[];
+    dynamic_endpoint_configs?: {
+      endpoint_config: {
+        cluster_name: string;
+        endpoints?: { lb_endpoints?: { endpoint: { address: { socket_address: { address: string; port_value: number } } } }[] }[];
+      };
+    }[];
+  }[];
 }
 
 interface Bootstrap {
@@ -106,6 +127,23 @@ export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
     },
     async configDump() {
       return (await fetch(`${adminUrl}/config_dump`)).json();
+    },
+    async config() {
+      const dump = (await (await fetch(`${adminUrl}/config_dump?include_eds`)).json()) as ConfigDump;
+      const out: EnvoyConfig = { clusters: [], virtualHosts: {}, endpoints: {} };
+      for (const section of dump.configs) {
+        for (const { cluster } of section.dynamic_active_clusters ?? []) out.clusters.push(cluster.name);
+        for (const { route_config } of section.dynamic_route_configs ?? []) {
+          for (const host of route_config.virtual_hosts ?? []) out.virtualHosts[host.name] = host.domains;
+        }
+        for (const { endpoint_config } of section.dynamic_endpoint_configs ?? []) {
+          out.endpoints[endpoint_config.cluster_name] = (endpoint_config.endpoints ?? []).flatMap((locality) =>
+            (locality.lb_endpoints ?? []).map((e) => `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}`),
+          );
+        }
+      }
+      out.clusters.sort();
+      return out;
     },
     async stop() {
       await child.stop();
