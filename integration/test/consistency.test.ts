@@ -118,24 +118,20 @@ describe("consistency under churn", () => {
     });
     assert.deepEqual(bucket[0]!.resources, bucket[1]!.resources, "same versions and counts on both replicas");
 
-    // Envoy holds exactly what the registry serves.
-    const served = ((await stack.call("GET", "/v1/services")).body.services as {
-      name: string;
-      domains: string[];
-      endpoints: { address: string; port: number }[];
-      status: { state: string };
-    }[]).filter((s) => s.status.state === "serving");
-    const expected = {
-      clusters: served.map((s) => s.name).sort(),
-      virtualHosts: Object.fromEntries(served.map((s) => [s.name, s.domains])),
-      endpoints: Object.fromEntries(served.map((s) => [s.name, s.endpoints.map((e) => `${e.address}:${e.port}`)])),
-    };
+    // Envoy holds exactly what the registry serves (both read afresh on each try: a service's
+    // status says "pending" until the replicas' next report, at most half a second later).
     const converged = await waitFor("Envoy to hold the registry", async () => {
+      const served = ((await stack.call("GET", "/v1/services")).body.services as {
+        name: string;
+        domains: string[];
+        endpoints: { address: string; port: number }[];
+        status: { state: string };
+      }[]).filter((s) => s.status.state === "serving");
       const config = await stack.envoy.config();
       const matches =
-        config.clusters.join() === expected.clusters.join() &&
-        sameEntries(config.virtualHosts, expected.virtualHosts) &&
-        sameEntries(config.endpoints, expected.endpoints);
+        config.clusters.join() === served.map((s) => s.name).sort().join() &&
+        sameEntries(config.virtualHosts, Object.fromEntries(served.map((s) => [s.name, s.domains]))) &&
+        sameEntries(config.endpoints, Object.fromEntries(served.map((s) => [s.name, s.endpoints.map((e) => `${e.address}:${e.port}`)])));
       return matches ? config : undefined;
     });
     t.diagnostic(
