@@ -31,6 +31,8 @@ export interface Envoy {
   configDump(): Promise<unknown>;
   /** What Envoy holds: clusters, virtual hosts (name → domains) and endpoints (cluster → "ip:port"). */
   config(): Promise<EnvoyConfig>;
+  /** Just the virtual hosts (a lighter read than config()). */
+  virtualHosts(): Promise<Record<string, string[]>>;
   stop(): Promise<void>;
 }
 
@@ -127,6 +129,12 @@ export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
     },
     async configDump() {
       return (await fetch(`${adminUrl}/config_dump`)).json();
+    },
+    async virtualHosts() {
+      const dump = (await (await fetch(`${adminUrl}/config_dump?resource=dynamic_route_configs`)).json()) as {
+        configs: { route_config: { virtual_hosts?: { name: string; domains: string[] }[] } }[];
+      };
+      return Object.fromEntries(dump.configs.flatMap((c) => (c.route_config.virtual_hosts ?? []).map((v) => [v.name, v.domains])));
     },
     async config() {
       const dump = (await (await fetch(`${adminUrl}/config_dump?include_eds`)).json()) as ConfigDump;

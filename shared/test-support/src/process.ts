@@ -95,4 +95,13 @@ export class ManagedProcess {
   kill(): Promise<Exit> {
     return this.stop("SIGKILL");
   }
+
+  /** Freezes the process (SIGSTOP) until resume(): alive, holding its sockets, answering nothing. */
+  pause(): void {
+    this.signalGroup("SIGSTOP");
+  }
+
+  resume(): void {
+    this.signalGroup("SIGCONT");
+  }
 }
