@@ -23,7 +23,7 @@ install: tools node_modules/.package-lock.json ## tools and npm dependencies
 build: install ## compile every workspace (tsc -b)
 	npm run build
 
-up: build ## install what is missing, build, start the stack (NATS, API, 2 xDS replicas, Envoy, upstreams A and B)
+up: build ## start the stack (NATS, API, 2 xDS replicas, Envoy, upstreams A, B); NATS_CLUSTER=3, ENVOY_ADS=delta
 	@scripts/stack.sh up
 
 down: ## stop exactly what make up started

@@ -9,6 +9,8 @@
 #   stack.sh status   what runs, on which port
 #
 # ENVOY_ADS=delta starts Envoy on delta xDS (api_type DELTA_GRPC) instead of state of the world.
+# NATS_CLUSTER=3 runs NATS as a 3-node JetStream cluster (client ports 4222-4224, routes
+# 6222-6224) with the bucket replicated on all three; every service is given all three URLs.
 #
 # Ports and addresses follow the documented defaults; each can be overridden by the same
 # environment variable the services read (README, "Configuration").
@@ -20,6 +22,7 @@ LOGS="$RUN/logs"
 export PATH="$ROOT/.tools/bin:$PATH"
 
 NATS_PORT="${NATS_PORT:-4222}"
+NATS_CLUSTER="${NATS_CLUSTER:-1}"
 API_PORT="${API_PORT:-8080}"
 XDS_PORTS=(9090 9091)
 XDS_HTTP_PORTS=(9190 9191)
@@ -65,26 +68,31 @@ check_port() { # port name
 
 up() {
   [ -f "$ROOT/services/api/dist/src/main.js" ] || die "not built: run make up (or npm run build) first"
-  mkdir -p "$LOGS" "$RUN/nats"
+  mkdir -p "$LOGS"
   local node
   node="$(command -v node)"
 
-  if ! alive nats; then
-    check_port "$NATS_PORT" nats-server
-    # sync_interval: always = every acknowledged write is on disk before the ack.
-    cat >"$RUN/nats.conf" <<EOF
-listen: "$BIND:$NATS_PORT"
-server_name: envoyage-local
-jetstream { store_dir: "$RUN/nats", sync_interval: always }
-EOF
-    start nats nats-server -c "$RUN/nats.conf"
+  local nats_urls=() nats_names=()
+  if [ "$NATS_CLUSTER" = 1 ]; then
+    nats_names=(nats)
+    nats_urls=("nats://127.0.0.1:$NATS_PORT")
+    start_nats nats "$NATS_PORT" ""
+  else
+    for i in $(seq 1 "$NATS_CLUSTER"); do
+      nats_names+=("nats-$i")
+      nats_urls+=("nats://127.0.0.1:$((NATS_PORT + i - 1))")
+    done
+    for i in $(seq 1 "$NATS_CLUSTER"); do start_nats "nats-$i" "$((NATS_PORT + i - 1))" "$((6222 + i - 1))"; done
   fi
-  wait_for "nats-server" 15 port_busy "$NATS_PORT"
+  for url in "${nats_urls[@]}"; do wait_for "nats-server ${url##*:}" 15 port_busy "${url##*:}"; done
+  local joined
+  joined="$(IFS=,; echo "${nats_urls[*]}")"
 
-  local common=(env "NATS_URL=nats://127.0.0.1:$NATS_PORT" "LOG_LEVEL=${LOG_LEVEL:-info}")
+  local common=(env "NATS_URL=$joined" "LOG_LEVEL=${LOG_LEVEL:-info}")
   if ! alive api; then
     check_port "$API_PORT" api
-    start api "${common[@]}" "API_HOST=$BIND" "API_PORT=$API_PORT" "$node" "$ROOT/services/api/dist/src/main.js"
+    start api "${common[@]}" "API_HOST=$BIND" "API_PORT=$API_PORT" "ENVOYAGE_BUCKET_REPLICAS=$NATS_CLUSTER" \
+      "$node" "$ROOT/services/api/dist/src/main.js"
   fi
   for i in 0 1; do
     local n=$((i + 1))
@@ -95,7 +103,7 @@ EOF
         "$node" "$ROOT/services/xds/dist/src/main.js"
     fi
   done
-  wait_for "the API" 15 http_ok "http://127.0.0.1:$API_PORT/readyz"
+  wait_for "the API" 30 http_ok "http://127.0.0.1:$API_PORT/readyz"
   wait_for "xds-1" 30 http_ok "http://127.0.0.1:${XDS_HTTP_PORTS[0]}/readyz"
   wait_for "xds-2" 30 http_ok "http://127.0.0.1:${XDS_HTTP_PORTS[1]}/readyz"
 
@@ -120,6 +128,28 @@ EOF
   log "up. Try: make test-add && make test-switch && make test-remove"
 }
 
+# start_nats NAME CLIENT_PORT CLUSTER_PORT: one nats-server; CLUSTER_PORT empty for a single server.
+start_nats() {
+  local name="$1" port="$2" cluster="$3"
+  alive "$name" && return
+  check_port "$port" "$name"
+  mkdir -p "$RUN/$name"
+  # sync_interval: always = every acknowledged write is on disk before the ack.
+  {
+    echo "server_name: envoyage-$name"
+    echo "listen: \"$BIND:$port\""
+    echo "jetstream { store_dir: \"$RUN/$name\", sync_interval: always }"
+    if [ -n "$cluster" ]; then
+      local routes=() i
+      for i in $(seq 1 "$NATS_CLUSTER"); do
+        [ $((6222 + i - 1)) = "$cluster" ] || routes+=("\"nats-route://127.0.0.1:$((6222 + i - 1))\"")
+      done
+      echo "cluster { name: envoyage, listen: \"127.0.0.1:$cluster\", routes: [$(IFS=,; echo "${routes[*]}")] }"
+    fi
+  } >"$RUN/$name.conf"
+  start "$name" nats-server -c "$RUN/$name.conf"
+}
+
 stop_one() {
   local name="$1" f pid
   f="$(pidfile "$name")"
@@ -139,7 +169,7 @@ stop_one() {
 
 down() {
   # Envoy first (it would only log reconnects), NATS last (the services drain to it).
-  for name in envoy upstream-a upstream-b xds-1 xds-2 api nats; do stop_one "$name"; done
+  for name in envoy upstream-a upstream-b xds-1 xds-2 api nats nats-1 nats-2 nats-3 nats-4 nats-5; do stop_one "$name"; done
   rm -f "$RUN/envoy.started"
   local busy=()
   for port in "$NATS_PORT" "$API_PORT" "${XDS_PORTS[@]}" "${XDS_HTTP_PORTS[@]}" "$LISTENER_PORT" "$ADMIN_PORT" "$UPSTREAM_A_PORT" "$UPSTREAM_B_PORT"; do
@@ -151,7 +181,9 @@ down() {
 
 status() {
   local name
-  for name in nats api xds-1 xds-2 upstream-a upstream-b envoy; do
+  local names=(nats) name
+  [ "$NATS_CLUSTER" = 1 ] || names=($(seq -f "nats-%g" 1 "$NATS_CLUSTER"))
+  for name in "${names[@]}" api xds-1 xds-2 upstream-a upstream-b envoy; do
     if alive "$name"; then printf '  %-11s running (pid %s)\n' "$name" "$(cat "$(pidfile "$name")")"
     else printf '  %-11s stopped\n' "$name"; fi
   done
@@ -159,7 +191,7 @@ status() {
   API        http://127.0.0.1:$API_PORT   (OpenAPI at /openapi.json)
   Envoy      http://127.0.0.1:$LISTENER_PORT (admin http://127.0.0.1:$ADMIN_PORT)
   xDS        127.0.0.1:${XDS_PORTS[0]}, 127.0.0.1:${XDS_PORTS[1]} (health :${XDS_HTTP_PORTS[0]}, :${XDS_HTTP_PORTS[1]})
-  NATS       nats://127.0.0.1:$NATS_PORT
+  NATS       nats://127.0.0.1:$NATS_PORT$([ "$NATS_CLUSTER" = 1 ] || echo " (cluster of $NATS_CLUSTER: ports $NATS_PORT-$((NATS_PORT + NATS_CLUSTER - 1)))")
   upstreams  A 127.0.0.1:$UPSTREAM_A_PORT, B 127.0.0.1:$UPSTREAM_B_PORT
 EOF
 }
