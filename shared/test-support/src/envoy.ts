@@ -4,7 +4,7 @@ import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
-import { ManagedProcess } from "./process.js";
+import { ManagedProcess, type Lifecycle } from "./process.js";
 import { findTool, REPO_ROOT } from "./tools.js";
 import { waitFor } from "./wait.js";
 
@@ -20,9 +20,8 @@ export interface EnvoyOptions {
 }
 
 export interface Envoy {
-  pid: number;
   adminUrl: string;
-  process: ManagedProcess;
+  process: Lifecycle;
   /** Counters and gauges from /stats, by name. */
   stats(): Promise<Map<string, number>>;
   stat(name: string): Promise<number>;
@@ -62,30 +61,48 @@ interface Bootstrap {
   static_resources: { clusters: { name: string; load_assignment: { endpoints: unknown[] } }[] };
 }
 
-export async function renderBootstrap(options: EnvoyOptions, dir: string): Promise<string> {
-  const source = options.bootstrap ?? join(REPO_ROOT, "envoy", "bootstrap.yaml");
+export interface BootstrapOptions {
+  /** Bootstrap to render; envoy/bootstrap.yaml by default. */
+  source?: string;
+  nodeId?: string;
+  protocol?: "sotw" | "delta";
+  /** Replaces xds_cluster's endpoints. */
+  xds?: { address: string; port: number }[];
+  /** Replaces the admin port (0: any free port). */
+  adminPort?: number;
+}
+
+/** A project bootstrap with the test's node id, ADS variant, xDS endpoints and admin port. */
+export async function bootstrapText(options: BootstrapOptions): Promise<string> {
+  const source = options.source ?? join(REPO_ROOT, "envoy", "bootstrap.yaml");
   const bootstrap = parse(await readFile(source, "utf8")) as Bootstrap;
   bootstrap.node.id = options.nodeId ?? "envoyage-test";
   if (options.protocol === "delta") bootstrap.dynamic_resources.ads_config.api_type = "DELTA_GRPC";
-  bootstrap.admin.address.socket_address.port_value = 0;
-  const xds = bootstrap.static_resources.clusters.find((c) => c.name === "xds_cluster");
-  if (!xds) throw new Error(`${source} has no xds_cluster`);
-  xds.load_assignment.endpoints = [
-    {
-      lb_endpoints: options.xdsPorts.map((port) => ({
-        endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } },
-      })),
-    },
-  ];
-  const file = join(dir, "bootstrap.yaml");
-  await writeFile(file, stringify(bootstrap));
-  return file;
+  if (options.adminPort !== undefined) bootstrap.admin.address.socket_address.port_value = options.adminPort;
+  if (options.xds) {
+    const xds = bootstrap.static_resources.clusters.find((c) => c.name === "xds_cluster");
+    if (!xds) throw new Error(`${source} has no xds_cluster`);
+    xds.load_assignment.endpoints = [
+      { lb_endpoints: options.xds.map(({ address, port }) => ({ endpoint: { address: { socket_address: { address, port_value: port } } } })) },
+    ];
+  }
+  return stringify(bootstrap);
 }
 
 export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
   const binary = findTool("envoy");
   const dir = await mkdtemp(join(tmpdir(), "envoyage-envoy-"));
-  const bootstrap = await renderBootstrap(options, dir);
+  const bootstrap = join(dir, "bootstrap.yaml");
+  await writeFile(
+    bootstrap,
+    await bootstrapText({
+      source: options.bootstrap,
+      nodeId: options.nodeId,
+      protocol: options.protocol,
+      adminPort: 0,
+      xds: options.xdsPorts.map((port) => ({ address: "127.0.0.1", port })),
+    }),
+  );
   const adminFile = join(dir, "admin-address");
   const child = ManagedProcess.start({
     name: "envoy",
@@ -103,7 +120,11 @@ export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
     const text = await readFile(adminFile, "utf8").catch(() => "");
     return text.trim() || undefined;
   });
-  const adminUrl = `http://${address}`;
+  return { ...envoyAdmin(`http://${address}`), process: child, stop: async () => void (await child.stop()) };
+}
+
+/** Reads an Envoy through its admin interface (for Envoys in processes or containers). */
+export function envoyAdmin(adminUrl: string): Omit<Envoy, "process" | "stop"> {
   const stats = async () => {
     const text = await (await fetch(`${adminUrl}/stats`)).text();
     const out = new Map<string, number>();
@@ -114,9 +135,7 @@ export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
     return out;
   };
   return {
-    pid: child.pid,
     adminUrl,
-    process: child,
     stats,
     async stat(name) {
       const value = (await stats()).get(name);
@@ -153,8 +172,6 @@ export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
       out.clusters.sort();
       return out;
     },
-    async stop() {
-      await child.stop();
-    },
   };
 }
+

@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "./ports.js";
-import { ManagedProcess } from "./process.js";
+import { ManagedProcess, type Lifecycle } from "./process.js";
 import { REPO_ROOT } from "./tools.js";
 import { waitFor } from "./wait.js";
 
@@ -19,7 +19,7 @@ async function healthy(url: string): Promise<true | undefined> {
 }
 
 export interface ServiceProcess {
-  process: ManagedProcess;
+  process: Lifecycle;
   stop(): Promise<void>;
   kill(): Promise<void>;
 }

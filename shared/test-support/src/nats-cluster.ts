@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { freePort } from "./ports.js";
-import { ManagedProcess } from "./process.js";
+import { ManagedProcess, type Lifecycle } from "./process.js";
 import { findTool } from "./tools.js";
 import { waitFor } from "./wait.js";
 
@@ -14,7 +14,7 @@ export interface ClusterNode {
   name: string;
   url: string;
   port: number;
-  process: ManagedProcess;
+  process: Lifecycle;
   restart(): Promise<void>;
   kill(): Promise<void>;
 }

@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./ports.js";
-import { ManagedProcess } from "./process.js";
+import { ManagedProcess, type Lifecycle } from "./process.js";
 import { findTool } from "./tools.js";
 import { waitFor } from "./wait.js";
 
@@ -11,7 +11,7 @@ export interface NatsServer {
   url: string;
   port: number;
   storeDir: string;
-  process: ManagedProcess;
+  process: Lifecycle;
   /** Starts the server again on the same port and storage (after stop or kill). */
   restart(): Promise<void>;
   stop(): Promise<void>;

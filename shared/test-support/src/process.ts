@@ -23,7 +23,20 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
-export class ManagedProcess {
+/** What tests do to a running component, whether it is a local process or a container. */
+export interface Lifecycle {
+  readonly running: boolean;
+  /** What it wrote to stdout and stderr (the last 256 KiB). */
+  output(): string;
+  /** Sends `signal` (SIGTERM by default) and waits for the exit; SIGKILL after `timeoutMs`. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<Exit>;
+  kill(): Promise<Exit>;
+  /** Freezes it until resume(): alive, holding its sockets, answering nothing. */
+  pause(): void | Promise<void>;
+  resume(): void | Promise<void>;
+}
+
+export class ManagedProcess implements Lifecycle {
   readonly name: string;
   readonly exited: Promise<Exit>;
   readonly #child: ChildProcess;

@@ -7,6 +7,7 @@ import { startEnvoy, type Envoy } from "./envoy.js";
 import { startApi, startXds, type ApiProcess, type XdsProcess } from "./envoyage.js";
 import { startNats, type NatsServer } from "./nats.js";
 import { startNatsCluster, type NatsCluster } from "./nats-cluster.js";
+import { startContainerParts } from "./containers.js";
 import { assertPortsFree, freePort } from "./ports.js";
 import { findTool } from "./tools.js";
 import { startUpstream, type Upstream } from "./upstream.js";
@@ -41,9 +42,7 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-const agent = new Agent({ keepAlive: true, maxSockets: 4 });
-
-function get(port: number, host: string): Promise<{ status: number; body: string }> {
+function get(agent: Agent, port: number, host: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: "127.0.0.1", port, path: "/", headers: { host }, agent, timeout: 2000 }, (res) => {
       let body = "";
@@ -58,7 +57,7 @@ function get(port: number, host: string): Promise<{ status: number; body: string
 }
 
 export function record(upstream: Upstream, domains = ["web.example.com"]) {
-  return { domains, endpoints: [{ address: "127.0.0.1", port: upstream.port }] };
+  return { domains, endpoints: [{ address: upstream.address, port: upstream.port }] };
 }
 
 export interface StackOptions {
@@ -70,8 +69,38 @@ export interface StackOptions {
   natsCluster?: number;
 }
 
+/** What a stack implementation starts; assembleStack adds the behaviour both share. */
+export interface StackParts {
+  protocol: "sotw" | "delta";
+  nats: NatsServer | undefined;
+  cluster: NatsCluster | undefined;
+  natsUrl: string;
+  api: ApiProcess;
+  replicas: XdsProcess[];
+  envoy: Envoy;
+  upstreams: { A: Upstream; B: Upstream };
+  listenerPort: number;
+  restartReplica(index: number): Promise<XdsProcess>;
+  /** Stops everything; resolves with host ports that must be free afterwards. */
+  teardown(): Promise<number[]>;
+}
+
+/**
+ * Starts the stack as local processes, or in containers when ENVOYAGE_TEST_STACK=containers
+ * (testcontainers; needs a Docker engine). The same tests drive either.
+ */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
-  const natsCli = findTool("nats");
+  const kind = process.env["ENVOYAGE_TEST_STACK"] ?? "processes";
+  if (kind !== "processes" && kind !== "containers") {
+    throw new Error(`ENVOYAGE_TEST_STACK must be "processes" or "containers", got "${kind}"`);
+  }
+  const stack = assembleStack(kind === "containers" ? await startContainerParts(options) : await startProcessParts(options));
+  // Envoy is up once its listener answers (404: no services yet).
+  await stack.until("nothing.example.com", 404, 30_000);
+  return stack;
+}
+
+async function startProcessParts(options: StackOptions): Promise<StackParts> {
   const listenerPort = await freePort();
   const cluster = options.natsCluster ? await startNatsCluster(options.natsCluster) : undefined;
   const nats = cluster ? undefined : await startNats();
@@ -84,8 +113,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   await Promise.all(replicas.map((r) => r.ready()));
   const upstreams = { A: await startUpstream("A"), B: await startUpstream("B") };
   const envoy = await startEnvoy({ xdsPorts: replicas.map((r) => r.xdsPort), protocol: options.protocol });
-
-  const stack: Stack = {
+  return {
     protocol: options.protocol ?? "sotw",
     nats,
     cluster,
@@ -95,46 +123,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     envoy,
     upstreams,
     listenerPort,
-    get: (host) => get(listenerPort, host),
-    async until(host, expected, timeoutMs = 10_000) {
-      await waitFor(
-        `${host} to answer ${JSON.stringify(expected)} through Envoy`,
-        async () => {
-          const response = await get(listenerPort, host);
-          const matches = typeof expected === "number" ? response.status === expected : response.body === expected;
-          return matches ? true : undefined;
-        },
-        { timeoutMs, intervalMs: 1 },
-      );
-    },
-    async call(method, path, body) {
-      const response = await fetch(`${api.url}${path}`, {
-        method,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await response.text();
-      return { status: response.status, body: text ? JSON.parse(text) : undefined };
-    },
     async restartReplica(index) {
       const replica = await startXds({ natsUrl, listenerPort, xdsPort: replicas[index]!.xdsPort, env: options.xdsEnv });
       replicas[index] = replica;
       await replica.ready();
       return replica;
     },
-    async connectedReplica() {
-      for (const [index, replica] of replicas.entries()) {
-        if (!replica.process.running) continue;
-        const status = (await (await fetch(`${replica.statusUrl}/status`)).json()) as { streams: Record<string, number> };
-        if (Object.values(status.streams).some((count) => count > 0)) return index;
-      }
-      return undefined;
-    },
-    async nats_(...args) {
-      const { stdout } = await run(natsCli, ["-s", natsUrl, ...args]);
-      return stdout;
-    },
-    async stop() {
+    async teardown() {
       const natsPorts = cluster ? cluster.nodes.map((n) => n.port) : [nats!.port];
       const ports = [listenerPort, api.port, ...natsPorts, ...replicas.flatMap((r) => [r.xdsPort, r.httpPort]), upstreams.A.port, upstreams.B.port];
       await envoy.stop();
@@ -144,11 +139,54 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       else await nats!.stop();
       await upstreams.A.close();
       await upstreams.B.close();
-      agent.destroy();
-      await assertPortsFree(ports);
+      return ports;
     },
   };
-  // Envoy is up once its listener answers (404: no services yet).
-  await stack.until("nothing.example.com", 404, 30_000);
+}
+
+function assembleStack(parts: StackParts): Stack {
+  const natsCli = findTool("nats");
+  const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+  const stack: Stack = {
+    ...parts,
+    get: (host) => get(agent, parts.listenerPort, host),
+    async until(host, expected, timeoutMs = 10_000) {
+      await waitFor(
+        `${host} to answer ${JSON.stringify(expected)} through Envoy`,
+        async () => {
+          const response = await get(agent, parts.listenerPort, host);
+          const matches = typeof expected === "number" ? response.status === expected : response.body === expected;
+          return matches ? true : undefined;
+        },
+        { timeoutMs, intervalMs: 1 },
+      );
+    },
+    async call(method, path, body) {
+      const response = await fetch(`${parts.api.url}${path}`, {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : undefined };
+    },
+    async nats_(...args) {
+      const { stdout } = await run(natsCli, ["-s", parts.natsUrl, ...args]);
+      return stdout;
+    },
+    restartReplica: (index) => parts.restartReplica(index),
+    async connectedReplica() {
+      for (const [index, replica] of parts.replicas.entries()) {
+        if (!replica.process.running) continue;
+        const status = (await (await fetch(`${replica.statusUrl}/status`)).json()) as { streams: Record<string, number> };
+        if (Object.values(status.streams).some((count) => count > 0)) return index;
+      }
+      return undefined;
+    },
+    async stop() {
+      agent.destroy();
+      await assertPortsFree(await parts.teardown());
+    },
+  };
   return stack;
 }

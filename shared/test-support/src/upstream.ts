@@ -4,6 +4,8 @@ import type { AddressInfo } from "node:net";
 
 export interface Upstream {
   name: string;
+  /** Where Envoy reaches it: 127.0.0.1, or the host's name as seen from containers. */
+  address: string;
   port: number;
   requests: number;
   close(): Promise<void>;
@@ -22,7 +24,7 @@ export function createUpstreamServer(name: string, onRequest: () => void = () =>
 }
 
 export async function startUpstream(name: string, port = 0): Promise<Upstream> {
-  const upstream: Upstream = { name, port: 0, requests: 0, close: async () => {} };
+  const upstream: Upstream = { name, address: "127.0.0.1", port: 0, requests: 0, close: async () => {} };
   const server = createUpstreamServer(name, () => upstream.requests++);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
