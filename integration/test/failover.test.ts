@@ -4,7 +4,7 @@
 // same versions.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { record, startLoad, startStack, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
+import { record, startLoad, startStackServingWeb, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
 
 const WEB = "web.example.com";
 const ROUNDS = 3;
@@ -23,9 +23,7 @@ const CHURN = [
 describe("replica failover under load", () => {
   let stack: Stack;
   before(async () => {
-    stack = await startStack();
-    await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
-    await stack.until(WEB, upstreamGreeting("A"));
+    stack = await startStackServingWeb();
   });
   after(async () => {
     await stack?.stop();

@@ -4,7 +4,7 @@
 // replicas resume by themselves, and not one write the API acknowledged is lost.
 import assert from "node:assert/strict";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { record, sleep, startLoad, startStack, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
+import { record, sleep, startLoad, startStackServingWeb, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
 
 const WEB = "web.example.com";
 
@@ -84,9 +84,7 @@ function report(t: TestContext, log: WriteLog, load: { requests: number; non2xx:
 describe("NATS outage (one server, file storage, SIGKILL)", () => {
   let stack: Stack;
   before(async () => {
-    stack = await startStack();
-    await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
-    await stack.until(WEB, upstreamGreeting("A"));
+    stack = await startStackServingWeb();
   });
   after(async () => {
     await stack?.stop();
@@ -129,9 +127,7 @@ describe("NATS outage (one server, file storage, SIGKILL)", () => {
 describe("clustered NATS (3 nodes, bucket on 3 replicas): the stream leader dies", () => {
   let stack: Stack;
   before(async () => {
-    stack = await startStack({ natsCluster: 3 });
-    await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
-    await stack.until(WEB, upstreamGreeting("A"));
+    stack = await startStackServingWeb({ natsCluster: 3 });
   });
   after(async () => {
     await stack?.stop();

@@ -10,23 +10,12 @@ import { startNatsCluster, type NatsCluster } from "./nats-cluster.js";
 import { startContainerParts } from "./containers.js";
 import { assertPortsFree, freePort } from "./ports.js";
 import { findTool } from "./tools.js";
-import { startUpstream, type Upstream } from "./upstream.js";
+import { startUpstream, upstreamGreeting, type Upstream } from "./upstream.js";
 import { waitFor } from "./wait.js";
 
 const run = promisify(execFile);
 
-export interface Stack {
-  protocol: "sotw" | "delta";
-  /** The single nats-server, unless the stack runs on a cluster. */
-  nats: NatsServer | undefined;
-  cluster: NatsCluster | undefined;
-  /** What NATS_URL the services were given. */
-  natsUrl: string;
-  api: ApiProcess;
-  replicas: XdsProcess[];
-  envoy: Envoy;
-  upstreams: { A: Upstream; B: Upstream };
-  listenerPort: number;
+export interface Stack extends Omit<StackParts, "teardown"> {
   /** A request through Envoy with the given Host header. */
   get(host: string): Promise<{ status: number; body: string }>;
   /** Polls through Envoy until `host` answers `expected` (a body or a status). */
@@ -35,8 +24,6 @@ export interface Stack {
   call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
   /** The real nats CLI against the stack's server. */
   nats_(...args: string[]): Promise<string>;
-  /** Starts replica `index` again on its xDS port (after it was stopped or killed) and waits until ready. */
-  restartReplica(index: number): Promise<XdsProcess>;
   /** The replica an Envoy stream is open on, if any (by each replica's /status). */
   connectedReplica(): Promise<number | undefined>;
   stop(): Promise<void>;
@@ -72,14 +59,17 @@ export interface StackOptions {
 /** What a stack implementation starts; assembleStack adds the behaviour both share. */
 export interface StackParts {
   protocol: "sotw" | "delta";
+  /** The single nats-server, unless the stack runs on a cluster. */
   nats: NatsServer | undefined;
   cluster: NatsCluster | undefined;
+  /** What NATS_URL the services were given. */
   natsUrl: string;
   api: ApiProcess;
   replicas: XdsProcess[];
   envoy: Envoy;
   upstreams: { A: Upstream; B: Upstream };
   listenerPort: number;
+  /** Starts replica `index` again on its xDS port (after it was stopped or killed) and waits until ready. */
   restartReplica(index: number): Promise<XdsProcess>;
   /** Stops everything; resolves with host ports that must be free afterwards. */
   teardown(): Promise<number[]>;
@@ -97,6 +87,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const stack = assembleStack(kind === "containers" ? await startContainerParts(options) : await startProcessParts(options));
   // Envoy is up once its listener answers (404: no services yet).
   await stack.until("nothing.example.com", 404, 30_000);
+  return stack;
+}
+
+/** A stack where web.example.com already answers from upstream A, as most failure tests start. */
+export async function startStackServingWeb(options: StackOptions = {}): Promise<Stack> {
+  const stack = await startStack(options);
+  await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
+  await stack.until("web.example.com", upstreamGreeting("A"));
   return stack;
 }
 
