@@ -38,10 +38,13 @@ function isNatsFailure(error: unknown): boolean {
 
 export class RegistryAccess {
   readonly #link: NatsLink;
+  readonly #deadlineMs: number;
   #store: ServiceStore | undefined;
 
-  constructor(link: NatsLink) {
+  /** `deadlineMs` bounds a whole operation, however many NATS requests it makes. */
+  constructor(link: NatsLink, deadlineMs: number) {
     this.#link = link;
+    this.#deadlineMs = deadlineMs;
   }
 
   bind(store: ServiceStore): void {
@@ -56,12 +59,20 @@ export class RegistryAccess {
   async run<T>(operation: (store: ServiceStore) => Promise<T>): Promise<T> {
     if (!this.#store) throw unavailable("not connected to the bucket yet");
     if (!this.#link.isConnected) throw unavailable("disconnected from NATS; reconnecting");
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(unavailable(`no answer from NATS within ${this.#deadlineMs} ms`)), this.#deadlineMs);
+    });
     try {
-      return await operation(this.#store);
+      // An operation still running at the deadline may yet complete; the client, told 503,
+      // retries, and PUT and DELETE are idempotent.
+      return await Promise.race([operation(this.#store), deadline]);
     } catch (error) {
       if (error instanceof ApiError) throw error;
       if (isNatsFailure(error)) throw unavailable((error as Error).message);
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

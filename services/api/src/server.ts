@@ -23,7 +23,8 @@ export interface RunningApi {
 
 export async function startServer(config: ApiConfig, logger: Logger): Promise<RunningApi> {
   const link = new NatsLink({ servers: config.registry.natsServers, name: "envoyage-api", logger });
-  const registry = new RegistryAccess(link);
+  // Answer within a second even when several NATS requests each wait for their timeout.
+  const registry = new RegistryAccess(link, config.registry.natsTimeoutMs + 150);
   const status = new StatusView(logger);
   const app = await buildApp({ registry, status, logger, bodyLimit: config.bodyLimit });
   await app.listen({ host: config.host, port: config.port });

@@ -28,6 +28,8 @@ export interface WriteResult {
 export type Precondition = number | "*" | undefined;
 
 const CLAIM_ATTEMPTS = 5;
+/** A claim whose holder never got its record written (its PUT failed half way) expires after this. */
+const ORPHAN_CLAIM_MS = 60_000;
 const LIST_CONCURRENCY = 64;
 const utf8 = new TextDecoder();
 
@@ -111,10 +113,10 @@ export class ServiceStore {
         }
       }
       const dropped = (existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d));
-      await this.#release(dropped, name);
+      this.#releaseLater(dropped, name);
       return { service: { name, revision, record, problem: undefined }, created };
     } catch (error) {
-      await this.#release(taken, name);
+      this.#releaseLater(taken, name);
       throw error;
     }
   }
@@ -134,7 +136,7 @@ export class ServiceStore {
       if (isWrongRevision(error)) throw revisionMismatch(current.revision, undefined);
       throw error;
     }
-    await this.#release(toStored(name, current).record?.domains ?? [], name);
+    this.#releaseLater(toStored(name, current).record?.domains ?? [], name);
     return true;
   }
 
@@ -149,7 +151,7 @@ export class ServiceStore {
     const taken = needed.filter((_, i) => results[i]!.status === "fulfilled");
     const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failure) {
-      await this.#release(taken, name);
+      this.#releaseLater(taken, name);
       throw failure.reason;
     }
     return taken;
@@ -168,7 +170,7 @@ export class ServiceStore {
         }
         const holder = holderOf(claim);
         if (holder === name) return;
-        if (await this.#holds(holder, domain, claim.revision)) throw domainConflict(domain, holder);
+        if (await this.#holds(holder, domain, claim)) throw domainConflict(domain, holder);
         await this.#kv.update(key, name, claim.revision);
         return;
       } catch (error) {
@@ -179,20 +181,28 @@ export class ServiceStore {
   }
 
   /**
-   * Whether `holder` still holds a claim made at `claimRevision`: it does unless its record was
-   * deleted or rewritten without the domain after the claim. A claim newer than its holder's
-   * record belongs to a write in progress, and an invalid record may still be serving its last
-   * good revision: both keep the domain.
+   * Whether `holder` still holds `claim`: it does unless its record was deleted or rewritten
+   * without the domain after the claim. A claim newer than its holder's record belongs to a write
+   * in progress, and an invalid record may still be serving its last good revision: both keep
+   * the domain — except a claim whose holder was never written at all, once it is old.
    */
-  async #holds(holder: string, domain: string, claimRevision: number): Promise<boolean> {
+  async #holds(holder: string, domain: string, claim: KvEntry): Promise<boolean> {
     const entry = await this.#kv.get(serviceKey(holder));
-    if (entry === null || entry.revision < claimRevision) return true;
+    if (entry === null) return Date.now() - claim.created.getTime() < ORPHAN_CLAIM_MS;
+    if (entry.revision < claim.revision) return true;
     if (entry.operation !== "PUT") return false;
     const decoded = decodeRecord(entry.value);
     return !decoded.ok || decoded.record.domains.includes(domain);
   }
 
-  /** Gives back claims `name` holds; best effort, a stale claim is taken over later anyway. */
+  /**
+   * Gives back claims `name` holds, without holding up the answer: best effort, as a claim left
+   * behind is stale by the rules of #holds and taken over later.
+   */
+  #releaseLater(domains: string[], name: string): void {
+    if (domains.length > 0) void this.#release(domains, name).catch(() => undefined);
+  }
+
   async #release(domains: string[], name: string): Promise<void> {
     await Promise.all(
       domains.map(async (domain) => {
