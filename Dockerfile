@@ -9,10 +9,12 @@ COPY shared/test-support/package.json shared/test-support/
 COPY services/api/package.json services/api/
 COPY services/xds/package.json services/xds/
 COPY integration/package.json integration/
+COPY bench/package.json bench/
 RUN npm ci --no-audit --no-fund
 COPY shared shared
 COPY services services
 COPY integration integration
+COPY bench bench
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:26-bookworm-slim

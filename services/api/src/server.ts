@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import { buildApp, type App } from "./app.js";
 import type { ApiConfig } from "./config.js";
 import { RegistryAccess } from "./registry-access.js";
+import { RegistryView } from "./registry-view.js";
 import { ServiceStore } from "./service-store.js";
 import { StatusView } from "./status-view.js";
 
@@ -25,25 +26,26 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
   const link = new NatsLink({ servers: config.registry.natsServers, name: "envoyage-api", logger });
   // Answer within a second even when several NATS requests each wait for their timeout.
   const registry = new RegistryAccess(link, config.registry.natsTimeoutMs + 150);
-  const status = new StatusView(logger);
+  const { bucket, bucketReplicas: replicas, natsTimeoutMs: timeoutMs, statusBucket } = config.registry;
+  const openRegistry = async () => (await openBucket(await link.connect(), { bucket, create: true, replicas, timeoutMs })).kv;
+  const view = new RegistryView({ link, bucket, logger, open: openRegistry });
+  const status = new StatusView({
+    link,
+    bucket: statusBucket,
+    logger,
+    open: async () => openStatusBucket(jetstream(await link.connect(), { timeout: timeoutMs }), statusBucket, replicas),
+  });
   const app = await buildApp({ registry, status, logger, bodyLimit: config.bodyLimit });
   await app.listen({ host: config.host, port: config.port });
   let closing = false;
 
   const bound = (async () => {
-    const nc = await link.connect();
-    const js = jetstream(nc, { timeout: config.registry.natsTimeoutMs });
-    void status.follow(() => openStatusBucket(js, config.registry.statusBucket, config.registry.bucketReplicas));
     while (!closing) {
       try {
-        const { kv } = await openBucket(nc, {
-          bucket: config.registry.bucket,
-          create: true,
-          replicas: config.registry.bucketReplicas,
-          timeoutMs: config.registry.natsTimeoutMs,
-        });
-        registry.bind(new ServiceStore(kv));
-        logger.info({ bucket: config.registry.bucket }, "bucket ready: accepting writes");
+        registry.bind(new ServiceStore(await openRegistry(), view));
+        logger.info({ bucket }, "bucket ready: accepting writes");
+        void view.start();
+        void status.start();
         return;
       } catch (error) {
         logger.warn({ err: error }, "cannot create or bind the bucket; retrying");
@@ -59,7 +61,7 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
     bound,
     async close() {
       closing = true;
-      status.stop();
+      await Promise.all([status.stop(), view.stop()]);
       await app.close();
       await link.close();
     },

@@ -10,6 +10,7 @@ import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { claimKey, decodeRecord, encodeRecord, formatProblem, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
 import { ApiError, domainConflict, revisionMismatch } from "./errors.js";
+import type { RegistryView } from "./registry-view.js";
 
 export interface StoredService {
   name: string;
@@ -54,9 +55,11 @@ function toStored(name: string, entry: KvEntry): StoredService {
 
 export class ServiceStore {
   readonly #kv: KV;
+  readonly #view: RegistryView;
 
-  constructor(kv: KV) {
+  constructor(kv: KV, view: RegistryView) {
     this.#kv = kv;
+    this.#view = view;
   }
 
   /** The bucket's latest revision (every write counts, claims included). */
@@ -82,6 +85,38 @@ export class ServiceStore {
   }
 
   async put(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult> {
+    if (precondition === undefined) {
+      const written = await this.#putAsViewed(name, record);
+      if (written) return written;
+    }
+    const result = await this.#putChecked(name, record, precondition);
+    this.#view.noteWrite(name, result.service.revision, record);
+    return result;
+  }
+
+  /**
+   * The common case in one round trip: the view says this service holds all its domains already,
+   * so only the record is written, compare-and-set against the revision the view holds.
+   * Undefined when the view cannot vouch for that (not loaded, a claim missing) or was behind.
+   */
+  async #putAsViewed(name: string, record: ServiceRecord): Promise<WriteResult | undefined> {
+    const view = this.#view;
+    if (!view.loaded || !record.domains.every((domain) => view.claim(domain)?.holder === name)) return undefined;
+    const existing = view.service(name);
+    const value = encodeRecord(record);
+    try {
+      const revision = existing ? await this.#kv.update(serviceKey(name), value, existing.revision) : await this.#kv.create(serviceKey(name), value);
+      view.noteWrite(name, revision, record);
+      await this.#release((existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d)), name);
+      return { service: { name, revision, record, problem: undefined }, created: !existing };
+    } catch (error) {
+      if (isWrongRevision(error)) return undefined; // the view was behind: take the checked path
+      throw error;
+    }
+  }
+
+  /** Reads the record and its claims first, then claims what is missing and writes. */
+  async #putChecked(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult> {
     const key = serviceKey(name);
     // One round trip for every read: the record and the claims of all its domains.
     const [current, ...claims] = await Promise.all([
@@ -113,7 +148,7 @@ export class ServiceStore {
         }
       }
       const dropped = (existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d));
-      this.#releaseLater(dropped, name);
+      await this.#release(dropped, name);
       return { service: { name, revision, record, problem: undefined }, created };
     } catch (error) {
       this.#releaseLater(taken, name);
@@ -136,7 +171,7 @@ export class ServiceStore {
       if (isWrongRevision(error)) throw revisionMismatch(current.revision, undefined);
       throw error;
     }
-    this.#releaseLater(toStored(name, current).record?.domains ?? [], name);
+    await this.#release(toStored(name, current).record?.domains ?? [], name);
     return true;
   }
 
@@ -196,13 +231,16 @@ export class ServiceStore {
   }
 
   /**
-   * Gives back claims `name` holds, without holding up the answer: best effort, as a claim left
-   * behind is stale by the rules of #holds and taken over later.
+   * Gives back claims after a failed write without holding up the answer (NATS is likely what
+   * failed): best effort, as a claim left behind is stale by the rules of #holds. After a
+   * successful write claims are given back before answering, so a next write of the same
+   * service cannot race with the release.
    */
   #releaseLater(domains: string[], name: string): void {
     if (domains.length > 0) void this.#release(domains, name).catch(() => undefined);
   }
 
+  /** Gives back the claims `name` holds on `domains`. */
   async #release(domains: string[], name: string): Promise<void> {
     await Promise.all(
       domains.map(async (domain) => {

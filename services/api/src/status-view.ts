@@ -2,12 +2,11 @@
 // GET /v1/envoys or a service's status costs no NATS round trip. Entries are written by the
 // replicas (services/xds/src/status-publisher.ts) and count only while fresh: an entry not
 // refreshed within the bucket's TTL belongs to a replica that is gone.
-import type { KV, KvWatchEntry } from "@nats-io/kv";
-import type { QueuedIterator } from "@nats-io/nats-core";
-import { STATUS_TTL_MS, type EnvoyReport, type ReplicaReport } from "@envoyage/registry";
+import type { KV } from "@nats-io/kv";
+import { BucketWatcher, STATUS_TTL_MS, type BucketEntry, type EnvoyReport, type NatsLink, type ReplicaReport } from "@envoyage/registry";
 import type { Logger } from "pino";
 
-const RETRY_MS = 500;
+const utf8 = new TextDecoder();
 
 interface Seen<T> {
   report: T;
@@ -32,40 +31,31 @@ export interface ServiceSyncStatus {
 export class StatusView {
   readonly #envoys = new Map<string, Seen<EnvoyReport>>();
   readonly #replicas = new Map<string, Seen<ReplicaReport>>();
-  readonly #logger: Logger;
-  #watch: QueuedIterator<KvWatchEntry> | undefined;
-  #stopped = false;
+  readonly #watcher: BucketWatcher;
 
-  constructor(logger: Logger) {
-    this.#logger = logger;
+  constructor(options: { link: NatsLink; bucket: string; logger: Logger; open: () => Promise<KV> }) {
+    this.#watcher = new BucketWatcher({
+      link: options.link,
+      bucket: options.bucket,
+      open: () => options.open(),
+      logger: options.logger,
+      handlers: { entry: (entry) => this.#apply(entry), loaded: () => {} },
+    });
   }
 
-  /** Follows the bucket `open` gives until stop(), re-watching after failures. */
-  async follow(open: () => Promise<KV>): Promise<void> {
-    while (!this.#stopped) {
-      try {
-        const kv = await open();
-        const watch = await kv.watch({ key: ">" });
-        this.#watch = watch;
-        if (this.#stopped) watch.stop();
-        this.#envoys.clear();
-        this.#replicas.clear();
-        for await (const entry of watch) {
-          const map = entry.key.startsWith("envoys.") ? this.#envoys : entry.key.startsWith("replicas.") ? this.#replicas : undefined;
-          if (!map) continue;
-          if (entry.operation !== "PUT") map.delete(entry.key);
-          else (map as Map<string, Seen<unknown>>).set(entry.key, { report: entry.json(), at: entry.created.getTime() });
-        }
-      } catch (error) {
-        if (!this.#stopped) this.#logger.warn({ err: error }, "cannot follow the status bucket; retrying");
-      }
-      if (!this.#stopped) await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
-    }
+  start(): Promise<void> {
+    return this.#watcher.start();
   }
 
-  stop(): void {
-    this.#stopped = true;
-    this.#watch?.stop();
+  stop(): Promise<void> {
+    return this.#watcher.stop();
+  }
+
+  #apply(entry: BucketEntry): void {
+    const map = entry.key.startsWith("envoys.") ? this.#envoys : entry.key.startsWith("replicas.") ? this.#replicas : undefined;
+    if (!map) return;
+    if (!entry.value) map.delete(entry.key);
+    else (map as Map<string, Seen<unknown>>).set(entry.key, { report: JSON.parse(utf8.decode(entry.value)), at: entry.created.getTime() });
   }
 
   /** One line per Envoy (node id): its freshest stream, preferring a connected one. */

@@ -4,11 +4,10 @@
 // read (setImmediate), so a single change is pushed at once and a burst becomes a few commits.
 // The store opens to Envoy only once the whole bucket is loaded, including the history lookups
 // that find the last good revision of services whose latest value is invalid.
-import { decodeRecord, parseKey, type NatsLink, type RegistrySettings } from "@envoyage/registry";
+import { BucketWatcher, decodeRecord, openBucket, parseKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
 import type { Logger } from "pino";
 import { Registry, type ClaimWrite, type EffectiveRecord } from "./registry.js";
 import type { CommitStats, SnapshotStore } from "./snapshot.js";
-import { BucketWatcher, type BucketEntry } from "./watch.js";
 
 export interface ReplicaOptions {
   link: NatsLink;
@@ -66,9 +65,12 @@ export class Replica {
 
   constructor(options: ReplicaOptions) {
     this.#options = options;
+    const { settings } = options;
     this.#watcher = new BucketWatcher({
       link: options.link,
-      settings: options.settings,
+      bucket: settings.bucket,
+      open: async (nc) =>
+        (await openBucket(nc, { bucket: settings.bucket, create: false, replicas: settings.bucketReplicas, timeoutMs: settings.natsTimeoutMs })).kv,
       logger: options.logger,
       handlers: { entry: (entry) => this.#apply(entry), loaded: () => this.#onLoaded() },
     });

@@ -6,3 +6,4 @@ export * from "./nats.js";
 export * from "./record.js";
 export * from "./status.js";
 export * from "./validation.js";
+export * from "./watch.js";

@@ -18,16 +18,15 @@ export interface NatsServer {
   kill(): Promise<void>;
 }
 
-export async function startNats(options: { port?: number; storeDir?: string } = {}): Promise<NatsServer> {
+export async function startNats(options: { port?: number; storeDir?: string; durable?: boolean } = {}): Promise<NatsServer> {
   const binary = findTool("nats-server");
   const port = options.port ?? (await freePort());
   const storeDir = options.storeDir ?? (await mkdtemp(join(tmpdir(), "envoyage-nats-")));
   const configFile = join(storeDir, "nats.conf");
-  // sync_interval: always makes every acknowledged write durable before the ack, as in production.
-  await writeFile(
-    configFile,
-    `listen: "127.0.0.1:${port}"\njetstream { store_dir: "${storeDir}", sync_interval: always }\n`,
-  );
+  // sync_interval: always makes every acknowledged write durable before the ack, as in
+  // production; `durable: false` keeps nats-server's default (benchmarks compare the two).
+  const sync = options.durable === false ? "" : ", sync_interval: always";
+  await writeFile(configFile, `listen: "127.0.0.1:${port}"\njetstream { store_dir: "${storeDir}"${sync} }\n`);
   const launch = async () => {
     const child = ManagedProcess.start({ name: "nats-server", command: binary, args: ["-c", configFile] });
     await waitFor(`nats-server on port ${port}`, () => {

@@ -1,12 +1,14 @@
-// The bucket watcher: the only part of a replica that talks to NATS. It delivers every key's
-// latest value in revision order, says when the initial load is complete, and survives NATS
-// going away: the watch resumes from the last revision it applied, so no change made meanwhile
-// is missed. It also writes the domain claims the replicas agree on (compare-and-set).
+// A bucket watcher: it delivers every key's latest value in revision order, says when the initial
+// load is complete, and survives NATS going away: the watch resumes from the last revision it
+// applied, so no change made meanwhile is missed, and a watch that stalls is restarted. The xDS
+// replicas follow the registry with it; the API follows the registry and the status bucket.
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
-import { BucketMissingError, claimKey, NatsLink, openBucket, type RegistrySettings } from "@envoyage/registry";
 import type { Logger } from "pino";
+import { BucketMissingError, claimKey } from "./kv.js";
+import type { NatsLink } from "./nats.js";
+import type { NatsConnection } from "@nats-io/nats-core";
 
 export interface BucketEntry {
   key: string;
@@ -25,7 +27,10 @@ export interface WatchHandlers {
 
 export interface BucketWatcherOptions {
   link: NatsLink;
-  settings: RegistrySettings;
+  /** Binds to (or creates) the bucket; retried until it succeeds. */
+  open: (nc: NatsConnection) => Promise<KV>;
+  /** Names the bucket in logs. */
+  bucket: string;
   logger: Logger;
   handlers: WatchHandlers;
 }
@@ -95,7 +100,7 @@ export class BucketWatcher {
       if (last <= this.#lastRevision) {
         this.#behindAt = undefined;
       } else if (this.#behindAt === this.#lastRevision) {
-        this.#options.logger.warn({ applied: this.#lastRevision, bucket: last }, "the bucket watch stalled; restarting it");
+        this.#options.logger.warn({ bucket: this.#options.bucket, applied: this.#lastRevision, last }, "the bucket watch stalled; restarting it");
         this.#behindAt = undefined;
         this.#restart();
       } else {
@@ -131,18 +136,13 @@ export class BucketWatcher {
     }
   }
 
-  async #bind(nc: Parameters<typeof openBucket>[0]): Promise<KV> {
-    const { settings, logger } = this.#options;
+  async #bind(nc: NatsConnection): Promise<KV> {
+    const { bucket, logger } = this.#options;
     let warned = false;
     for (;;) {
       try {
-        const { kv } = await openBucket(nc, {
-          bucket: settings.bucket,
-          create: false,
-          replicas: settings.bucketReplicas,
-          timeoutMs: settings.natsTimeoutMs,
-        });
-        logger.info({ bucket: settings.bucket }, "bound to KV bucket");
+        const kv = await this.#options.open(nc);
+        logger.info({ bucket }, "bound to KV bucket");
         return kv;
       } catch (error) {
         if (!warned) {
@@ -170,7 +170,7 @@ export class BucketWatcher {
         const watch = await kv.watch({ key: ">", resumeFromRevision });
         this.#watch = watch;
         if (generation !== this.#generation) watch.stop();
-        logger.info({ fromRevision: resumeFromRevision ?? "latest values" }, "watching the bucket");
+        logger.info({ bucket: this.#options.bucket, fromRevision: resumeFromRevision ?? "latest values" }, "watching the bucket");
         for await (const e of watch) {
           if (generation !== this.#generation) break;
           if (e.revision <= this.#lastRevision) continue;
@@ -180,7 +180,7 @@ export class BucketWatcher {
           if (!this.#loaded && e.delta === 0) this.#markLoaded();
         }
       } catch (error) {
-        if (!this.#stopped) logger.warn({ err: error }, "bucket watch failed; restarting it");
+        if (!this.#stopped) logger.warn({ err: error, bucket: this.#options.bucket }, "bucket watch failed; restarting it");
       }
       if (this.#stopped) return;
       if (generation === this.#generation) await delay(RETRY_MS); // it ended on its own: back off

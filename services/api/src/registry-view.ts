@@ -1,0 +1,86 @@
+// The API's view of the registry bucket (records and claims), followed with a KV watch. It lets a
+// PUT skip reading before writing: the write is a compare-and-set against the revision the view
+// holds, so a view that is behind costs a retry on the checked path, never a wrong write.
+import { BucketWatcher, decodeRecord, parseKey, type BucketEntry, type NatsLink, type ServiceRecord } from "@envoyage/registry";
+import type { KV } from "@nats-io/kv";
+import type { Logger } from "pino";
+
+export interface ViewedService {
+  revision: number;
+  /** Undefined when the stored value is not a valid record. */
+  record: ServiceRecord | undefined;
+}
+
+export interface ViewedClaim {
+  holder: string;
+  revision: number;
+  /** Server time of the claim. */
+  created: Date;
+}
+
+const utf8 = new TextDecoder();
+
+export class RegistryView {
+  readonly #services = new Map<string, { revision: number; value: Uint8Array; record?: ServiceRecord | undefined; decoded?: boolean }>();
+  readonly #claims = new Map<string, ViewedClaim>();
+  readonly #watcher: BucketWatcher;
+  #loaded = false;
+
+  constructor(options: { link: NatsLink; bucket: string; logger: Logger; open: () => Promise<KV> }) {
+    this.#watcher = new BucketWatcher({
+      link: options.link,
+      bucket: options.bucket,
+      open: () => options.open(),
+      logger: options.logger,
+      handlers: { entry: (entry) => this.#apply(entry), loaded: () => void (this.#loaded = true) },
+    });
+  }
+
+  /** True once the bucket's state has been loaded; until then callers take the checked path. */
+  get loaded(): boolean {
+    return this.#loaded;
+  }
+
+  start(): Promise<void> {
+    return this.#watcher.start();
+  }
+
+  stop(): Promise<void> {
+    return this.#watcher.stop();
+  }
+
+  service(name: string): ViewedService | undefined {
+    const entry = this.#services.get(name);
+    if (!entry) return undefined;
+    if (!entry.decoded) {
+      const decoded = decodeRecord(entry.value);
+      entry.record = decoded.ok ? decoded.record : undefined;
+      entry.decoded = true;
+    }
+    return { revision: entry.revision, record: entry.record };
+  }
+
+  claim(domain: string): ViewedClaim | undefined {
+    return this.#claims.get(domain);
+  }
+
+  /** A write this API made, applied before its watch event arrives (read your writes). */
+  noteWrite(name: string, revision: number, record: ServiceRecord): void {
+    const current = this.#services.get(name);
+    if (current && current.revision >= revision) return;
+    this.#services.set(name, { revision, value: new Uint8Array(), record, decoded: true });
+  }
+
+  #apply(entry: BucketEntry): void {
+    const key = parseKey(entry.key);
+    if (key.kind === "service") {
+      const current = this.#services.get(key.name);
+      if (current && current.revision >= entry.revision) return;
+      if (entry.value) this.#services.set(key.name, { revision: entry.revision, value: entry.value });
+      else this.#services.delete(key.name);
+    } else if (key.kind === "claim") {
+      if (entry.value) this.#claims.set(key.domain, { holder: utf8.decode(entry.value).trim(), revision: entry.revision, created: entry.created });
+      else this.#claims.delete(key.domain);
+    }
+  }
+}
