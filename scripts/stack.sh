@@ -100,7 +100,7 @@ up() {
       check_port "${XDS_PORTS[$i]}" "xds-$n"
       start "xds-$n" "${common[@]}" "REPLICA_ID=xds-$n" "XDS_HOST=$BIND" "XDS_PORT=${XDS_PORTS[$i]}" \
         "XDS_HTTP_PORT=${XDS_HTTP_PORTS[$i]}" "LISTENER_ADDRESS=${LISTENER_ADDRESS:-$BIND}" "LISTENER_PORT=$LISTENER_PORT" \
-        "$node" "$ROOT/services/xds/dist/src/main.js"
+        "NODE=$node" "$ROOT/services/xds/bin/envoyage-xds"
     fi
   done
   wait_for "the API" 30 http_ok "http://127.0.0.1:$API_PORT/readyz"

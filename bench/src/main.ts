@@ -1,10 +1,12 @@
 // npm run bench [-- --quick] [-- --only name,name]: runs the benchmarks and writes bench/RESULTS.md.
 import { parseArgs } from "node:util";
+import { fanout } from "./fanout.js";
 import { propagation } from "./propagation.js";
 import { writeResults, type Section } from "./report.js";
 
 const SUITES: Record<string, (quick: boolean) => Promise<Section | Section[]>> = {
   propagation,
+  fanout,
 };
 
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" } } });

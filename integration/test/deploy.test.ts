@@ -54,8 +54,8 @@ describe("docker-compose.yaml", () => {
   it("starts programs that the build produces and files that exist", async () => {
     const services = await compose();
     for (const [name, service] of Object.entries(services)) {
-      const script = service.command?.find((part) => part.endsWith(".js"));
-      if (service.build) assert.ok(script && existsSync(join(REPO_ROOT, script)), `${name} runs ${script}, which the build does not produce`);
+      const script = service.command?.find((part) => part.endsWith(".js") || part.includes("/bin/"));
+      if (service.build) assert.ok(script && existsSync(join(REPO_ROOT, script)), `${name} runs ${script}, which the repository does not have`);
       for (const volume of service.volumes ?? []) {
         const source = volume.split(":")[0]!;
         if (source.startsWith("./")) assert.ok(existsSync(join(REPO_ROOT, source)), `${name} mounts missing ${source}`);

@@ -141,7 +141,7 @@ export async function startContainerParts(options: StackOptions): Promise<StackP
     const httpPort = 9190 + index;
     const container = await service()
       .withNetworkAliases(`xds-${index + 1}`)
-      .withCommand(["node", "services/xds/dist/src/main.js"])
+      .withCommand(["services/xds/bin/envoyage-xds"])
       .withEnvironment({
         NATS_URL: natsNodes.internalUrl,
         REPLICA_ID: `xds-${index + 1}`,

@@ -13,6 +13,9 @@ function entryPoint(service: "api" | "xds"): string {
   return file;
 }
 
+/** The replica starts through its launcher, which sets the runtime flags it is measured with. */
+const XDS_LAUNCHER = join(REPO_ROOT, "services", "xds", "bin", "envoyage-xds");
+
 async function healthy(url: string): Promise<true | undefined> {
   const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
   return response.ok ? true : undefined;
@@ -61,11 +64,13 @@ export async function startXds(options: {
 }): Promise<XdsProcess> {
   const xdsPort = options.xdsPort ?? (await freePort());
   const httpPort = await freePort();
+  entryPoint("xds");
   const child = ManagedProcess.start({
     name: `xds:${xdsPort}`,
-    command: process.execPath,
-    args: [entryPoint("xds")],
+    command: XDS_LAUNCHER,
+    args: [],
     env: {
+      NODE: process.execPath,
       NATS_URL: options.natsUrl,
       XDS_HOST: "127.0.0.1",
       XDS_PORT: String(xdsPort),

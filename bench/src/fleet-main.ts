@@ -1,0 +1,216 @@
+// A fleet of Envoy-like ADS streams in a process of its own, for the fan-out and scale
+// benchmarks: each stream has its own HTTP/2 connection, asks for clusters and listeners,
+// subscribes to the endpoints of EDS clusters and to the route configuration, and ACKs every
+// response, in state-of-the-world or delta mode, on the generated types.
+//
+// Parent → fleet (IPC): {watch: {cluster, port}} — report when every stream holds that port
+// for that cluster. Fleet → parent: {ready, at}, {seen: {all, first}, bytes}, errors.
+// Work every stream would repeat on identical responses (finding EDS clusters, the watched
+// port) is done once per response content, so the fleet costs little besides the streams.
+import { parseArgs } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import { Cluster, Cluster_DiscoveryType } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
+import { ClusterLoadAssignment } from "@envoyage/proto/envoy/config/endpoint/v3/endpoint.js";
+import { AggregatedDiscoveryServiceClient } from "@envoyage/proto/envoy/service/discovery/v3/ads.js";
+import {
+  DeltaDiscoveryRequest,
+  DeltaDiscoveryResponse,
+  DiscoveryRequest,
+  DiscoveryResponse,
+} from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
+
+const CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+const LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener";
+const ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+const ROUTE_NAME = "envoyage_http";
+
+const { values } = parseArgs({
+  options: {
+    port: { type: "string" },
+    streams: { type: "string" },
+    protocol: { type: "string", default: "sotw" },
+    services: { type: "string" },
+  },
+});
+const port = Number(values.port);
+const streams = Number(values.streams);
+const delta = values.protocol === "delta";
+/** Streams are ready once they hold endpoints for this many services. */
+const services = Number(values.services);
+const now = () => performance.timeOrigin + performance.now();
+
+let bytes = 0;
+const countBytes = <T>(decode: (b: Buffer) => T) => (b: Buffer): T => {
+  bytes += b.length;
+  return decode(b);
+};
+// The generated client, counting the bytes of every response it decodes.
+const Client = grpc.makeGenericClientConstructor(
+  {
+    streamAggregatedResources: {
+      path: "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: (r: DiscoveryRequest) => Buffer.from(DiscoveryRequest.encode(r).finish()),
+      requestDeserialize: (b: Buffer) => DiscoveryRequest.decode(b),
+      responseSerialize: (r: DiscoveryResponse) => Buffer.from(DiscoveryResponse.encode(r).finish()),
+      responseDeserialize: countBytes((b) => DiscoveryResponse.decode(b)),
+    },
+    deltaAggregatedResources: {
+      path: "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: (r: DeltaDiscoveryRequest) => Buffer.from(DeltaDiscoveryRequest.encode(r).finish()),
+      requestDeserialize: (b: Buffer) => DeltaDiscoveryRequest.decode(b),
+      responseSerialize: (r: DeltaDiscoveryResponse) => Buffer.from(DeltaDiscoveryResponse.encode(r).finish()),
+      responseDeserialize: countBytes((b) => DeltaDiscoveryResponse.decode(b)),
+    },
+  },
+  "AggregatedDiscoveryService",
+) as unknown as typeof AggregatedDiscoveryServiceClient;
+
+/** Memo of per-content work: EDS cluster names of a CDS response, ports of a CLA. */
+const edsNamesOf = new Map<string, string[]>();
+const portsOf = new Map<string, Map<string, number>>();
+const contentKey = (type: string, version: string, count: number) => `${type}|${version}|${count}`;
+
+function edsNames(key: string, resources: Buffer[]): string[] {
+  let names = edsNamesOf.get(key);
+  if (!names) {
+    names = resources.map((b) => Cluster.decode(b)).filter((c) => c.type === Cluster_DiscoveryType.EDS).map((c) => c.name);
+    edsNamesOf.set(key, names);
+  }
+  return names;
+}
+
+function ports(key: string, resources: Buffer[]): Map<string, number> {
+  let found = portsOf.get(key);
+  if (!found) {
+    found = new Map();
+    for (const b of resources) {
+      const cla = ClusterLoadAssignment.decode(b);
+      const port = cla.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.portValue;
+      if (port !== undefined) found.set(cla.clusterName, port);
+    }
+    portsOf.set(key, found);
+  }
+  return found;
+}
+
+class Stream {
+  /** Port per cluster, as this stream's Envoy would hold it. */
+  readonly ports = new Map<string, number>();
+  clusters: string[] = [];
+  readonly #versions = new Map<string, string>();
+  readonly #nonces = new Map<string, string>();
+  readonly #edsSubscribed = new Set<string>();
+  #first = true;
+  readonly #send: (type: string, fields: { names?: string[]; nonce?: string; subscribe?: string[]; unsubscribe?: string[] }) => void;
+
+  constructor(index: number, onChange: (stream: Stream) => void) {
+    const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+      "grpc.use_local_subchannel_pool": 1, // a connection of its own, like a separate Envoy
+      "grpc.max_receive_message_length": -1,
+    });
+    const node = () => {
+      if (!this.#first) return undefined;
+      this.#first = false;
+      return { id: `fleet-${index}`, cluster: "fleet" };
+    };
+    if (delta) {
+      const call = client.deltaAggregatedResources();
+      call.on("error", (error: Error) => process.send?.({ error: error.message }));
+      this.#send = (type, f) =>
+        call.write(
+          DeltaDiscoveryRequest.fromPartial({ typeUrl: type, node: node(), responseNonce: f.nonce ?? "", resourceNamesSubscribe: f.subscribe ?? [], resourceNamesUnsubscribe: f.unsubscribe ?? [] }),
+        );
+      call.on("data", (r: DeltaDiscoveryResponse) => {
+        const values = r.resources.map((x) => x.resource!.value);
+        this.#handle(r.typeUrl, r.systemVersionInfo, values, r.removedResources);
+        this.#send(r.typeUrl, { nonce: r.nonce });
+        onChange(this);
+      });
+      this.#send(CLUSTER, { subscribe: ["*"] });
+      this.#send(LISTENER, { subscribe: ["*"] });
+      this.#send(ROUTE, { subscribe: [ROUTE_NAME] });
+    } else {
+      const call = client.streamAggregatedResources();
+      call.on("error", (error: Error) => process.send?.({ error: error.message }));
+      this.#send = (type, f) =>
+        call.write(
+          DiscoveryRequest.fromPartial({ typeUrl: type, node: node(), responseNonce: f.nonce ?? "", versionInfo: this.#versions.get(type) ?? "", resourceNames: f.names ?? [] }),
+        );
+      call.on("data", (r: DiscoveryResponse) => {
+        this.#versions.set(r.typeUrl, r.versionInfo);
+        this.#nonces.set(r.typeUrl, r.nonce);
+        this.#handle(r.typeUrl, r.versionInfo, r.resources.map((x) => x.value), []);
+        const names = r.typeUrl === ENDPOINT ? [...this.#edsSubscribed] : r.typeUrl === ROUTE ? [ROUTE_NAME] : [];
+        this.#send(r.typeUrl, { nonce: r.nonce, names });
+        onChange(this);
+      });
+      this.#send(CLUSTER, {});
+      this.#send(LISTENER, {});
+      this.#send(ROUTE, { names: [ROUTE_NAME] });
+    }
+  }
+
+  #handle(type: string, version: string, resources: Buffer[], removed: string[]): void {
+    const key = contentKey(type, version, resources.length);
+    if (type === CLUSTER) {
+      const names = edsNames(key, resources);
+      const wanted = delta ? new Set([...this.#edsSubscribed, ...names].filter((n) => !removed.includes(n))) : new Set(names);
+      const added = [...wanted].filter((n) => !this.#edsSubscribed.has(n));
+      const dropped = [...this.#edsSubscribed].filter((n) => !wanted.has(n));
+      if (added.length > 0 || dropped.length > 0) {
+        this.#edsSubscribed.clear();
+        for (const n of wanted) this.#edsSubscribed.add(n);
+        if (delta) this.#send(ENDPOINT, { subscribe: added, unsubscribe: dropped });
+        else this.#send(ENDPOINT, { names: [...wanted], nonce: this.#nonces.get(ENDPOINT) ?? "" });
+      }
+    } else if (type === ENDPOINT) {
+      for (const [cluster, p] of ports(key, resources)) this.ports.set(cluster, p);
+    }
+  }
+}
+
+let watch: { cluster: string; port: number } | undefined;
+let watchFrom = 0;
+let pending = new Set<Stream>();
+let firstAt = 0;
+let readyCount = 0;
+const all: Stream[] = [];
+
+function onChange(stream: Stream): void {
+  if (watch) {
+    if (pending.has(stream) && stream.ports.get(watch.cluster) === watch.port) {
+      pending.delete(stream);
+      firstAt ||= now();
+      if (pending.size === 0) {
+        process.send?.({ seen: { all: now(), first: firstAt, from: watchFrom }, bytes });
+        watch = undefined;
+      }
+    }
+  } else if (readyCount < streams && stream.ports.size >= services && !(stream as { ready?: boolean }).ready) {
+    (stream as { ready?: boolean }).ready = true;
+    if (++readyCount === streams) process.send?.({ ready: true, at: now(), bytes });
+  }
+}
+
+process.on("message", (message: { watch?: { cluster: string; port: number } }) => {
+  if (message.watch) {
+    watch = message.watch;
+    watchFrom = bytes;
+    firstAt = 0;
+    pending = new Set(all.filter((s) => s.ports.get(message.watch!.cluster) !== message.watch!.port));
+    if (pending.size === 0) process.send?.({ seen: { all: now(), first: now(), from: watchFrom }, bytes });
+  }
+});
+
+// Open streams in batches, so the server accepts them at a pace a real fleet would reconnect at.
+for (let i = 0; i < streams; i++) {
+  all.push(new Stream(i, onChange));
+  if (i % 100 === 99) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+// Against a server that never answers (the memory floor), ready means connected.
+if (services === 0) setTimeout(() => process.send?.({ ready: true, at: now(), bytes }), 1000);
