@@ -70,7 +70,7 @@ const Client = grpc.makeGenericClientConstructor(
   "AggregatedDiscoveryService",
 ) as unknown as typeof AggregatedDiscoveryServiceClient;
 
-/** Memo of per-content work: EDS cluster names of a CDS response, ports of a CLA. */
+/** Memo of per-content work: EDS cluster names of a CDS response, ports in an EDS response. */
 const edsNamesOf = new Map<string, string[]>();
 const portsOf = new Map<string, Map<string, number>>();
 const contentKey = (type: string, version: string, count: number) => `${type}|${version}|${count}`;
@@ -99,8 +99,10 @@ function ports(key: string, resources: Buffer[]): Map<string, number> {
 }
 
 class Stream {
-  /** Port per cluster, as this stream's Envoy would hold it. */
-  readonly ports = new Map<string, number>();
+  /** Endpoint assignments received (readiness), and the watched cluster's port. */
+  endpoints = 0;
+  watchedPort: number | undefined;
+  ready = false;
   clusters: string[] = [];
   readonly #versions = new Map<string, string>();
   readonly #nonces = new Map<string, string>();
@@ -169,7 +171,11 @@ class Stream {
         else this.#send(ENDPOINT, { names: [...wanted], nonce: this.#nonces.get(ENDPOINT) ?? "" });
       }
     } else if (type === ENDPOINT) {
-      for (const [cluster, p] of ports(key, resources)) this.ports.set(cluster, p);
+      this.endpoints += resources.length;
+      if (watch) {
+        const p = ports(key, resources).get(watch.cluster);
+        if (p !== undefined) this.watchedPort = p;
+      }
     }
   }
 }
@@ -183,7 +189,7 @@ const all: Stream[] = [];
 
 function onChange(stream: Stream): void {
   if (watch) {
-    if (pending.has(stream) && stream.ports.get(watch.cluster) === watch.port) {
+    if (pending.has(stream) && stream.watchedPort === watch.port) {
       pending.delete(stream);
       firstAt ||= now();
       if (pending.size === 0) {
@@ -191,8 +197,8 @@ function onChange(stream: Stream): void {
         watch = undefined;
       }
     }
-  } else if (readyCount < streams && stream.ports.size >= services && !(stream as { ready?: boolean }).ready) {
-    (stream as { ready?: boolean }).ready = true;
+  } else if (!stream.ready && stream.endpoints >= services) {
+    stream.ready = true;
     if (++readyCount === streams) process.send?.({ ready: true, at: now(), bytes });
   }
 }
@@ -202,7 +208,8 @@ process.on("message", (message: { watch?: { cluster: string; port: number } }) =
     watch = message.watch;
     watchFrom = bytes;
     firstAt = 0;
-    pending = new Set(all.filter((s) => s.ports.get(message.watch!.cluster) !== message.watch!.port));
+    for (const stream of all) stream.watchedPort = undefined;
+    pending = new Set(all);
     if (pending.size === 0) process.send?.({ seen: { all: now(), first: now(), from: watchFrom }, bytes });
   }
 });

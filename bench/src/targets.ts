@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { Kvm, type KV } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { encodeRecord, type ServiceRecord } from "@envoyage/registry";
+import { claimKey, encodeRecord, type ServiceRecord } from "@envoyage/registry";
 import { freePort, ManagedProcess, REPO_ROOT, startNats, startXds, waitFor, type NatsServer, type XdsProcess } from "@envoyage/test-support";
 
 const run = promisify(execFile);
@@ -36,9 +36,14 @@ export async function envoyage(): Promise<Target> {
     port: 0,
     pid: 0,
     async load(registry) {
-      await Promise.all(Object.entries(registry).map(([name, record]) => kv.put(`services.${name}`, encodeRecord(record))));
+      // The bucket as the API leaves it: every record, and the claim of each of its domains.
+      await Promise.all(
+        Object.entries(registry).flatMap(([name, record]) => [
+          kv.put(`services.${name}`, encodeRecord(record)),
+          ...record.domains.map((domain) => kv.put(claimKey(domain), name)),
+        ]),
+      );
       if (!replica) {
-        // Started on a full bucket, as after a deploy: claims come with the records written by the API in production.
         replica = await startXds({ natsUrl: nats.url, listenerPort: 10000, env: { LOG_LEVEL: "warn" } });
         await replica.ready(120_000);
         target.port = replica.xdsPort;

@@ -15,19 +15,21 @@ function sha256(data: string | Uint8Array): Buffer {
   return hash("sha256", data, "buffer");
 }
 
-/** Encodes a resource once: its Any, its DiscoveryResponse field, its version and digest. */
+/**
+ * Encodes a resource once: its Any, its DiscoveryResponse field, its version and digest. Every
+ * resource's bytes contain its name, so one hash of them is both its version and its digest.
+ */
 export function makeResource(typeUrl: string, name: string, bytes: Uint8Array): XdsResource {
-  const version = sha256(bytes).subarray(0, DIGEST_BYTES).toString("hex");
-  return resourceFromAny(name, version, encodeAny(typeUrl, bytes));
+  return resourceFromAny(name, sha256(bytes).subarray(0, DIGEST_BYTES), encodeAny(typeUrl, bytes));
 }
 
-/** A resource whose version is given (for a resource assembled from parts whose hashes are known). */
-export function resourceFromAny(name: string, version: string, any: Buffer): XdsResource {
+/** A resource whose digest is given (one assembled from parts whose hashes are known). */
+export function resourceFromAny(name: string, digest: Buffer, any: Buffer): XdsResource {
   const sotwField = lengthDelimitedField(2, any);
   return {
     name,
-    version,
-    digest: sha256(`${name}\0${version}`).subarray(0, DIGEST_BYTES),
+    version: digest.toString("hex"),
+    digest,
     sotwField,
     any: sotwField.subarray(sotwField.length - any.length),
   };

@@ -253,8 +253,8 @@ export class SnapshotStore implements ResourceSource {
 
   #assembleRouteConfiguration() {
     const bytes = Buffer.concat([stringField(1, ROUTE_CONFIG_NAME), ...this.#virtualHosts.map((v) => v.field)]);
-    // The version is a hash of the virtual hosts' hashes, kept up to date per change.
-    return resourceFromAny(ROUTE_CONFIG_NAME, this.#virtualHostDigest.toString("hex"), encodeAny(ROUTE_TYPE, bytes));
+    // The version is the XOR of the virtual hosts' hashes, kept up to date per change.
+    return resourceFromAny(ROUTE_CONFIG_NAME, Buffer.from(this.#virtualHostDigest), encodeAny(ROUTE_TYPE, bytes));
   }
 
   #table(typeUrl: string): ResourceTable {

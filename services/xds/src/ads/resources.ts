@@ -18,7 +18,7 @@ export interface XdsResource {
   readonly name: string;
   /** Content hash of the encoded resource: equal versions mean identical bytes, on any replica. */
   readonly version: string;
-  /** 16 bytes derived from name and version; a set's version is the XOR of its members' digests. */
+  /** The version's 16 bytes (a hash of content that includes the name); a set's version is the XOR of its members' digests. */
   readonly digest: Buffer;
   /** The resource as element of `repeated google.protobuf.Any resources = 2` in a DiscoveryResponse. */
   readonly sotwField: Buffer;
