@@ -2,7 +2,7 @@
 // the system and not of the client.
 import { Agent, request } from "node:http";
 
-const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 
 export function httpRequest(
   port: number,
@@ -36,5 +36,14 @@ export async function seen(envoyPort: number, host: string, body: string, timeou
       last = (error as Error).message; // Envoy's listener is not up yet
     }
     if (performance.now() > deadline) throw new Error(`${host} never answered ${JSON.stringify(body)} (last: ${last})`);
+  }
+}
+
+/** One request through Envoy: does `host` answer `body`? */
+export async function isRouted(envoyPort: number, host: string, body: string): Promise<boolean> {
+  try {
+    return (await httpRequest(envoyPort, { host })).body === body;
+  } catch {
+    return false;
   }
 }

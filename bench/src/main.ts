@@ -1,12 +1,18 @@
 // npm run bench [-- --quick] [-- --only name,name]: runs the benchmarks and writes bench/RESULTS.md.
 import { parseArgs } from "node:util";
+import { api } from "./api.js";
+import { burst } from "./burst.js";
 import { fanout } from "./fanout.js";
 import { propagation } from "./propagation.js";
+import { scale } from "./scale.js";
 import { writeResults, type Section } from "./report.js";
 
 const SUITES: Record<string, (quick: boolean) => Promise<Section | Section[]>> = {
   propagation,
+  burst,
   fanout,
+  scale,
+  api,
 };
 
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" } } });
