@@ -95,23 +95,38 @@ export class ServiceStore {
   }
 
   /**
-   * The common case in one round trip: the view says this service holds all its domains already,
-   * so only the record is written, compare-and-set against the revision the view holds.
-   * Undefined when the view cannot vouch for that (not loaded, a claim missing) or was behind.
+   * The common cases without reading first: the view says every domain of the record is free or
+   * held by this service already. Free domains are claimed with compare-and-set creates (one
+   * round trip for all), then the record is written compare-and-set against the revision the
+   * view holds; a replacement that keeps its domains is a single write. Undefined when the view
+   * cannot vouch (not loaded, a domain held by another service) or turns out to be behind: the
+   * claims taken here are given back and the checked path decides.
    */
   async #putAsViewed(name: string, record: ServiceRecord): Promise<WriteResult | undefined> {
     const view = this.#view;
-    if (!view.loaded || !record.domains.every((domain) => view.claim(domain)?.holder === name)) return undefined;
+    if (!view.loaded) return undefined;
+    const free: string[] = [];
+    for (const domain of record.domains) {
+      const holder = view.claim(domain)?.holder;
+      if (holder === undefined) free.push(domain);
+      else if (holder !== name) return undefined;
+    }
     const existing = view.service(name);
-    const value = encodeRecord(record);
+    const { taken, failure } = await claimEach(free, (domain) => this.#kv.create(claimKey(domain), name));
     try {
+      if (failure) throw failure;
+      const value = encodeRecord(record);
       const revision = existing ? await this.#kv.update(serviceKey(name), value, existing.revision) : await this.#kv.create(serviceKey(name), value);
       view.noteWrite(name, revision, record);
       await this.#release((existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d)), name);
       return { service: { name, revision, record, problem: undefined }, created: !existing };
     } catch (error) {
-      if (isWrongRevision(error)) return undefined; // the view was behind: take the checked path
-      throw error;
+      if (!isWrongRevision(error)) {
+        this.#releaseLater(taken, name);
+        throw error;
+      }
+      await this.#release(taken, name); // the view was behind: the checked path starts from the bucket
+      return undefined;
     }
   }
 
@@ -182,12 +197,10 @@ export class ServiceStore {
   async #claimAll(domains: string[], claims: (KvEntry | null)[], name: string): Promise<string[]> {
     const needed = domains.filter((_, i) => !(isLive(claims[i]!) && holderOf(claims[i]!) === name));
     if (needed.length === 0) return [];
-    const results = await Promise.allSettled(needed.map((domain) => this.#claim(domain, name, claims[domains.indexOf(domain)]!)));
-    const taken = needed.filter((_, i) => results[i]!.status === "fulfilled");
-    const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    const { taken, failure } = await claimEach(needed, (domain) => this.#claim(domain, name, claims[domains.indexOf(domain)]!));
     if (failure) {
       this.#releaseLater(taken, name);
-      throw failure.reason;
+      throw failure;
     }
     return taken;
   }
@@ -252,6 +265,13 @@ export class ServiceStore {
       }),
     );
   }
+}
+
+/** Claims domains in parallel, waiting for every attempt: what was taken, and the first failure. */
+async function claimEach(domains: string[], claim: (domain: string) => Promise<unknown>): Promise<{ taken: string[]; failure: unknown }> {
+  const results = await Promise.allSettled(domains.map(claim));
+  const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  return { taken: domains.filter((_, i) => results[i]!.status === "fulfilled"), failure: failure?.reason };
 }
 
 function checkPrecondition(precondition: Precondition, current: number | undefined): void {

@@ -41,9 +41,10 @@ export async function startApi(options: { natsUrl: string; port?: number; env?: 
     env: { NATS_URL: options.natsUrl, API_HOST: "127.0.0.1", API_PORT: String(port), LOG_LEVEL: "info", ...options.env },
   });
   const url = `http://127.0.0.1:${port}`;
-  await waitFor("the API to listen", () => {
+  // Ready, not just listening: connected to NATS with the bucket bound, so the first write lands.
+  await waitFor("the API to be ready", () => {
     if (!child.running) throw new Error(`api exited:\n${child.output()}`);
-    return healthy(`${url}/healthz`);
+    return healthy(`${url}/readyz`);
   });
   return { process: child, url, port, stop: async () => void (await child.stop()), kill: async () => void (await child.kill()) };
 }

@@ -82,16 +82,22 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
   return {
     nodes,
     urls,
+    // After a node dies the cluster may still be electing (the meta leader too): ask until a
+    // stream leader is known.
     async leaderOf(stream) {
-      const nc = await connect({ servers: urls.split(","), timeout: 1000 });
-      try {
-        const info = await (await jetstreamManager(nc, { timeout: 2000 })).streams.info(stream);
-        const leader = nodes.find((n) => n.name === info.cluster?.leader);
-        if (!leader) throw new Error(`${stream} has no leader yet`);
-        return leader;
-      } finally {
-        await nc.close();
-      }
+      return waitFor(
+        `a leader for ${stream}`,
+        async () => {
+          const nc = await connect({ servers: urls.split(","), timeout: 1000 });
+          try {
+            const info = await (await jetstreamManager(nc, { timeout: 2000 })).streams.info(stream);
+            return nodes.find((n) => n.name === info.cluster?.leader);
+          } finally {
+            await nc.close();
+          }
+        },
+        { timeoutMs: 20_000, intervalMs: 200 },
+      );
     },
     async stop() {
       for (const node of nodes) await node.process.stop();
