@@ -58,6 +58,8 @@ export class Registry {
   readonly #byDomain = new Map<string, Set<string>>();
   readonly #served = new Map<string, EffectiveRecord>();
   readonly #dirty = new Set<string>();
+  /** Services whose latest record is not what is served, kept by resolve() for cheap reports. */
+  readonly #rejected = new Set<string>();
 
   /**
    * Applies the latest value of services.<name> (undefined when deleted). Returns true when the
@@ -125,6 +127,8 @@ export class Registry {
     for (const name of evaluated) {
       const entry = this.#entries.get(name);
       const next = entry?.effective && this.#conflictsOf(name, entry.effective.record).length === 0 ? entry.effective : undefined;
+      if (entry && (entry.problem !== undefined || (entry.effective && !next))) this.#rejected.add(name);
+      else this.#rejected.delete(name);
       const current = this.#served.get(name);
       if (next === current) continue;
       if (next) this.#served.set(name, next);
@@ -151,15 +155,15 @@ export class Registry {
     return { state: "serving", revision: entry.latestRevision };
   }
 
-  /** Names of services whose latest record is not what is served (invalid or conflicting). */
+  /** Names of services whose latest record is not what is served (invalid or conflicting), as of resolve(). */
   rejected(): string[] {
-    return [...this.#entries.keys()].filter((name) => this.status(name)?.state !== "serving");
+    return [...this.#rejected];
   }
 
   /** Services by state, for metrics. */
   counts(): { served: number; invalid: number; conflict: number } {
     const counts = { served: this.#served.size, invalid: 0, conflict: 0 };
-    for (const name of this.#entries.keys()) {
+    for (const name of this.#rejected) {
       const state = this.status(name)?.state;
       if (state === "invalid" || state === "conflict") counts[state]++;
     }

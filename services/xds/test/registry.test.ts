@@ -62,6 +62,7 @@ describe("Registry", () => {
     const { changes } = registry.resolve();
     assert.deepEqual(changes.map((c) => c.name).sort(), ["a", "b"]);
     assert.deepEqual(served(registry), { a: ["other.com"], b: ["d.com"] });
+    assert.deepEqual(registry.rejected(), [], "b no longer conflicts");
   });
 
   it("keeps serving the last good revision when the latest value is invalid", () => {
@@ -74,6 +75,7 @@ describe("Registry", () => {
     assert.deepEqual(registry.resolve().changes, [{ name: "web", record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] } }]);
     const status = registry.status("web");
     assert.equal(status?.state, "invalid");
+    assert.deepEqual(registry.rejected(), ["web"]);
     assert.equal(status?.state === "invalid" && status.servingRevision, 3);
     assert.match(status?.state === "invalid" ? status.problem : "", /not UTF-8 JSON/);
   });
