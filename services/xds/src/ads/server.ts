@@ -1,13 +1,15 @@
 // The ADS gRPC server: StreamAggregatedResources (state of the world) and
 // DeltaAggregatedResources, one AdsStream per Envoy stream. Responses are pre-encoded Buffers, so
-// the methods' serializers pass them through instead of encoding a message per stream.
+// the methods' serializers pass them through instead of encoding a message per stream; SotW
+// requests are decoded lazily (sotw-request.ts).
 import * as grpc from "@grpc/grpc-js";
 import { AggregatedDiscoveryServiceService } from "@envoyage/proto/envoy/service/discovery/v3/ads.js";
-import type { DeltaDiscoveryRequest, DiscoveryRequest } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
+import type { DeltaDiscoveryRequest } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
 import { DeltaProtocol, deltaRequest } from "./delta.js";
 import type { ResourceSource } from "./resources.js";
 import { ResponseCache } from "./responses.js";
 import { SotwProtocol, sotwRequest } from "./sotw.js";
+import { decodeSotwRequest, type SotwRequestView } from "./sotw-request.js";
 import { AdsStream, type Protocol, type StreamEvents, type StreamRequest } from "./stream.js";
 import { SubscriptionPool } from "./subscriptions.js";
 
@@ -19,7 +21,7 @@ export interface AdsEvents extends StreamEvents {
 
 const passThrough = { responseSerialize: (bytes: Buffer): Buffer => bytes, responseDeserialize: (bytes: Buffer): Buffer => bytes };
 const definition = {
-  streamAggregatedResources: { ...AggregatedDiscoveryServiceService.streamAggregatedResources, ...passThrough },
+  streamAggregatedResources: { ...AggregatedDiscoveryServiceService.streamAggregatedResources, ...passThrough, requestDeserialize: decodeSotwRequest },
   deltaAggregatedResources: { ...AggregatedDiscoveryServiceService.deltaAggregatedResources, ...passThrough },
 };
 
@@ -50,7 +52,7 @@ export class AdsServer {
     this.#sotw = new SotwProtocol(cache);
     this.#delta = new DeltaProtocol(cache);
     this.#server.addService(definition, {
-      streamAggregatedResources: (call: Call<DiscoveryRequest>) =>
+      streamAggregatedResources: (call: Call<SotwRequestView>) =>
         this.#serve(call, this.#sotw, (request) => sotwRequest(request, this.#subscriptions)),
       deltaAggregatedResources: (call: Call<DeltaDiscoveryRequest>) =>
         this.#serve(call, this.#delta, (request) => deltaRequest(request, this.#subscriptions)),

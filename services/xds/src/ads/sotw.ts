@@ -1,18 +1,18 @@
 // State of the world: clusters and listeners are sent whole; endpoints and routes are named,
 // and a response carries the subscribed ones that changed (leaving one out deletes nothing).
-import type { DiscoveryRequest } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
 import type { XdsResource } from "./resources.js";
 import { encodeSotw, type ResponseBody, type ResponseCache } from "./responses.js";
+import type { SotwRequestView } from "./sotw-request.js";
 import { WILDCARD_TYPES, type Protocol, type ResponseInput, type StreamRequest } from "./stream.js";
 import type { SubscriptionPool } from "./subscriptions.js";
 
-export function sotwRequest(request: DiscoveryRequest, subscriptions: SubscriptionPool): StreamRequest {
+export function sotwRequest(request: SotwRequestView, subscriptions: SubscriptionPool): StreamRequest {
   return {
     typeUrl: request.typeUrl,
-    nodeId: request.node?.id,
+    nodeId: request.nodeId,
     nonce: request.responseNonce,
-    error: request.errorDetail ? request.errorDetail.message || "(no detail)" : undefined,
-    subscribe: WILDCARD_TYPES.has(request.typeUrl) ? undefined : (current) => subscriptions.intern(request.resourceNames, current),
+    error: request.errorMessage === undefined ? undefined : request.errorMessage || "(no detail)",
+    subscribe: WILDCARD_TYPES.has(request.typeUrl) ? undefined : (current) => subscriptions.intern(request.namesRaw, request.names, current),
     versionInfo: request.versionInfo,
   };
 }

@@ -1,5 +1,6 @@
 // Named subscriptions (the resource names of EDS and RDS requests), interned: thousands of Envoys
-// asking for the same names share one Set instead of holding a copy each. Delta requests change a
+// asking for the same names share one Set instead of holding a copy each. SotW lists are known by
+// the bytes Envoy sent, delta subscriptions by their sorted names. Delta requests change a
 // subscription by increments; a fleet making the same increment shares the computed result.
 import { hash } from "node:crypto";
 import type { ResourceSet } from "./resources.js";
@@ -10,6 +11,8 @@ export class Subscription {
   readonly list: readonly string[];
   readonly names: ReadonlySet<string>;
   refs = 0;
+  /** SotW: the names as Envoy sent them, to recognise the same list without decoding it. */
+  raw: Buffer | undefined;
   #coverage: { namesSerial: number; typeUrl: string; covers: boolean } | undefined;
 
   constructor(id: number, key: string, list: readonly string[]) {
@@ -37,12 +40,6 @@ export class Subscription {
   }
 }
 
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 const MAX_TRANSITIONS = 4096;
 
 function keyOf(names: readonly string[]): string {
@@ -56,12 +53,15 @@ export class SubscriptionPool {
   #nextId = 1;
 
   /**
-   * The shared subscription for `names`. Envoy repeats the same list on every request of a type,
-   * so the common case is a cheap comparison with the stream's current subscription.
+   * The shared subscription for a SotW request's names, given as the raw bytes of their fields.
+   * Envoy repeats the same list on every request of a type, so the common case is comparing the
+   * bytes with the stream's current subscription; the names are decoded only for a new list.
    */
-  intern(names: readonly string[], current: Subscription | undefined): Subscription {
-    if (current && sameList(current.list, names)) return current;
-    return this.#acquire(keyOf(names), () => [...names], current);
+  intern(raw: Buffer, names: () => readonly string[], current: Subscription | undefined): Subscription {
+    if (current?.raw?.equals(raw)) return current;
+    const subscription = this.#acquire(`raw:${hash("sha256", raw, "base64")}`, () => [...names()], current);
+    subscription.raw ??= Buffer.from(raw); // a copy: the request's buffer is not kept alive
+    return subscription;
   }
 
   /** The subscription after a delta request's subscribe/unsubscribe lists ("*" is not a name). */
