@@ -19,6 +19,8 @@ export interface XdsConfig {
   shutdownGraceMs: number;
   /** Burst coalescing (replica.ts, BatchSettings). */
   batch: { windowMs: number; burst: number };
+  /** Response bytes being written to all Envoys at once, at most (ads/write-budget.ts). */
+  writeBudgetBytes: number;
 }
 
 export function loadConfig(env: Env): XdsConfig {
@@ -34,5 +36,6 @@ export function loadConfig(env: Env): XdsConfig {
     listenerPort: envPort(env, "LISTENER_PORT", 10000),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 5000, 0, 600_000),
     batch: { windowMs: envInt(env, "COMMIT_BATCH_MS", 50, 0, 600_000), burst: envInt(env, "COMMIT_BURST", 25, 0, 100_000) },
+    writeBudgetBytes: envInt(env, "XDS_WRITE_BUDGET_MB", 64, 1, 65_536) * 1024 * 1024,
   };
 }

@@ -22,6 +22,7 @@ const link = new NatsLink({ servers: config.registry.natsServers, name: `envoyag
 const store = new SnapshotStore({ listenerAddress: config.listenerAddress, listenerPort: config.listenerPort });
 const metrics: XdsMetrics = new XdsMetrics(store, {
   streams: () => ads.streams(),
+  writes: () => ads.writes,
   services: () => replica.registry.counts(),
   ready: () => replica.ready,
   revision: () => replica.revision,
@@ -39,6 +40,7 @@ const publisher = new StatusPublisher({
 const ads: AdsServer = new AdsServer({
   source: store,
   events: combineEvents(loggingEvents(logger), metrics.adsEvents(), publisher.events()),
+  writeBudgetBytes: config.writeBudgetBytes,
 });
 
 const xdsPort = await ads.listen(config.host, config.xdsPort);

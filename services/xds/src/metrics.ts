@@ -12,6 +12,7 @@ const LATENCY_BUCKETS = [0.001, 0.002, 0.004, 0.006, 0.01, 0.02, 0.05, 0.1, 0.25
 
 export interface MetricSources {
   streams(): Iterable<AdsStream>;
+  writes(): { inFlightBytes: number; queued: number };
   services(): { served: number; invalid: number; conflict: number };
   ready(): boolean;
   revision(): number;
@@ -46,6 +47,22 @@ export class XdsMetrics {
         const counts = { sotw: 0, delta: 0 };
         for (const stream of sources.streams()) counts[stream.protocol]++;
         for (const [protocol, count] of Object.entries(counts)) this.set({ protocol }, count);
+      },
+    });
+    new Gauge({
+      name: "envoyage_xds_write_bytes_in_flight",
+      help: "Response bytes handed to streams and not yet flushed (bounded by XDS_WRITE_BUDGET_MB).",
+      registers,
+      collect() {
+        this.set(sources.writes().inFlightBytes);
+      },
+    });
+    new Gauge({
+      name: "envoyage_xds_writes_queued",
+      help: "Responses waiting for the write budget (a fleet syncing at once).",
+      registers,
+      collect() {
+        this.set(sources.writes().queued);
       },
     });
     new Gauge({

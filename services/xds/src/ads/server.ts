@@ -12,6 +12,7 @@ import { SotwProtocol, sotwRequest } from "./sotw.js";
 import { decodeSotwRequest, type SotwRequestView } from "./sotw-request.js";
 import { AdsStream, type Protocol, type StreamEvents, type StreamRequest } from "./stream.js";
 import { SubscriptionPool } from "./subscriptions.js";
+import { WriteBudget } from "./write-budget.js";
 
 export interface AdsEvents extends StreamEvents {
   connect(stream: AdsStream, peer: string): void;
@@ -30,7 +31,11 @@ type Call<Request> = grpc.ServerDuplexStream<Request, Buffer>;
 export interface AdsServerOptions {
   source: ResourceSource;
   events: AdsEvents;
+  /** Response bytes being written to all streams at once, at most (write-budget.ts). */
+  writeBudgetBytes?: number;
 }
+
+const DEFAULT_WRITE_BUDGET_BYTES = 64 * 1024 * 1024;
 
 export class AdsServer {
   readonly #server = new grpc.Server({
@@ -42,12 +47,14 @@ export class AdsServer {
   });
   readonly #calls = new Map<AdsStream, Call<unknown>>();
   readonly #subscriptions = new SubscriptionPool();
+  readonly writes: WriteBudget;
   readonly #sotw: Protocol;
   readonly #delta: Protocol;
   readonly #options: AdsServerOptions;
 
   constructor(options: AdsServerOptions) {
     this.#options = options;
+    this.writes = new WriteBudget(options.writeBudgetBytes ?? DEFAULT_WRITE_BUDGET_BYTES);
     const cache = new ResponseCache();
     this.#sotw = new SotwProtocol(cache);
     this.#delta = new DeltaProtocol(cache);
@@ -104,7 +111,7 @@ export class AdsServer {
       source: this.#options.source,
       subscriptions: this.#subscriptions,
       events,
-      send: (bytes) => call.write(bytes),
+      send: (bytes) => this.writes.write(stream, bytes, (b, flushed) => call.write(b, flushed)),
     });
     this.#calls.set(stream, call as Call<unknown>);
     events.connect(stream, call.getPeer());
@@ -114,6 +121,7 @@ export class AdsServer {
       if (closed) return;
       closed = true;
       this.#calls.delete(stream);
+      this.writes.forget(stream);
       stream.close();
       events.disconnect(stream, reason);
     };
