@@ -6,7 +6,7 @@ SHELL := bash
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: help tools install build up down logs status test test-unit test-integration \
-        test-add test-switch test-remove compose-up compose-down proto proto-check clean
+        test-add test-switch test-remove bench compose-up compose-down proto proto-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -43,6 +43,9 @@ test-unit: build ## unit and component tests only
 
 test-integration: build ## end-to-end tests only
 	npm run test:integration
+
+bench: install ## benchmarks side by side with go-control-plane → bench/RESULTS.md (QUICK=1: a few minutes)
+	npm run bench $(if $(QUICK),-- --quick)
 
 test-add: ## on the running stack: web.example.com → upstream A, verified through Envoy
 	@scripts/demo.sh add

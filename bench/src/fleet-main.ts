@@ -52,7 +52,7 @@ const Client = grpc.makeGenericClientConstructor(
       path: "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
       requestStream: true,
       responseStream: true,
-      requestSerialize: (r: DiscoveryRequest) => Buffer.from(DiscoveryRequest.encode(r).finish()),
+      requestSerialize: (b: Buffer) => b, // encoded by the stream, names memoized (sotwRequest)
       requestDeserialize: (b: Buffer) => DiscoveryRequest.decode(b),
       responseSerialize: (r: DiscoveryResponse) => Buffer.from(DiscoveryResponse.encode(r).finish()),
       responseDeserialize: countBytes((b) => DiscoveryResponse.decode(b)),
@@ -70,8 +70,13 @@ const Client = grpc.makeGenericClientConstructor(
   "AggregatedDiscoveryService",
 ) as unknown as typeof AggregatedDiscoveryServiceClient;
 
-/** Memo of per-content work: EDS cluster names of a CDS response, ports in an EDS response. */
+/**
+ * Memo of per-content work: EDS cluster names of a CDS response, ports in an EDS response, and
+ * the encoded resource_names of a SotW request (with 10,000 clusters, encoding the names for
+ * every ACK of every stream would make the fleet, not the server, what the benchmark measures).
+ */
 const edsNamesOf = new Map<string, string[]>();
+const namesFieldsOf = new Map<string, Buffer>();
 const portsOf = new Map<string, Map<string, number>>();
 const contentKey = (type: string, version: string, count: number) => `${type}|${version}|${count}`;
 
@@ -98,6 +103,28 @@ function ports(key: string, resources: Buffer[]): Map<string, number> {
   return found;
 }
 
+interface Names {
+  key: string;
+  list: string[];
+}
+const ROUTE_NAMES: Names = { key: "route", list: [ROUTE_NAME] };
+
+/** resource_names fields alone: appended to the rest of a request, they make a valid one. */
+function namesFields(key: string, names: string[]): Buffer {
+  let fields = namesFieldsOf.get(key);
+  if (!fields) {
+    fields = Buffer.from(DiscoveryRequest.encode(DiscoveryRequest.fromPartial({ resourceNames: names })).finish());
+    namesFieldsOf.set(key, fields);
+  }
+  return fields;
+}
+
+/** A SotW request: its small fields encoded, then the memoized names. */
+function sotwRequest(typeUrl: string, node: { id: string; cluster: string } | undefined, responseNonce: string, versionInfo: string, names: Buffer): Buffer {
+  const fields = DiscoveryRequest.encode(DiscoveryRequest.fromPartial({ typeUrl, node, responseNonce, versionInfo })).finish();
+  return Buffer.concat([fields, names]);
+}
+
 class Stream {
   /** Endpoint assignments received (readiness), and the watched cluster's port. */
   endpoints = 0;
@@ -108,7 +135,9 @@ class Stream {
   readonly #nonces = new Map<string, string>();
   readonly #edsSubscribed = new Set<string>();
   #first = true;
-  readonly #send: (type: string, fields: { names?: string[]; nonce?: string; subscribe?: string[]; unsubscribe?: string[] }) => void;
+  /** SotW: the EDS names subscribed, keyed by the content of the CDS response they came from. */
+  #edsNames: Names = { key: "none", list: [] };
+  readonly #send: (type: string, fields: { names?: Names; nonce?: string; subscribe?: string[]; unsubscribe?: string[] }) => void;
 
   constructor(index: number, onChange: (stream: Stream) => void) {
     const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
@@ -128,6 +157,8 @@ class Stream {
           DeltaDiscoveryRequest.fromPartial({ typeUrl: type, node: node(), responseNonce: f.nonce ?? "", resourceNamesSubscribe: f.subscribe ?? [], resourceNamesUnsubscribe: f.unsubscribe ?? [] }),
         );
       call.on("data", (r: DeltaDiscoveryResponse) => {
+        this.#versions.set(r.typeUrl, r.systemVersionInfo);
+        this.#nonces.set(r.typeUrl, r.nonce);
         const values = r.resources.map((x) => x.resource!.value);
         this.#handle(r.typeUrl, r.systemVersionInfo, values, r.removedResources);
         this.#send(r.typeUrl, { nonce: r.nonce });
@@ -137,24 +168,30 @@ class Stream {
       this.#send(LISTENER, { subscribe: ["*"] });
       this.#send(ROUTE, { subscribe: [ROUTE_NAME] });
     } else {
-      const call = client.streamAggregatedResources();
+      const call = client.streamAggregatedResources() as unknown as grpc.ClientDuplexStream<Buffer, DiscoveryResponse>;
       call.on("error", (error: Error) => process.send?.({ error: error.message }));
       this.#send = (type, f) =>
         call.write(
-          DiscoveryRequest.fromPartial({ typeUrl: type, node: node(), responseNonce: f.nonce ?? "", versionInfo: this.#versions.get(type) ?? "", resourceNames: f.names ?? [] }),
+          sotwRequest(type, node(), f.nonce ?? "", this.#versions.get(type) ?? "", f.names ? namesFields(f.names.key, f.names.list) : Buffer.alloc(0)),
         );
       call.on("data", (r: DiscoveryResponse) => {
         this.#versions.set(r.typeUrl, r.versionInfo);
         this.#nonces.set(r.typeUrl, r.nonce);
         this.#handle(r.typeUrl, r.versionInfo, r.resources.map((x) => x.value), []);
-        const names = r.typeUrl === ENDPOINT ? [...this.#edsSubscribed] : r.typeUrl === ROUTE ? [ROUTE_NAME] : [];
+        const names = r.typeUrl === ENDPOINT ? this.#edsNames : r.typeUrl === ROUTE ? ROUTE_NAMES : undefined;
         this.#send(r.typeUrl, { nonce: r.nonce, names });
         onChange(this);
       });
       this.#send(CLUSTER, {});
       this.#send(LISTENER, {});
-      this.#send(ROUTE, { names: [ROUTE_NAME] });
+      this.#send(ROUTE, { names: ROUTE_NAMES });
     }
+  }
+
+  /** What this stream holds, for a benchmark that failed. */
+  describe(): string {
+    const types = [...this.#versions].map(([type, version]) => `${type.split(".").pop()} v${version.slice(0, 8)} n${this.#nonces.get(type)}`);
+    return `port ${this.watchedPort ?? "?"}, ${this.#edsSubscribed.size} EDS names, ${types.join(", ")}`;
   }
 
   #handle(type: string, version: string, resources: Buffer[], removed: string[]): void {
@@ -168,7 +205,10 @@ class Stream {
         this.#edsSubscribed.clear();
         for (const n of wanted) this.#edsSubscribed.add(n);
         if (delta) this.#send(ENDPOINT, { subscribe: added, unsubscribe: dropped });
-        else this.#send(ENDPOINT, { names: [...wanted], nonce: this.#nonces.get(ENDPOINT) ?? "" });
+        else {
+          this.#edsNames = { key, list: [...wanted] };
+          this.#send(ENDPOINT, { names: this.#edsNames, nonce: this.#nonces.get(ENDPOINT) ?? "" });
+        }
       }
     } else if (type === ENDPOINT) {
       this.endpoints += resources.length;
@@ -203,7 +243,11 @@ function onChange(stream: Stream): void {
   }
 }
 
-process.on("message", (message: { watch?: { cluster: string; port: number } }) => {
+process.on("message", (message: { watch?: { cluster: string; port: number }; diagnose?: boolean }) => {
+  if (message.diagnose) {
+    const sample = [...pending].slice(0, 5).map((s) => s.describe());
+    process.send?.({ diagnosis: `${pending.size} of ${all.length} streams do not hold the change; e.g. ${sample.join("; ")}` });
+  }
   if (message.watch) {
     watch = message.watch;
     watchFrom = bytes;

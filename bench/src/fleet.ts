@@ -42,7 +42,10 @@ export class Fleet {
   /** Resolves when every stream holds `port` for `cluster`. */
   watch(cluster: string, port: number, timeoutMs = 120_000): Promise<Seen> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the change did not reach every stream within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => {
+        this.#child.once("message", (m: { diagnosis?: string }) => reject(new Error(`the change did not reach every stream within ${timeoutMs} ms: ${m.diagnosis}`)));
+        this.#child.send({ diagnose: true });
+      }, timeoutMs);
       const onMessage = (m: { seen?: { all: number; first: number; from: number }; bytes?: number }) => {
         if (!m.seen) return;
         clearTimeout(timer);

@@ -21,15 +21,18 @@ const only = values.only?.split(",") ?? Object.keys(SUITES);
 for (const name of only) if (!SUITES[name]) throw new Error(`unknown benchmark "${name}"; known: ${Object.keys(SUITES).join(", ")}`);
 
 const startedAt = new Date();
+const command = `npm run bench${quick ? " -- --quick" : ""}${values.only ? ` -- --only ${values.only}` : ""}`;
 const sections: Section[] = [];
+// Written after every suite, so a suite that fails keeps the figures of those before it.
+const write = () =>
+  writeResults(new URL("../../RESULTS.md", import.meta.url), command, startedAt, sections, [
+    "Benchmarks are not tests: they measure, on a shared and noisy machine, so peers and Envoyage run in the same run and ratios matter more than absolute figures.",
+  ]);
 for (const name of only) {
   console.log(`[bench] ${name}${quick ? " (quick)" : ""}`);
   const result = await SUITES[name]!(quick);
   sections.push(...(Array.isArray(result) ? result : [result]));
+  await write();
 }
-const command = `npm run bench${quick ? " -- --quick" : ""}${values.only ? ` -- --only ${values.only}` : ""}`;
-await writeResults(new URL("../../RESULTS.md", import.meta.url), command, startedAt, sections, [
-  "Benchmarks are not tests: they measure, on a shared and noisy machine, so peers and Envoyage run in the same run and ratios matter more than absolute figures.",
-]);
 console.log("[bench] wrote bench/RESULTS.md");
 process.exit(0);

@@ -4,11 +4,12 @@
 // go-control-plane: memory, and time, CPU and bytes for one change.
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { claimKey, encodeRecord } from "@envoyage/registry";
+import { encodeRecord } from "@envoyage/registry";
 import { startNats, startXds } from "@envoyage/test-support";
 import { CLUSTER_TYPE, ENDPOINT_TYPE, Registry, ROUTE_TYPE, SnapshotStore, translateRegistry } from "@envoyage/xds";
 import { measureFanout, registryOf, service, TARGETS, type FanoutRun } from "./fanout.js";
 import type { Section } from "./report.js";
+import { fillBucket } from "./targets.js";
 import { distribution, kib, mib, ms, ratio } from "./stats.js";
 
 const SERVICES = 10_000;
@@ -67,13 +68,7 @@ async function coldStart(runs: number): Promise<number[]> {
   const nc = await connect({ servers: nats.url });
   try {
     const kv = await new Kvm(nc).create("envoyage", { history: 10 });
-    // The bucket as the API leaves it: records and their claims (20,000 keys).
-    await Promise.all(
-      Object.entries(registryOf(SERVICES)).flatMap(([name, record]) => [
-        kv.put(`services.${name}`, encodeRecord(record)),
-        ...record.domains.map((domain) => kv.put(claimKey(domain), name)),
-      ]),
-    );
+    await fillBucket(kv, registryOf(SERVICES)); // records and their claims: 20,000 keys
     const times: number[] = [];
     for (let i = 0; i < runs; i++) {
       const started = performance.now();

@@ -26,6 +26,22 @@ export interface Target {
   stop(): Promise<void>;
 }
 
+/** Writes in flight at once while filling a bucket: enough to keep NATS busy, few enough that none times out. */
+const FILL_WINDOW = 256;
+
+/** The bucket as the API leaves it: every record, and the claim of each of its domains. */
+export async function fillBucket(kv: KV, registry: Registry): Promise<void> {
+  const writes = Object.entries(registry).flatMap(([name, record]) => [
+    () => kv.put(`services.${name}`, encodeRecord(record)),
+    ...record.domains.map((domain) => () => kv.put(claimKey(domain), name)),
+  ]);
+  let next = 0;
+  const writer = async () => {
+    while (next < writes.length) await writes[next++]!();
+  };
+  await Promise.all(Array.from({ length: FILL_WINDOW }, writer));
+}
+
 export async function envoyage(): Promise<Target> {
   const nats: NatsServer = await startNats();
   const nc: NatsConnection = await connect({ servers: nats.url });
@@ -36,13 +52,7 @@ export async function envoyage(): Promise<Target> {
     port: 0,
     pid: 0,
     async load(registry) {
-      // The bucket as the API leaves it: every record, and the claim of each of its domains.
-      await Promise.all(
-        Object.entries(registry).flatMap(([name, record]) => [
-          kv.put(`services.${name}`, encodeRecord(record)),
-          ...record.domains.map((domain) => kv.put(claimKey(domain), name)),
-        ]),
-      );
+      await fillBucket(kv, registry);
       if (!replica) {
         replica = await startXds({ natsUrl: nats.url, listenerPort: 10000, env: { LOG_LEVEL: "warn" } });
         await replica.ready(120_000);
