@@ -5,6 +5,7 @@
 //   API PUT — an HTTP PUT to the API
 // in both xDS modes. Changes alternate the upstream of web.example.com between A and B.
 import { fork } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { encodeRecord } from "@envoyage/registry";
@@ -14,6 +15,12 @@ import type { Section } from "./report.js";
 import { distribution, ms, type Distribution } from "./stats.js";
 
 const WEB = "web.example.com";
+/**
+ * Quiet time before each change. Longer than the replicas' batching window (COMMIT_BATCH_MS,
+ * 50 ms): each sample is then one change, as an operator makes them. Changes back to back,
+ * 2–3 ms apart, would be a burst, which replicas batch by design (section 2 measures bursts).
+ */
+const PACE_MS = 60;
 
 async function floor(protocol: "sotw" | "delta", changes: number): Promise<number[]> {
   const listenerPort = await freePort();
@@ -27,6 +34,7 @@ async function floor(protocol: "sotw" | "delta", changes: number): Promise<numbe
     const samples: number[] = [];
     for (let i = 0; i < changes; i++) {
       const to = i % 2 === 0 ? "B" : "A";
+      await sleep(PACE_MS);
       const started = performance.now();
       const sawIt = seen(listenerPort, WEB, upstreamGreeting(to));
       child.send({ service: "web", record: record(upstreams[to]) });
@@ -49,6 +57,7 @@ async function throughStack(protocol: "sotw" | "delta", changes: number): Promis
     const kvSamples: number[] = [];
     for (let i = 0; i < changes; i++) {
       const to = i % 2 === 0 ? "B" : "A";
+      await sleep(PACE_MS);
       const started = performance.now();
       const sawIt = seen(stack.listenerPort, WEB, upstreamGreeting(to));
       await kv.put("services.web", encodeRecord(record(stack.upstreams[to])));
@@ -57,6 +66,7 @@ async function throughStack(protocol: "sotw" | "delta", changes: number): Promis
     const apiSamples: number[] = [];
     for (let i = 0; i < changes; i++) {
       const to = i % 2 === 0 ? "B" : "A";
+      await sleep(PACE_MS);
       const started = performance.now();
       const sawIt = seen(stack.listenerPort, WEB, upstreamGreeting(to));
       const response = await httpRequest(stack.api.port, { method: "PUT", path: "/v1/services/web", body: JSON.stringify(record(stack.upstreams[to])) });
@@ -89,7 +99,7 @@ export async function propagation(quick: boolean): Promise<Section> {
   return {
     title: "1. Propagation through a real Envoy",
     description:
-      `A change to web.example.com's upstream (A ↔ B), written ${changes} times per path; each sample runs from just before the write ` +
+      `A change to web.example.com's upstream (A ↔ B), written ${changes} times per path, ${PACE_MS} ms apart (one change at a time; replicas batch bursts by design, see 2.); each sample runs from just before the write ` +
       "to the first request through Envoy that sees it (requests start with the write, not after its answer). The floor is Envoyage's ADS server and snapshot store fed directly in a process " +
       "of their own (no NATS, no API): what a bare push to Envoy costs on this machine, measured in the same run. " +
       "\"KV put\" is what `nats kv put` does, from a NATS client (without starting the CLI process). Probes are HTTP requests " +
@@ -101,6 +111,12 @@ export async function propagation(quick: boolean): Promise<Section> {
       { target: "API PUT → Envoy p50 ≤ 6 ms (goal)", measured: `${ms(worst("p50"))} ms`, met: worst("p50") <= 6 },
       { target: "API PUT → Envoy p99 ≤ 20 ms (goal)", measured: `${ms(worst("p99"))} ms`, met: worst("p99") <= 20 },
       { target: "within 1.5× of the floor (p50)", measured: `${floorRatio.toFixed(2)}×`, met: floorRatio <= 1.5 },
+    ],
+    notes: [
+      `The stack adds ${ms(Math.max(...results.filter((r) => r.path.startsWith("KV")).map((r) => r.d.p50 - r.floor.p50)))} ms at p50 to the floor: ` +
+        "the durable write (nats-server syncs it to disk before acknowledging, see 5.) and the watch's delivery to the replica; the " +
+        "replica's own work for a change is tens of microseconds (4.). The API adds its HTTP round trip. The floor here is well under " +
+        "the ≈ 4 ms a bare push was measured at before, so the ratio is stricter than the absolute goal (1.5 × 4 ms = 6 ms at p50).",
     ],
   };
 }
