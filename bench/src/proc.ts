@@ -1,5 +1,6 @@
 // CPU time and memory of a process, from /proc (Linux).
 import { readFileSync } from "node:fs";
+import { ManagedProcess, type Lifecycle } from "@envoyage/test-support";
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
@@ -15,4 +16,25 @@ export function rssBytes(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   if (!match) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(match[1]) * 1024;
+}
+
+/** The pid of a process the bench started; it fails for one it cannot see (a container). */
+export function pidOf(process: Lifecycle): number {
+  if (!(process instanceof ManagedProcess)) throw new Error("the benchmarks need local processes (not ENVOYAGE_TEST_STACK=containers)");
+  return process.pid;
+}
+
+/** CPU seconds per named process between the call and `elapsed()` (this process: "bench"). */
+export function cpuMeter(pids: Record<string, number>): { elapsed(): Record<string, number> } {
+  const read = () => ({
+    ...Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid)])),
+    bench: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+  });
+  const start = read();
+  return {
+    elapsed() {
+      const now = read();
+      return Object.fromEntries(Object.entries(now).map(([name, seconds]) => [name, seconds - start[name as keyof typeof start]!]));
+    },
+  };
 }
