@@ -1,6 +1,6 @@
-// What a replica reports about itself (GET /status on XDS_HTTP_PORT): the bucket revision it
-// has applied, the version and size of each resource type, rejected records, and its streams.
-// Replicas in the same bucket state report the same versions.
+// What a replica reports about itself (GET /status on XDS_HTTP_PORT): the bucket revision its
+// resources reflect (the committed one, so replicas reporting the same revision report the same
+// versions), the version and size of each resource type, rejected records, and its streams.
 import { PUSH_ORDER } from "./ads/stream.js";
 import { TYPE_NAMES, type ResourceSource } from "./ads/resources.js";
 import type { AdsServer } from "./ads/server.js";
@@ -22,7 +22,7 @@ export function replicaStatus(replicaId: string, replica: Replica, source: Resou
   return {
     replica: replicaId,
     ready: replica.ready,
-    revision: replica.revision,
+    revision: replica.committedRevision,
     services: {
       served: replica.registry.servedCount,
       rejected: rejectedReport(replica),

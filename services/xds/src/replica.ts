@@ -85,6 +85,12 @@ export class Replica {
     return this.#watcher.revision;
   }
 
+  /** Revision the committed snapshot reflects: behind `revision` while a burst's commit waits. */
+  get committedRevision(): number {
+    const store = this.#options.store;
+    return store.commitMeta(store.serial)?.revision ?? 0;
+  }
+
   start(): Promise<void> {
     return this.#watcher.start();
   }
