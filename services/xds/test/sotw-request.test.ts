@@ -48,6 +48,18 @@ describe("decodeSotwRequest", () => {
     assert.deepEqual(view.names(), ["a", "b"]);
     assert.deepEqual(decodeSotwRequest(encoded(DiscoveryRequest.fromPartial({ resourceNames: ["a", "b"] }))).namesRaw, view.namesRaw);
   });
+
+  it("rejects a name whose length is malformed or runs past the end, instead of looping on it", () => {
+    for (const hex of [
+      "1afaffffff0f", // a 5-byte length that 32-bit shifts would read as -6: back to the tag, forever
+      "1a8080808008", // about 2^31
+      "1a0561", // 5 bytes announced, 1 there
+      "1a80", // the length itself cut short
+      "1affffffffff01", // a length of more than 5 bytes
+    ]) {
+      assert.throws(() => decodeSotwRequest(Buffer.from(hex, "hex")), RangeError, hex);
+    }
+  });
 });
 
 describe("SubscriptionPool.intern", () => {

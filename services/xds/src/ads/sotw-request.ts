@@ -79,11 +79,11 @@ function skipNames(bytes: Buffer, from: number): number {
     for (let shift = 0; ; shift += 7) {
       const byte = bytes[pos++];
       if (byte === undefined || shift > 28) throw new RangeError("DiscoveryRequest: malformed resource name length");
-      length |= (byte & 0x7f) << shift;
+      length += (byte & 0x7f) * 2 ** shift; // not <<: at shift 28 that turns negative and loops back
       if (byte < 0x80) break;
     }
+    if (length > bytes.length - pos) throw new RangeError("DiscoveryRequest: resource name runs past the end");
     pos += length;
-    if (pos > bytes.length) throw new RangeError("DiscoveryRequest: resource name runs past the end");
     if (bytes[pos] !== NAMES_TAG) return pos;
     pos++;
   }
@@ -91,12 +91,13 @@ function skipNames(bytes: Buffer, from: number): number {
 
 function nodeIdOf(node: Uint8Array): string | undefined {
   const reader = new BinaryReader(node);
+  let id: string | undefined;
   while (reader.pos < reader.len) {
     const [field, wireType] = reader.tag();
-    if (field === NODE_ID && wireType === WireType.LengthDelimited) return reader.string();
-    reader.skip(wireType);
+    if (field === NODE_ID && wireType === WireType.LengthDelimited) id = reader.string(); // the last one wins
+    else reader.skip(wireType);
   }
-  return undefined;
+  return id;
 }
 
 function decodeNames(raw: Uint8Array): string[] {
