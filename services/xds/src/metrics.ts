@@ -12,7 +12,7 @@ const LATENCY_BUCKETS = [0.001, 0.002, 0.004, 0.006, 0.01, 0.02, 0.05, 0.1, 0.25
 
 export interface MetricSources {
   streams(): Iterable<AdsStream>;
-  writes(): { inFlightBytes: number; queued: number };
+  writes(): { inFlightBytes: number; queued: number; stalled: number };
   services(): { served: number; invalid: number; conflict: number };
   ready(): boolean;
   revision(): number;
@@ -59,10 +59,18 @@ export class XdsMetrics {
     });
     new Gauge({
       name: "envoyage_xds_writes_queued",
-      help: "Responses waiting for the write budget (a fleet syncing at once).",
+      help: "Streams whose next response waits for the write budget (a fleet syncing at once).",
       registers,
       collect() {
         this.set(sources.writes().queued);
+      },
+    });
+    new Gauge({
+      name: "envoyage_xds_writes_stalled",
+      help: "Streams with a response not flushed for 10 s (an Envoy not reading); they no longer count against the write budget.",
+      registers,
+      collect() {
+        this.set(sources.writes().stalled);
       },
     });
     new Gauge({

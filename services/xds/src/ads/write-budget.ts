@@ -2,75 +2,124 @@
 // pre-encoded buffers, but grpc-js frames each message into a copy of its own per stream and
 // holds that copy until the socket has taken it. A fleet syncing at once — a replica starting,
 // or a reconnect storm — would otherwise hold one copy of the whole configuration per Envoy
-// (1,000 Envoys × 10,000 services measured ~500 MB of such copies). Writes beyond the budget
-// wait, in order; a write gives its bytes back once flushed, or when its stream closes.
+// (1,000 Envoys × 10,000 services measured ~500 MB of such copies).
+//
+// Each stream has one write at a time against the budget; its later writes wait behind it (as
+// they would in the stream anyway), so streams take turns in the order they asked. A write gives
+// its bytes back once flushed, or when its stream closes. An Envoy that stops reading (its
+// connection still alive, answering keepalives) must not hold everyone else up: a write not
+// flushed within `stallMs` stops counting, and the stream is reported as stalled until it flushes.
 
 /** Writes `bytes` to a stream, calling `flushed` once the transport has taken them. */
 export type Writer = (bytes: Buffer, flushed: () => void) => void;
 
 interface Write {
-  owner: object;
   bytes: Buffer;
   writer: Writer;
-  released: boolean;
 }
+
+interface StreamWrites {
+  waiting: Write[];
+  writing: Write | undefined;
+  /** Bytes of `writing` still counted against the budget (0 once stalled). */
+  counted: number;
+  stalled: boolean;
+  stallTimer: NodeJS.Timeout | undefined;
+}
+
+const DEFAULT_STALL_MS = 10_000;
 
 export class WriteBudget {
   readonly limit: number;
+  readonly #stallMs: number;
   #inFlight = 0;
-  readonly #queue: Write[] = [];
-  readonly #unflushed = new Map<object, Set<Write>>();
+  #stalled = 0;
+  /** Streams whose next write waits for the budget, in the order they asked. */
+  readonly #turns: StreamWrites[] = [];
+  readonly #streams = new Map<object, StreamWrites>();
 
-  constructor(limitBytes: number) {
+  constructor(limitBytes: number, stallMs = DEFAULT_STALL_MS) {
     this.limit = limitBytes;
+    this.#stallMs = stallMs;
   }
 
-  /** Bytes written but not yet flushed. */
+  /** Bytes written but not yet flushed (stalled writes excepted). */
   get inFlightBytes(): number {
     return this.#inFlight;
   }
 
-  /** Writes waiting for the budget. */
+  /** Streams whose next write waits for the budget. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#turns.length;
   }
 
-  /** Writes now if the budget allows and nothing waits before it; otherwise queues the write. */
+  /** Streams with a write not flushed within the stall time. */
+  get stalled(): number {
+    return this.#stalled;
+  }
+
+  /** Writes now if the budget allows and no stream waits before this one; otherwise queues it. */
   write(owner: object, bytes: Buffer, writer: Writer): void {
-    this.#queue.push({ owner, bytes, writer, released: false });
+    let stream = this.#streams.get(owner);
+    if (!stream) {
+      stream = { waiting: [], writing: undefined, counted: 0, stalled: false, stallTimer: undefined };
+      this.#streams.set(owner, stream);
+    }
+    stream.waiting.push({ bytes, writer });
+    if (!stream.writing && stream.waiting.length === 1) this.#turns.push(stream);
     this.#drain();
   }
 
-  /** The stream closed: its queued writes are dropped, its unflushed bytes given back. */
+  /** The stream closed: its waiting writes are dropped, its unflushed bytes given back. */
   forget(owner: object): void {
-    for (const write of this.#unflushed.get(owner) ?? []) this.#release(write);
-    this.#unflushed.delete(owner);
-    const kept = this.#queue.filter((write) => write.owner !== owner);
-    this.#queue.splice(0, this.#queue.length, ...kept);
+    const stream = this.#streams.get(owner);
+    if (!stream) return;
+    this.#streams.delete(owner);
+    this.#settle(stream);
+    stream.waiting.length = 0;
+    const turn = this.#turns.indexOf(stream);
+    if (turn >= 0) this.#turns.splice(turn, 1);
     this.#drain();
   }
 
   #drain(): void {
     // A write larger than the whole budget still goes, alone.
-    while (this.#queue.length > 0 && (this.#inFlight === 0 || this.#inFlight + this.#queue[0]!.bytes.length <= this.limit)) {
-      const write = this.#queue.shift()!;
-      this.#inFlight += write.bytes.length;
-      let unflushed = this.#unflushed.get(write.owner);
-      if (!unflushed) this.#unflushed.set(write.owner, (unflushed = new Set()));
-      unflushed.add(write);
-      write.writer(write.bytes, () => {
-        this.#release(write);
-        this.#drain();
-      });
+    while (this.#turns.length > 0) {
+      const next = this.#turns[0]!.waiting[0]!;
+      if (this.#inFlight > 0 && this.#inFlight + next.bytes.length > this.limit) return;
+      this.#start(this.#turns.shift()!);
     }
   }
 
-  #release(write: Write): void {
-    if (write.released) return;
-    write.released = true;
-    this.#inFlight -= write.bytes.length;
-    const unflushed = this.#unflushed.get(write.owner);
-    unflushed?.delete(write);
-    if (unflushed?.size === 0) this.#unflushed.delete(write.owner);
+  #start(stream: StreamWrites): void {
+    const write = stream.waiting.shift()!;
+    stream.writing = write;
+    stream.counted = write.bytes.length;
+    this.#inFlight += write.bytes.length;
+    stream.stallTimer = setTimeout(() => this.#stall(stream), this.#stallMs).unref();
+    write.writer(write.bytes, () => {
+      if (stream.writing !== write) return; // the stream was forgotten meanwhile
+      this.#settle(stream);
+      if (stream.waiting.length > 0) this.#turns.push(stream);
+      this.#drain();
+    });
+  }
+
+  #stall(stream: StreamWrites): void {
+    stream.stalled = true;
+    this.#stalled++;
+    this.#inFlight -= stream.counted;
+    stream.counted = 0;
+    this.#drain();
+  }
+
+  /** The stream's current write is over (flushed, or the stream closed). */
+  #settle(stream: StreamWrites): void {
+    clearTimeout(stream.stallTimer);
+    if (stream.stalled) this.#stalled--;
+    this.#inFlight -= stream.counted;
+    stream.counted = 0;
+    stream.stalled = false;
+    stream.writing = undefined;
   }
 }
