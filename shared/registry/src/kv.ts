@@ -13,6 +13,7 @@ import {
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { DOMAIN_PATTERN, SERVICE_NAME_PATTERN } from "./record.js";
 
 export const SERVICE_PREFIX = "services.";
 export const CLAIM_PREFIX = "domains.";
@@ -37,11 +38,24 @@ export type ParsedKey =
   | { kind: "claim"; domain: string }
   | { kind: "other" };
 
+const SERVICE_NAME = new RegExp(SERVICE_NAME_PATTERN);
+const DOMAIN = new RegExp(DOMAIN_PATTERN);
+const MAX_DOMAIN_LENGTH = 253;
+
+/**
+ * What a key is. A key under a prefix whose name is not one the API accepts (NATS subjects allow
+ * `:`, `#`, upper case, UTF-8…) is outside the layout: ignored like any other key, so a stray
+ * write cannot stand for a service or a claim.
+ */
 export function parseKey(key: string): ParsedKey {
-  if (key.startsWith(SERVICE_PREFIX)) return { kind: "service", name: key.slice(SERVICE_PREFIX.length) };
+  if (key.startsWith(SERVICE_PREFIX)) {
+    const name = key.slice(SERVICE_PREFIX.length);
+    return SERVICE_NAME.test(name) ? { kind: "service", name } : { kind: "other" };
+  }
   if (key.startsWith(CLAIM_PREFIX)) {
-    const domain = key.slice(CLAIM_PREFIX.length);
-    return { kind: "claim", domain: domain.startsWith("_.") ? `*${domain.slice(1)}` : domain };
+    const stored = key.slice(CLAIM_PREFIX.length);
+    const domain = stored.startsWith("_.") ? `*${stored.slice(1)}` : stored;
+    return domain.length <= MAX_DOMAIN_LENGTH && DOMAIN.test(domain) ? { kind: "claim", domain } : { kind: "other" };
   }
   return { kind: "other" };
 }

@@ -94,4 +94,10 @@ describe("KV key layout", () => {
     assert.deepEqual(parseKey("domains._.example.com"), { kind: "claim", domain: "*.example.com" });
     assert.deepEqual(parseKey("status.x"), { kind: "other" });
   });
+
+  it("leaves keys whose name the API would refuse outside the layout", () => {
+    for (const key of ["services.web:1", "services.Web", "services.", "services.a.b", "services.wéb", "domains.Web.example.com", "domains.a#b.com", "domains.", `domains.${"a".repeat(250)}.com`]) {
+      assert.deepEqual(parseKey(key), { kind: "other" }, key);
+    }
+  });
 });
