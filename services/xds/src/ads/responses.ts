@@ -18,7 +18,16 @@ export interface ResponseBody {
 interface TypeCache {
   version: string;
   bodies: Map<string, ResponseBody>;
+  bytes: number;
 }
+
+/**
+ * Bounds on the bodies kept per type between commits. A fleet in one state needs a handful; a
+ * stream cycling through ever new subscriptions would otherwise add a body per request until the
+ * next change of the type. Past a bound the cache starts over (the newest body is always kept).
+ */
+const MAX_CACHED_BODIES = 1024;
+const MAX_CACHED_BYTES = 64 * 1024 * 1024;
 
 /** Builds response bodies and caches them per resource-set version. */
 export class ResponseCache {
@@ -34,13 +43,18 @@ export class ResponseCache {
   cached(set: ResourceSet, key: string, build: (nonce: string) => ResponseBody): ResponseBody {
     let cache = this.#caches.get(set.typeUrl);
     if (!cache || cache.version !== set.version) {
-      cache = { version: set.version, bodies: new Map() };
+      cache = { version: set.version, bodies: new Map(), bytes: 0 };
       this.#caches.set(set.typeUrl, cache);
     }
     let body = cache.bodies.get(key);
     if (!body) {
       body = build(this.nonce());
+      if (cache.bodies.size >= MAX_CACHED_BODIES || cache.bytes + body.bytes.length > MAX_CACHED_BYTES) {
+        cache.bodies.clear();
+        cache.bytes = 0;
+      }
       cache.bodies.set(key, body);
+      cache.bytes += body.bytes.length;
     }
     return body;
   }
