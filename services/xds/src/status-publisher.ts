@@ -63,32 +63,39 @@ export class StatusPublisher {
     if (!kv) return;
     const now = Date.now();
     const refresh = now - this.#lastRefresh >= REFRESH_MS;
-    const writes: Promise<unknown>[] = [];
-    try {
-      const replica = JSON.stringify(this.#options.report());
-      if (refresh || replica !== this.#lastReplicaReport) {
-        const report: ReplicaReport = { ...JSON.parse(replica), updatedAt: new Date(now).toISOString() };
-        writes.push(kv.put(replicaReportKey(this.#options.replicaId), JSON.stringify(report)));
-        this.#lastReplicaReport = replica;
-      }
-      for (const [stream, tracked] of this.#streams) {
-        if (!tracked.report.node) continue; // not identified yet
-        this.#refreshRevision(stream, tracked);
-        if (!tracked.dirty && !refresh) continue;
-        tracked.report.updatedAt = new Date(now).toISOString();
-        writes.push(kv.put(tracked.key, JSON.stringify(tracked.report)));
-        tracked.dirty = false;
-        if (!tracked.report.connected) this.#streams.delete(stream); // written once; it expires
-      }
-      await Promise.all(writes);
-      if (refresh) this.#lastRefresh = now;
+    // Each write, and what to mark for another try if it fails (undefined: the replica report).
+    const writes: { done: Promise<unknown>; tracked: Tracked | undefined }[] = [];
+    const replica = JSON.stringify(this.#options.report());
+    if (refresh || replica !== this.#lastReplicaReport) {
+      const report: ReplicaReport = { ...JSON.parse(replica), updatedAt: new Date(now).toISOString() };
+      writes.push({ done: kv.put(replicaReportKey(this.#options.replicaId), JSON.stringify(report)), tracked: undefined });
+      this.#lastReplicaReport = replica;
+    }
+    for (const [stream, tracked] of this.#streams) {
+      if (!tracked.report.node) continue; // not identified yet
+      this.#refreshRevision(stream, tracked);
+      if (!tracked.dirty && !refresh) continue;
+      tracked.report.updatedAt = new Date(now).toISOString();
+      writes.push({ done: kv.put(tracked.key, JSON.stringify(tracked.report)), tracked });
+      tracked.dirty = false;
+      if (!tracked.report.connected) this.#streams.delete(stream); // written once; it expires
+    }
+    // Only what failed is written again: one entry NATS refuses does not make every flush rewrite all.
+    const results = await Promise.allSettled(writes.map((write) => write.done));
+    const failure = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
+    results.forEach((result, i) => {
+      if (result.status === "fulfilled") return;
+      const tracked = writes[i]!.tracked;
+      if (tracked) tracked.dirty = true;
+      else this.#lastReplicaReport = "";
+    });
+    if (refresh) this.#lastRefresh = now;
+    if (failure) {
+      if (!this.#failing) this.#options.logger.warn({ err: failure.reason }, "cannot publish sync status; retrying");
+      this.#failing = true;
+    } else {
       if (this.#failing) this.#options.logger.info("publishing sync status again");
       this.#failing = false;
-    } catch (error) {
-      for (const tracked of this.#streams.values()) tracked.dirty = true;
-      this.#lastReplicaReport = "";
-      if (!this.#failing) this.#options.logger.warn({ err: error }, "cannot publish sync status; retrying");
-      this.#failing = true;
     }
   }
 

@@ -99,6 +99,17 @@ export interface AdsStreamOptions {
   send: (bytes: Buffer) => void;
 }
 
+/**
+ * Longest node id and NACK message kept. Both go into logs and sync status entries, and a NATS
+ * message is 1 MB at most: an Envoy (or anything speaking ADS) sending more is cut short.
+ */
+const MAX_NODE_ID = 1024;
+const MAX_ERROR = 8192;
+
+function bounded(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
+}
+
 export class AdsStream {
   nodeId = "";
   readonly protocol: ProtocolName;
@@ -118,7 +129,7 @@ export class AdsStream {
   }
 
   receive(request: StreamRequest): void {
-    if (request.nodeId) this.nodeId = request.nodeId;
+    if (request.nodeId) this.nodeId = bounded(request.nodeId, MAX_NODE_ID);
     const type = request.typeUrl;
     if (!SERVED_TYPES.has(type)) return;
     const state = this.#state(type);
@@ -130,7 +141,7 @@ export class AdsStream {
       // request's subscription change still counts.
       if (this.protocol === "sotw" || !request.subscribe) return;
     } else if (state.sent && request.nonce === state.sent.nonce) {
-      this.#settle(state, request.error);
+      this.#settle(state, request.error === undefined ? undefined : bounded(request.error, MAX_ERROR));
     } else if (first) {
       this.#adoptEnvoyState(state, request);
     }
