@@ -65,12 +65,13 @@ export class XdsMetrics {
         this.set(sources.writes().queued);
       },
     });
-    new Gauge({
-      name: "envoyage_xds_writes_stalled",
-      help: "Streams with a response not flushed for 10 s (an Envoy not reading); they no longer count against the write budget.",
+    new Counter({
+      name: "envoyage_xds_stalled_streams_total",
+      help: "Streams dropped because their Envoy left a response unflushed for 30 s (not reading).",
       registers,
       collect() {
-        this.set(sources.writes().stalled);
+        this.reset();
+        this.inc(sources.writes().stalled);
       },
     });
     new Gauge({

@@ -68,7 +68,8 @@ describe("WriteBudget", () => {
   });
 
   it("does not let a stream that stops reading hold the others up", async () => {
-    const budget = new WriteBudget(100, 20);
+    const dropped: object[] = [];
+    const budget = new WriteBudget(100, { stallMs: 20, onStall: (owner) => dropped.push(owner) });
     const slow = stream();
     const other: number[] = []; // a stream that reads: its writes flush at once
     const reading = (bytes: Buffer, flushed: () => void) => {
@@ -80,10 +81,10 @@ describe("WriteBudget", () => {
     assert.deepEqual(other, []);
     await sleep(60);
     assert.deepEqual(other, [10], "the stalled write stopped counting");
-    assert.deepEqual([budget.stalled, budget.inFlightBytes], [1, 0]);
+    assert.deepEqual([budget.stalled, budget.inFlightBytes, dropped], [1, 0, [slow]], "its owner was told to drop it");
     budget.write(reading, Buffer.alloc(90), reading);
     assert.deepEqual(other, [10, 90]);
-    slow.flushOne();
-    assert.deepEqual([budget.stalled, budget.inFlightBytes], [0, 0]);
+    budget.forget(slow);
+    assert.equal(budget.inFlightBytes, 0);
   });
 });

@@ -49,6 +49,8 @@ export class AdsServer {
     "grpc.enable_channelz": 0,
   });
   readonly #calls = new Map<AdsStream, Call<unknown>>();
+  /** Drops a stream whose Envoy has stopped reading (write-budget.ts). */
+  readonly #stalled = new Map<AdsStream, () => void>();
   readonly #subscriptions = new SubscriptionPool();
   readonly writes: WriteBudget;
   readonly #sotw: Protocol;
@@ -57,7 +59,9 @@ export class AdsServer {
 
   constructor(options: AdsServerOptions) {
     this.#options = options;
-    this.writes = new WriteBudget(options.writeBudgetBytes ?? DEFAULT_WRITE_BUDGET_BYTES);
+    this.writes = new WriteBudget(options.writeBudgetBytes ?? DEFAULT_WRITE_BUDGET_BYTES, {
+      onStall: (stream) => this.#stalled.get(stream as AdsStream)?.(),
+    });
     const cache = new ResponseCache();
     this.#sotw = new SotwProtocol(cache);
     this.#delta = new DeltaProtocol(cache);
@@ -124,10 +128,15 @@ export class AdsServer {
       if (closed) return;
       closed = true;
       this.#calls.delete(stream);
+      this.#stalled.delete(stream);
       this.writes.forget(stream);
       stream.close();
       events.disconnect(stream, reason);
     };
+    this.#stalled.set(stream, () => {
+      call.destroy(new Error("Envoy has not read a response for 30 s"));
+      close("not reading: a response stayed unflushed for 30 s");
+    });
     call.on("data", (request: Request) => {
       try {
         stream.receive(normalize(request));

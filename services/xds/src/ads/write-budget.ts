@@ -7,8 +7,9 @@
 // Each stream has one write at a time against the budget; its later writes wait behind it (as
 // they would in the stream anyway), so streams take turns in the order they asked. A write gives
 // its bytes back once flushed, or when its stream closes. An Envoy that stops reading (its
-// connection still alive, answering keepalives) must not hold everyone else up: a write not
-// flushed within `stallMs` stops counting, and the stream is reported as stalled until it flushes.
+// connection still alive, answering keepalives) must not hold everyone else up, nor memory: a
+// write not flushed within `stallMs` stops counting and the stream's owner is told to drop it
+// (Envoy reconnects, to this replica or another).
 
 /** Writes `bytes` to a stream, calling `flushed` once the transport has taken them. */
 export type Writer = (bytes: Buffer, flushed: () => void) => void;
@@ -19,28 +20,30 @@ interface Write {
 }
 
 interface StreamWrites {
+  owner: object;
   waiting: Write[];
   writing: Write | undefined;
   /** Bytes of `writing` still counted against the budget (0 once stalled). */
   counted: number;
-  stalled: boolean;
   stallTimer: NodeJS.Timeout | undefined;
 }
 
-const DEFAULT_STALL_MS = 10_000;
+const DEFAULT_STALL_MS = 30_000;
 
 export class WriteBudget {
   readonly limit: number;
   readonly #stallMs: number;
+  readonly #onStall: (owner: object) => void;
   #inFlight = 0;
   #stalled = 0;
   /** Streams whose next write waits for the budget, in the order they asked. */
   readonly #turns: StreamWrites[] = [];
   readonly #streams = new Map<object, StreamWrites>();
 
-  constructor(limitBytes: number, stallMs = DEFAULT_STALL_MS) {
+  constructor(limitBytes: number, options: { stallMs?: number; onStall?: (owner: object) => void } = {}) {
     this.limit = limitBytes;
-    this.#stallMs = stallMs;
+    this.#stallMs = options.stallMs ?? DEFAULT_STALL_MS;
+    this.#onStall = options.onStall ?? (() => {});
   }
 
   /** Bytes written but not yet flushed (stalled writes excepted). */
@@ -53,7 +56,7 @@ export class WriteBudget {
     return this.#turns.length;
   }
 
-  /** Streams with a write not flushed within the stall time. */
+  /** Streams that have had a write not flushed within the stall time, since the start. */
   get stalled(): number {
     return this.#stalled;
   }
@@ -62,7 +65,7 @@ export class WriteBudget {
   write(owner: object, bytes: Buffer, writer: Writer): void {
     let stream = this.#streams.get(owner);
     if (!stream) {
-      stream = { waiting: [], writing: undefined, counted: 0, stalled: false, stallTimer: undefined };
+      stream = { owner, waiting: [], writing: undefined, counted: 0, stallTimer: undefined };
       this.#streams.set(owner, stream);
     }
     stream.waiting.push({ bytes, writer });
@@ -106,20 +109,18 @@ export class WriteBudget {
   }
 
   #stall(stream: StreamWrites): void {
-    stream.stalled = true;
     this.#stalled++;
     this.#inFlight -= stream.counted;
     stream.counted = 0;
+    this.#onStall(stream.owner);
     this.#drain();
   }
 
   /** The stream's current write is over (flushed, or the stream closed). */
   #settle(stream: StreamWrites): void {
     clearTimeout(stream.stallTimer);
-    if (stream.stalled) this.#stalled--;
     this.#inFlight -= stream.counted;
     stream.counted = 0;
-    stream.stalled = false;
     stream.writing = undefined;
   }
 }
