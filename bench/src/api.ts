@@ -8,6 +8,7 @@ import { connect } from "@nats-io/transport-node";
 import { startApi, startNats, type NatsServer } from "@envoyage/test-support";
 import { httpRequest } from "./http.js";
 import type { Section } from "./report.js";
+import { distribution } from "./stats.js";
 
 const SERVICES = 1000;
 
@@ -90,9 +91,8 @@ async function natsAlone(nats: NatsServer, durable: boolean, body: (i: number, p
       }
     };
     await Promise.all(Array.from({ length: NATS_IN_FLIGHT }, writer));
-    latencies.sort((a, b) => a - b);
-    const at = (q: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!);
-    return { durable, connections: undefined, perSecond: latencies.length / seconds, p50: at(0.5), p99: at(0.99), max: at(1), failed: 0 };
+    const { n, p50, p99, max } = distribution(latencies);
+    return { durable, connections: undefined, perSecond: n / seconds, p50: Math.round(p50), p99: Math.round(p99), max: Math.round(max), failed: 0 };
   } finally {
     await nc.close();
   }

@@ -8,7 +8,7 @@ import type { ServiceRecord } from "@envoyage/registry";
 import { Fleet } from "./fleet.js";
 import { cpuSeconds, rssBytes } from "./proc.js";
 import type { Section } from "./report.js";
-import { kib, mib, ms, ratio } from "./stats.js";
+import { distribution, kib, mib, ms, ratio } from "./stats.js";
 import { envoyage, goControlPlane, type Registry, type Target } from "./targets.js";
 
 export const service = (i: number, port = 8000 + (i % 1000)): ServiceRecord => ({
@@ -34,8 +34,7 @@ export interface FanoutRun {
   bytes: number;
 }
 
-/** The middle value (the upper one of an even count). */
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const median = (values: number[]): number => distribution(values).p50;
 
 /**
  * One target, one fleet: load the registry, connect, measure idle memory, then `changes` endpoint

@@ -4,7 +4,7 @@
 // read (setImmediate), so a single change is pushed at once and a burst becomes a few commits.
 // The store opens to Envoy only once the whole bucket is loaded, including the history lookups
 // that find the last good revision of services whose latest value is invalid.
-import { BucketWatcher, CLAIM_PREFIX, decodeRecord, openBucket, parseKey, SERVICE_PREFIX, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
+import { BucketWatcher, decodeRecord, openBucket, parseKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
 import type { Logger } from "pino";
 import { Registry, type ClaimWrite, type EffectiveRecord } from "./registry.js";
 import type { CommitStats, SnapshotStore } from "./snapshot.js";
@@ -114,9 +114,8 @@ export class Replica {
     } else if (key.kind === "claim") {
       this.registry.setClaim(key.domain, entry.value ? utf8.decode(entry.value).trim() : undefined, entry.revision);
     } else {
-      // A key that looks like a service or a claim but has a name the API would refuse is worth a warning.
-      const near = entry.key.startsWith(SERVICE_PREFIX) || entry.key.startsWith(CLAIM_PREFIX);
-      this.#options.logger[near ? "warn" : "debug"]({ key: entry.key }, "ignoring a key outside the registry layout");
+      const invalid = key.kind === "invalid"; // a service or claim key with a name the API would refuse
+      this.#options.logger[invalid ? "warn" : "debug"]({ key: entry.key }, "ignoring a key outside the registry layout");
       return;
     }
     this.#scheduleCommit();

@@ -36,6 +36,8 @@ export function claimKey(domain: string): string {
 export type ParsedKey =
   | { kind: "service"; name: string }
   | { kind: "claim"; domain: string }
+  /** Under a prefix of the layout, with a name the API would refuse. */
+  | { kind: "invalid" }
   | { kind: "other" };
 
 const SERVICE_NAME = new RegExp(SERVICE_NAME_PATTERN);
@@ -44,18 +46,18 @@ const MAX_DOMAIN_LENGTH = 253;
 
 /**
  * What a key is. A key under a prefix whose name is not one the API accepts (NATS subjects allow
- * `:`, `#`, upper case, UTF-8…) is outside the layout: ignored like any other key, so a stray
- * write cannot stand for a service or a claim.
+ * `:`, `#`, upper case, UTF-8…) is invalid: outside the layout like any other key, so a stray
+ * write cannot stand for a service or a claim, but worth telling apart from unrelated keys.
  */
 export function parseKey(key: string): ParsedKey {
   if (key.startsWith(SERVICE_PREFIX)) {
     const name = key.slice(SERVICE_PREFIX.length);
-    return SERVICE_NAME.test(name) ? { kind: "service", name } : { kind: "other" };
+    return SERVICE_NAME.test(name) ? { kind: "service", name } : { kind: "invalid" };
   }
   if (key.startsWith(CLAIM_PREFIX)) {
     const stored = key.slice(CLAIM_PREFIX.length);
     const domain = stored.startsWith("_.") ? `*${stored.slice(1)}` : stored;
-    return domain.length <= MAX_DOMAIN_LENGTH && DOMAIN.test(domain) ? { kind: "claim", domain } : { kind: "other" };
+    return domain.length <= MAX_DOMAIN_LENGTH && DOMAIN.test(domain) ? { kind: "claim", domain } : { kind: "invalid" };
   }
   return { kind: "other" };
 }

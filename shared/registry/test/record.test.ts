@@ -97,7 +97,7 @@ describe("KV key layout", () => {
 
   it("leaves keys whose name the API would refuse outside the layout", () => {
     for (const key of ["services.web:1", "services.Web", "services.", "services.a.b", "services.wéb", "domains.Web.example.com", "domains.a#b.com", "domains.", `domains.${"a".repeat(250)}.com`]) {
-      assert.deepEqual(parseKey(key), { kind: "other" }, key);
+      assert.deepEqual(parseKey(key), { kind: "invalid" }, key);
     }
   });
 });

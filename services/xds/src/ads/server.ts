@@ -48,9 +48,8 @@ export class AdsServer {
     // ~2 KiB of every idle Envoy's connection (bench/RESULTS.md, fan-out).
     "grpc.enable_channelz": 0,
   });
-  readonly #calls = new Map<AdsStream, Call<unknown>>();
-  /** Drops a stream whose Envoy has stopped reading (write-budget.ts). */
-  readonly #stalled = new Map<AdsStream, () => void>();
+  /** Each stream's call, and how to drop it when its Envoy has stopped reading (write-budget.ts). */
+  readonly #calls = new Map<AdsStream, { call: Call<unknown>; drop: () => void }>();
   readonly #subscriptions = new SubscriptionPool();
   readonly writes: WriteBudget;
   readonly #sotw: Protocol;
@@ -60,7 +59,7 @@ export class AdsServer {
   constructor(options: AdsServerOptions) {
     this.#options = options;
     this.writes = new WriteBudget(options.writeBudgetBytes ?? DEFAULT_WRITE_BUDGET_BYTES, {
-      onStall: (stream) => this.#stalled.get(stream as AdsStream)?.(),
+      onStall: (stream) => this.#calls.get(stream as AdsStream)?.drop(),
     });
     const cache = new ResponseCache();
     this.#sotw = new SotwProtocol(cache);
@@ -98,7 +97,7 @@ export class AdsServer {
    * config, then stops; connections still open after `graceMs` are cut.
    */
   async shutdown(graceMs: number): Promise<void> {
-    for (const call of this.#calls.values()) call.end();
+    for (const { call } of this.#calls.values()) call.end();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#server.forceShutdown();
@@ -120,7 +119,6 @@ export class AdsServer {
       events,
       send: (bytes) => this.writes.write(stream, bytes, (b, flushed) => call.write(b, flushed)),
     });
-    this.#calls.set(stream, call as Call<unknown>);
     events.connect(stream, call.getPeer());
 
     let closed = false;
@@ -128,14 +126,17 @@ export class AdsServer {
       if (closed) return;
       closed = true;
       this.#calls.delete(stream);
-      this.#stalled.delete(stream);
       this.writes.forget(stream);
       stream.close();
       events.disconnect(stream, reason);
     };
-    this.#stalled.set(stream, () => {
-      call.destroy(new Error("Envoy has not read a response for 30 s"));
-      close("not reading: a response stayed unflushed for 30 s");
+    const drop = (error: Error, reason: string) => {
+      call.destroy(error);
+      close(reason);
+    };
+    this.#calls.set(stream, {
+      call: call as Call<unknown>,
+      drop: () => drop(new Error("Envoy has not read a response for 30 s"), "not reading: a response stayed unflushed for 30 s"),
     });
     call.on("data", (request: Request) => {
       try {
@@ -144,8 +145,7 @@ export class AdsServer {
         // A bug handling one request must not take the replica down: drop this stream, Envoy
         // reconnects and starts afresh.
         events.error(stream, error);
-        call.destroy(error as Error);
-        close("internal error");
+        drop(error as Error, "internal error");
       }
     });
     call.on("end", () => {
