@@ -92,17 +92,22 @@ export async function measureFanout(
   }
 }
 
-export interface GrpcFloor {
+/** The servers beneath a control plane: grpc-js, and Node's HTTP/2 that grpc-js runs on. */
+export type Transport = "grpc-js" | "http2";
+
+export interface TransportFloor {
+  transport: Transport;
+  streams: number;
   /** RSS growth per idle stream. */
   rss: number;
   /** The JS heap's share of it, after a full GC; the rest is native (Node's HTTP/2, nghttp2, sockets). */
   heap: number;
 }
 
-/** Per idle stream, a bare grpc-js server (bare-ads-server.ts) holding `streams` streams costs. */
-export async function grpcFloor(streams: number): Promise<GrpcFloor> {
+/** Per idle stream, a bare server (bare-ads-server.ts) holding `streams` streams costs. */
+export async function transportFloor(transport: Transport, streams: number): Promise<TransportFloor> {
   // The replicas' young generation (services/xds/bin/envoyage-xds); --expose-gc for the heap figure.
-  const child = fork(new URL("./bare-ads-server.js", import.meta.url), [], { execArgv: ["--max-semi-space-size=4", "--expose-gc"] });
+  const child = fork(new URL("./bare-ads-server.js", import.meta.url), [transport], { execArgv: ["--max-semi-space-size=4", "--expose-gc"] });
   const heapUsed = async () => {
     child.send("heap");
     return new Promise<number>((resolve) => child.once("message", (m: { heapUsed: number }) => resolve(m.heapUsed)));
@@ -117,7 +122,7 @@ export async function grpcFloor(streams: number): Promise<GrpcFloor> {
     const rss = (rssBytes(child.pid!) - rssBefore) / streams;
     const heap = ((await heapUsed()) - heapBefore) / streams;
     await fleet.stop();
-    return { rss, heap };
+    return { transport, streams, rss, heap };
   } finally {
     child.kill();
   }
@@ -142,16 +147,20 @@ export async function fanout(quick: boolean): Promise<Section> {
         { protocol: "sotw", streams: 5000 },
       ];
   const runs: FanoutRun[] = [];
-  const floors = new Map<number, GrpcFloor>();
-  for (const streams of new Set(plans.map((p) => p.streams))) floors.set(streams, await grpcFloor(streams));
+  const floors: TransportFloor[] = [];
+  for (const streams of new Set(plans.map((p) => p.streams))) {
+    for (const transport of ["grpc-js", "http2"] as const) floors.push(await transportFloor(transport, streams));
+  }
   for (const plan of plans) {
     for (const [name, start] of Object.entries(TARGETS)) {
       console.log(`[bench] fan-out: ${name}, ${plan.streams} ${plan.protocol} streams`);
       runs.push(await measureFanout(start, plan.protocol, plan.streams, services, CHANGES));
     }
   }
-  const floorRows = [...floors].map(([streams, floor]) => ["bare grpc-js (never answers)", "—", streams, "—", "—", "—", kib(floor.rss), "—", "—", "—", ""]);
-  const floor = floors.get(Math.min(...floors.keys()))!;
+  const floorRows = floors.map((f) => [`bare ${f.transport === "http2" ? "node:http2" : "grpc-js"} (never answers)`, "—", f.streams, "—", "—", "—", kib(f.rss), "—", "—", "—", ""]);
+  const fewest = Math.min(...floors.map((f) => f.streams));
+  const floor = floors.find((f) => f.transport === "grpc-js" && f.streams === fewest)!;
+  const http2Floor = floors.find((f) => f.transport === "http2" && f.streams === fewest)!;
   const rows = runs.map((r) => {
     const peer = runs.find((p) => p.target === "go-control-plane SnapshotCache" && p.protocol === r.protocol && p.streams === r.streams)!;
     return [
@@ -188,11 +197,15 @@ export async function fanout(quick: boolean): Promise<Section> {
       rows: [...floorRows, ...rows],
     },
     notes: [
-      "The bare grpc-js row is the transport's own cost per idle connection on this runtime (same transport options and young " +
-        "generation as the replicas), measured in the same run with the same fleet: no control plane in Node.js with grpc-js can hold " +
-        `a stream for less. Of its ${kib(floor.rss)} KiB, the JS heap after a full GC is ${kib(floor.heap)} KiB; the rest is native: ` +
-        "Node's HTTP/2 session with nghttp2's buffers, and the socket. That is why the 20 KiB target is out of reach for a server on " +
-        "grpc-js; Envoyage's own cost per stream is the difference between its row and this one.",
+      "The bare rows are the transport's own cost per idle connection on this runtime (same options and young generation as the " +
+        "replicas), measured in the same run with the same fleet: no control plane on grpc-js can hold a stream for less. Of the " +
+        `grpc-js row's ${kib(floor.rss)} KiB, the JS heap after a full GC is ${kib(floor.heap)} KiB; Node's HTTP/2 server alone, with no ` +
+        `gRPC on top, costs ${kib(http2Floor.rss)} KiB. The rest is native, and heaptrack shows where (1,000 idle connections to a bare ` +
+        "node:http2 server, Node 26): 31 KiB allocated per connection, 23 KiB of it by nghttp2 — 16 KiB of which is the outbound frame " +
+        "buffer every session allocates when it is created (nghttp2_session_server_new → nghttp2_bufs_init3), the rest its session " +
+        "state and HPACK tables — and ~5 KiB by Node's Http2Session, stream and TCP wrappers. Neither grpc-js nor Node exposes a " +
+        "setting for that buffer, so the 20 KiB target is out of reach for a server on Node's HTTP/2; Envoyage's own cost per stream " +
+        "is the difference between its row and the grpc-js row.",
       "Envoyage replicas run with --max-semi-space-size=4 (services/xds/bin/envoyage-xds): with V8's default young generation, the " +
         "garbage of a fleet's initial sync leaves ~90 KiB of RSS per stream instead of ~50.",
     ],

@@ -1,6 +1,7 @@
-// The floor for propagation: Envoyage's own ADS server and snapshot store in a process of their
-// own, without NATS, the API or the registry rules. The parent sends {service, record} over IPC;
-// the server commits it at once. What the full path costs beyond this is NATS and the pipeline.
+// The floor for propagation and bursts: Envoyage's own ADS server and snapshot store in a process
+// of their own, without NATS, the API or the registry rules. The parent sends {services: {name:
+// record}} over IPC; the server commits them at once, as one push. What the full path costs
+// beyond this is NATS and the pipeline.
 import { AdsServer, SnapshotStore } from "@envoyage/xds";
 import type { ServiceRecord } from "@envoyage/registry";
 
@@ -10,8 +11,8 @@ store.markReady();
 const quiet = { connect() {}, disconnect() {}, error() {}, push() {}, ack() {}, nack() {}, stale() {}, synced() {} };
 const server = new AdsServer({ source: store, events: quiet });
 const port = await server.listen("127.0.0.1", 0);
-process.on("message", (message: { service: string; record: ServiceRecord }) => {
-  store.setService(message.service, message.record);
+process.on("message", (message: { services: Record<string, ServiceRecord> }) => {
+  for (const [name, record] of Object.entries(message.services)) store.setService(name, record);
   store.commit();
 });
 process.send!({ port });

@@ -2,6 +2,7 @@
 // the snapshot store, and the bytes a change costs per stream in each mode. Processes: a
 // replica's cold start from a full bucket to ready, and a fleet of streams against Envoyage and
 // go-control-plane: memory, and time, CPU and bytes for one change.
+import { setTimeout as sleep } from "node:timers/promises";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { encodeRecord } from "@envoyage/registry";
@@ -20,12 +21,16 @@ interface InProcess {
   translateMs: number;
   loadMs: number;
   change: ReturnType<typeof distribution>;
+  pacedChange: ReturnType<typeof distribution>;
   sotwEndpointBytes: number;
   sotwAddBytes: number;
   deltaAddBytes: number;
 }
 
-function inProcess(): InProcess {
+/** Changes one at a time, this far apart: how propagation (1.) paces them, as an operator would. */
+const PACE_MS = 60;
+
+async function inProcess(): Promise<InProcess> {
   const registry = registryOf(SERVICES);
   let started = performance.now();
   translateRegistry(new Map(Object.entries(registry)), OPTIONS);
@@ -41,13 +46,18 @@ function inProcess(): InProcess {
   const loadMs = performance.now() - started;
 
   // One endpoint change, as a replica applies it: decode, resolve, translate, encode, version.
-  const samples: number[] = [];
-  for (let i = 0; i < 2000; i++) {
+  const change = (i: number) => {
     const t = performance.now();
     records.setService("s7", revision++, encoder.encode(encodeRecord(service(7, 9000 + (i % 2)))));
-    for (const change of records.resolve().changes) store.setService(change.name, change.record!);
+    for (const applied of records.resolve().changes) store.setService(applied.name, applied.record!);
     store.commit();
-    samples.push(performance.now() - t);
+    return performance.now() - t;
+  };
+  const samples = Array.from({ length: 2000 }, (_, i) => change(i));
+  const paced: number[] = [];
+  for (let i = 0; i < 100; i++) {
+    await sleep(PACE_MS);
+    paced.push(change(i));
   }
   const sum = (type: string, names?: string[]) =>
     [...store.resources(type).values()].filter((r) => !names || names.includes(r.name)).reduce((n, r) => n + r.sotwField.length, 0);
@@ -55,6 +65,7 @@ function inProcess(): InProcess {
     translateMs,
     loadMs,
     change: distribution(samples),
+    pacedChange: distribution(paced),
     sotwEndpointBytes: sum(ENDPOINT_TYPE, ["s7"]),
     // A new service in SotW: every cluster again, its endpoints, the whole route configuration.
     sotwAddBytes: sum(CLUSTER_TYPE) + sum(ENDPOINT_TYPE, ["s7"]) + sum(ROUTE_TYPE),
@@ -85,7 +96,7 @@ async function coldStart(runs: number): Promise<number[]> {
 }
 
 export async function scale(quick: boolean): Promise<Section[]> {
-  const local = inProcess();
+  const local = await inProcess();
   const cold = distribution(await coldStart(quick ? 1 : 3));
   const streams = quick ? 100 : 1000;
   const runs: FanoutRun[] = [];
@@ -122,13 +133,15 @@ export async function scale(quick: boolean): Promise<Section[]> {
       description:
         "Envoyage's translation and snapshot store, in-process (no I/O). One change runs as a replica applies a KV entry: decode and " +
         "validate the record, resolve domains, translate the service, encode and version its resources, assemble the route " +
-        "configuration, commit. Bytes are what one stream receives for the change.",
+        "configuration, commit; back to back, and paced as propagation (1.) writes them, where the process has sat idle before each " +
+        "one (caches and branch predictors cold, the CPU perhaps clocked down). Bytes are what one stream receives for the change.",
       table: {
         header: ["measure", "value"],
         rows: [
           ["translateRegistry of 10,000 services (pure function)", `${ms(local.translateMs)} ms`],
           ["loading 10,000 services into registry + snapshot store", `${ms(local.loadMs)} ms`],
-          ["one endpoint change, p50 / p99 (n = 2,000)", `${(local.change.p50 * 1000).toFixed(0)} µs / ${(local.change.p99 * 1000).toFixed(0)} µs`],
+          ["one endpoint change, back to back, p50 / p99 (n = 2,000)", `${(local.change.p50 * 1000).toFixed(0)} µs / ${(local.change.p99 * 1000).toFixed(0)} µs`],
+          [`one endpoint change, ${PACE_MS} ms apart, p50 / p99 (n = 100)`, `${(local.pacedChange.p50 * 1000).toFixed(0)} µs / ${(local.pacedChange.p99 * 1000).toFixed(0)} µs`],
           ["bytes for an endpoint change, SotW and Delta", `${kib(local.sotwEndpointBytes)} KiB (one ClusterLoadAssignment)`],
           ["bytes for a new service, SotW (all clusters + its endpoints + routes)", `${kib(local.sotwAddBytes)} KiB`],
           ["bytes for a new service, Delta (its cluster + endpoints + routes)", `${kib(local.deltaAddBytes)} KiB`],
@@ -136,7 +149,11 @@ export async function scale(quick: boolean): Promise<Section[]> {
         ],
       },
       targets: [
-        { target: "one change ≤ 1 ms of translation (p50)", measured: `${(local.change.p50 * 1000).toFixed(0)} µs`, met: local.change.p50 <= 1 },
+        {
+          target: "one change ≤ 1 ms of translation (p50, paced)",
+          measured: `${(local.pacedChange.p50 * 1000).toFixed(0)} µs`,
+          met: local.pacedChange.p50 <= 1,
+        },
         { target: "ready ≤ 2 s from a bucket of 10,000 services", measured: `${ms(cold.p50)} ms`, met: cold.p50 <= 2000 },
       ],
     },
