@@ -36,7 +36,7 @@ const { values } = parseArgs({
 const port = Number(values.port);
 const streams = Number(values.streams);
 const delta = values.protocol === "delta";
-/** Streams are ready once they hold endpoints for this many services. */
+/** Streams are ready once they hold endpoints for this many services, and the listener and routes. */
 const services = Number(values.services);
 const now = () => performance.timeOrigin + performance.now();
 
@@ -188,6 +188,15 @@ class Stream {
     }
   }
 
+  /**
+   * Holds the whole configuration: endpoints of every service, and the listener and route
+   * configuration, which come last. A change is timed only once every stream is synced, so it
+   * measures the change and not the rest of the initial sync.
+   */
+  synced(): boolean {
+    return this.endpoints >= services && this.#versions.has(LISTENER) && this.#versions.has(ROUTE);
+  }
+
   /** What this stream holds, for a benchmark that failed. */
   describe(): string {
     const types = [...this.#versions].map(([type, version]) => `${type.split(".").pop()} v${version.slice(0, 8)} n${this.#nonces.get(type)}`);
@@ -237,7 +246,7 @@ function onChange(stream: Stream): void {
         watch = undefined;
       }
     }
-  } else if (!stream.ready && stream.endpoints >= services) {
+  } else if (!stream.ready && stream.synced()) {
     stream.ready = true;
     if (++readyCount === streams) process.send?.({ ready: true, at: now(), bytes });
   }

@@ -18,7 +18,7 @@ export class Fleet {
     this.readyAt = readyAt;
   }
 
-  /** Opens `streams` streams to 127.0.0.1:`port`; resolves once each holds endpoints for `services` services. */
+  /** Opens `streams` streams to 127.0.0.1:`port`; resolves once each holds the configuration of `services` services. */
   static async start(options: { port: number; streams: number; protocol: "sotw" | "delta"; services: number; timeoutMs?: number }): Promise<Fleet> {
     const child = fork(new URL("./fleet-main.js", import.meta.url), [
       "--port", String(options.port),
