@@ -1,9 +1,18 @@
 // The API's view of sync status: it follows the status bucket with a KV watch, so answering
 // GET /v1/envoys or a service's status costs no NATS round trip. Entries are written by the
-// replicas (services/xds/src/status-publisher.ts) and count only while fresh: an entry not
-// refreshed within the bucket's TTL belongs to a replica that is gone.
+// replicas (services/xds/src/status-publisher.ts): each replica's report and its Envoys in pages.
+// They count only while fresh: an entry not refreshed within the bucket's TTL belongs to a
+// replica that is gone.
 import type { KV } from "@nats-io/kv";
-import { BucketWatcher, STATUS_TTL_MS, type BucketEntry, type EnvoyReport, type NatsLink, type ReplicaReport } from "@envoyage/registry";
+import {
+  BucketWatcher,
+  STATUS_TTL_MS,
+  type BucketEntry,
+  type EnvoyPage,
+  type EnvoyReport,
+  type NatsLink,
+  type ReplicaReport,
+} from "@envoyage/registry";
 import type { Logger } from "pino";
 
 const utf8 = new TextDecoder();
@@ -29,7 +38,8 @@ export interface ServiceSyncStatus {
 }
 
 export class StatusView {
-  readonly #envoys = new Map<string, Seen<EnvoyReport>>();
+  /** Pages of Envoy reports, by key. */
+  readonly #envoys = new Map<string, Seen<EnvoyReport[]>>();
   readonly #replicas = new Map<string, Seen<ReplicaReport>>();
   readonly #watcher: BucketWatcher;
 
@@ -51,17 +61,25 @@ export class StatusView {
     return this.#watcher.stop();
   }
 
+  /** Entries that are not what a replica writes (deleted, or not JSON of that shape) drop out of the view. */
   #apply(entry: BucketEntry): void {
-    const map = entry.key.startsWith("envoys.") ? this.#envoys : entry.key.startsWith("replicas.") ? this.#replicas : undefined;
-    if (!map) return;
-    if (!entry.value) map.delete(entry.key);
-    else (map as Map<string, Seen<unknown>>).set(entry.key, { report: JSON.parse(utf8.decode(entry.value)), at: entry.created.getTime() });
+    const at = entry.created.getTime();
+    const value = parseJson(entry.value);
+    if (entry.key.startsWith("envoys.")) {
+      const page = value as Partial<EnvoyPage> | undefined;
+      if (Array.isArray(page?.envoys)) this.#envoys.set(entry.key, { report: page.envoys.filter(isEnvoyReport), at });
+      else this.#envoys.delete(entry.key);
+    } else if (entry.key.startsWith("replicas.")) {
+      const report = value as Partial<ReplicaReport> | undefined;
+      if (typeof report?.revision === "number" && typeof report.rejected === "object") this.#replicas.set(entry.key, { report: report as ReplicaReport, at });
+      else this.#replicas.delete(entry.key);
+    }
   }
 
   /** One line per Envoy (node id): its freshest stream, preferring a connected one. */
   envoys(bucketRevision: number): EnvoyStatus[] {
     const byNode = new Map<string, EnvoyReport>();
-    for (const report of this.#fresh(this.#envoys)) {
+    for (const report of [...this.#fresh(this.#envoys)].flat()) {
       const best = byNode.get(report.node);
       const better = !best || (report.connected && !best.connected) || (report.connected === best.connected && report.updatedAt > best.updatedAt);
       if (better) byNode.set(report.node, report);
@@ -95,6 +113,19 @@ export class StatusView {
   *#fresh<T>(map: Map<string, Seen<T>>): Iterable<T> {
     const oldest = Date.now() - STATUS_TTL_MS;
     for (const seen of map.values()) if (seen.at >= oldest) yield seen.report;
+  }
+}
+
+function isEnvoyReport(value: Partial<EnvoyReport> | null): value is EnvoyReport {
+  return typeof value?.node === "string" && typeof value.types === "object" && value.types !== null;
+}
+
+function parseJson(value: Uint8Array | undefined): unknown {
+  if (!value) return undefined;
+  try {
+    return JSON.parse(utf8.decode(value));
+  } catch {
+    return undefined;
   }
 }
 

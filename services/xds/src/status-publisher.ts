@@ -1,23 +1,27 @@
 // Publishes sync status to the status bucket (shared/registry/src/status.ts): this replica's
-// report and one per Envoy stream — per type the version sent, accepted or rejected (with
-// Envoy's error), and the bucket revision the Envoy holds completely. Changes are written every
-// half second; everything is rewritten before it would expire, so a dead replica's entries go.
-import { randomBytes } from "node:crypto";
+// report, and its Envoy streams in pages — per type the version sent, accepted or rejected (with
+// Envoy's error), and the bucket revision the Envoy holds completely. Every half second it writes
+// what changed: a config change that every Envoy acknowledges rewrites a few pages, not one entry
+// per Envoy. Everything is rewritten before it would expire, so a dead replica's entries go; a
+// stream that closed is reported as disconnected for as long as an entry would have lived.
 import type { KV } from "@nats-io/kv";
-import { envoyReportKey, replicaReportKey, STATUS_TTL_MS, type EnvoyReport, type ReplicaReport } from "@envoyage/registry";
+import { ENVOY_PAGE_BYTES, envoyPageKey, replicaReportKey, STATUS_TTL_MS, type EnvoyReport, type ReplicaReport } from "@envoyage/registry";
 import type { Logger } from "pino";
 import { TYPE_NAMES } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
 import type { AdsStream } from "./ads/stream.js";
 import type { SnapshotStore } from "./snapshot.js";
+import { packPages } from "./status-pages.js";
 
 const FLUSH_MS = 500;
 const REFRESH_MS = STATUS_TTL_MS / 3;
 
 interface Tracked {
-  key: string;
   report: EnvoyReport;
-  dirty: boolean;
+  /** The report as JSON, until it changes. */
+  json: string | undefined;
+  /** When the stream closed (ms since the epoch). */
+  closedAt: number | undefined;
 }
 
 export interface StatusPublisherOptions {
@@ -26,16 +30,23 @@ export interface StatusPublisherOptions {
   store: SnapshotStore;
   /** This replica's report, minus the time stamp. */
   report: () => Omit<ReplicaReport, "updatedAt">;
+  /** Largest page of Envoy reports, in bytes (tests make it small). */
+  pageBytes?: number;
 }
 
 export class StatusPublisher {
   readonly #options: StatusPublisherOptions;
   readonly #streams = new Map<AdsStream, Tracked>();
-  /** Distinguishes this process's stream numbers from a previous run's. */
-  readonly #epoch = randomBytes(4).toString("hex");
   #nextStream = 1;
+  /** Each page's body as last written; undefined when it is to be written (again). */
+  readonly #pages: (string | undefined)[] = [];
+  /** Pages that may exist in the bucket: those beyond the current count are deleted. */
+  #pagesInBucket = 0;
+  /** Something about the Envoys changed since the last flush. */
+  #changed = false;
   #kv: KV | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
   #lastRefresh = 0;
   #lastReplicaReport = "";
   #failing = false;
@@ -46,7 +57,9 @@ export class StatusPublisher {
 
   /** Opens the status bucket (retrying until it can) and publishes from then on. */
   async start(open: () => Promise<KV>): Promise<void> {
-    this.#timer = setInterval(() => void this.flush(), FLUSH_MS);
+    this.#timer = setInterval(() => {
+      if (!this.#flushing) void this.flush();
+    }, FLUSH_MS);
     while (!this.#kv && this.#timer) {
       try {
         this.#kv = await open();
@@ -57,38 +70,66 @@ export class StatusPublisher {
     }
   }
 
-  /** Writes what changed (and, when due, everything); called on a timer and at shutdown. */
+  /** Writes what changed (and, when due, everything); one flush at a time. */
   async flush(): Promise<void> {
+    while (this.#flushing) await this.#flushing;
+    this.#flushing = this.#flush();
+    try {
+      await this.#flushing;
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.flush();
+  }
+
+  async #flush(): Promise<void> {
     const kv = this.#kv;
     if (!kv) return;
     const now = Date.now();
     const refresh = now - this.#lastRefresh >= REFRESH_MS;
-    // Each write, and what to mark for another try if it fails (undefined: the replica report).
-    const writes: { done: Promise<unknown>; tracked: Tracked | undefined }[] = [];
+    // Each write, and how to have it made again if it fails.
+    const writes: { done: Promise<unknown>; retry: () => void }[] = [];
     const replica = JSON.stringify(this.#options.report());
     if (refresh || replica !== this.#lastReplicaReport) {
       const report: ReplicaReport = { ...JSON.parse(replica), updatedAt: new Date(now).toISOString() };
-      writes.push({ done: kv.put(replicaReportKey(this.#options.replicaId), JSON.stringify(report)), tracked: undefined });
+      writes.push({ done: kv.put(replicaReportKey(this.#options.replicaId), JSON.stringify(report)), retry: () => (this.#lastReplicaReport = "") });
       this.#lastReplicaReport = replica;
     }
-    for (const [stream, tracked] of this.#streams) {
-      if (!tracked.report.node) continue; // not identified yet
-      this.#refreshRevision(stream, tracked);
-      if (!tracked.dirty && !refresh) continue;
-      tracked.report.updatedAt = new Date(now).toISOString();
-      writes.push({ done: kv.put(tracked.key, JSON.stringify(tracked.report)), tracked });
-      tracked.dirty = false;
-      if (!tracked.report.connected) this.#streams.delete(stream); // written once; it expires
+    for (const [stream, tracked] of this.#streams) this.#refreshRevision(stream, tracked, now);
+    let pageCount: number | undefined;
+    let deleteFailed = false;
+    if (this.#changed || refresh) {
+      this.#changed = false;
+      const pages = packPages(this.#currentReports(now), this.#options.pageBytes ?? ENVOY_PAGE_BYTES);
+      pages.forEach((body, page) => {
+        if (!refresh && body === this.#pages[page]) return;
+        this.#pages[page] = body;
+        writes.push({ done: kv.put(envoyPageKey(this.#options.replicaId, page), body), retry: () => this.#retryPage(page) });
+      });
+      this.#pages.length = pages.length;
+      pageCount = pages.length;
+      // Pages left over from when there were more Envoys.
+      for (let page = pages.length; page < this.#pagesInBucket; page++) {
+        const retry = () => {
+          deleteFailed = true;
+          this.#changed = true;
+        };
+        writes.push({ done: kv.delete(envoyPageKey(this.#options.replicaId, page)), retry });
+      }
+      this.#pagesInBucket = Math.max(this.#pagesInBucket, pages.length);
     }
-    // Only what failed is written again: one entry NATS refuses does not make every flush rewrite all.
+    // Only what failed is written again: one write NATS refuses does not make every flush rewrite all.
     const results = await Promise.allSettled(writes.map((write) => write.done));
     const failure = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
     results.forEach((result, i) => {
-      if (result.status === "fulfilled") return;
-      const tracked = writes[i]!.tracked;
-      if (tracked) tracked.dirty = true;
-      else this.#lastReplicaReport = "";
+      if (result.status === "rejected") writes[i]!.retry();
     });
+    if (pageCount !== undefined && !deleteFailed) this.#pagesInBucket = pageCount;
     if (refresh) this.#lastRefresh = now;
     if (failure) {
       if (!this.#failing) this.#options.logger.warn({ err: failure.reason }, "cannot publish sync status; retrying");
@@ -99,10 +140,24 @@ export class StatusPublisher {
     }
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    await this.flush();
+  /** The reports to publish, as JSON; closed streams are dropped once they would have expired. */
+  #currentReports(now: number): string[] {
+    const reports: string[] = [];
+    for (const [stream, tracked] of this.#streams) {
+      if (tracked.closedAt !== undefined && now - tracked.closedAt >= STATUS_TTL_MS) {
+        this.#streams.delete(stream);
+        continue;
+      }
+      if (!tracked.report.node) continue; // not identified yet
+      tracked.json ??= JSON.stringify(tracked.report);
+      reports.push(tracked.json);
+    }
+    return reports;
+  }
+
+  #retryPage(page: number): void {
+    if (page < this.#pages.length) this.#pages[page] = undefined;
+    this.#changed = true;
   }
 
   events(): AdsEvents {
@@ -112,21 +167,20 @@ export class StatusPublisher {
       if (!tracked) return;
       if (stream.nodeId) tracked.report.node = stream.nodeId;
       change(tracked.report);
-      tracked.dirty = true;
+      this.#changedNow(tracked);
     };
     const typeReport = (report: EnvoyReport, typeUrl: string) =>
       (report.types[type(typeUrl)] ??= { sent: null, acked: null, ackedAt: null, nacked: null });
     return {
       connect: (stream) => {
-        const id = `${this.#epoch}-${this.#nextStream++}`;
         const now = new Date().toISOString();
         this.#streams.set(stream, {
-          key: envoyReportKey(this.#options.replicaId, id),
-          dirty: false, // published once Envoy has said who it is
+          json: undefined,
+          closedAt: undefined,
           report: {
-            node: "",
+            node: "", // published once Envoy has said who it is
             replica: this.#options.replicaId,
-            stream: this.#nextStream - 1,
+            stream: this.#nextStream++,
             protocol: stream.protocol,
             connected: true,
             connectedAt: now,
@@ -136,7 +190,11 @@ export class StatusPublisher {
           },
         });
       },
-      disconnect: (stream) => touch(stream, (report) => void (report.connected = false)),
+      disconnect: (stream) =>
+        touch(stream, (report) => {
+          report.connected = false;
+          this.#streams.get(stream)!.closedAt = Date.now();
+        }),
       error: () => {},
       push: (stream, typeUrl, body) => touch(stream, (report) => void (typeReport(report, typeUrl).sent = body.version)),
       ack: (stream, typeUrl, version) =>
@@ -153,12 +211,19 @@ export class StatusPublisher {
     };
   }
 
+  #changedNow(tracked: Tracked, now = Date.now()): void {
+    tracked.report.updatedAt = new Date(now).toISOString();
+    tracked.json = undefined;
+    this.#changed = true;
+  }
+
   /** The revision an Envoy holds grows with writes that did not change its config. */
-  #refreshRevision(stream: AdsStream, tracked: Tracked): void {
+  #refreshRevision(stream: AdsStream, tracked: Tracked, now: number): void {
+    if (tracked.closedAt !== undefined) return;
     const revision = this.#options.store.commitMeta(stream.syncedSerial)?.revision ?? 0;
     if (stream.syncedSerial > 0 && revision !== tracked.report.syncedRevision) {
       tracked.report.syncedRevision = revision;
-      tracked.dirty = true;
+      this.#changedNow(tracked, now);
     }
   }
 }

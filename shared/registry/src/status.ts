@@ -4,9 +4,12 @@
 // themselves. The API reads it for GET /v1/envoys and the status of each service.
 //
 //   replicas.<replica>             ReplicaReport
-//   envoys.<replica>.<stream>      EnvoyReport (one per ADS stream; the node id is inside)
+//   envoys.<replica>.<page>        EnvoyPage: the replica's ADS streams, in pages of at most
+//                                  ENVOY_PAGE_BYTES of JSON (<page> counts from 0)
 //
-// <replica> is base64url (KV keys allow few characters); <stream> is unique per replica process.
+// <replica> is base64url (KV keys allow few characters). Envoys go in pages, not an entry each,
+// because a config change changes what every Envoy holds: a thousand Envoys are then a few
+// writes, not a thousand.
 import { StorageType } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { JetStreamClient } from "@nats-io/jetstream";
@@ -30,12 +33,20 @@ export interface EnvoyReport {
   protocol: "sotw" | "delta";
   connected: boolean;
   connectedAt: string;
+  /** When this report last changed. */
   updatedAt: string;
   /** Bucket revision the Envoy holds completely (everything written up to it); null until it holds a whole config. */
   syncedRevision: number | null;
   /** Per type: CDS, EDS, LDS, RDS. */
   types: Record<string, TypeReport>;
 }
+
+export interface EnvoyPage {
+  envoys: EnvoyReport[];
+}
+
+/** Largest page of Envoy reports, in bytes of JSON: well under NATS's 1 MB message limit. */
+export const ENVOY_PAGE_BYTES = 256 * 1024;
 
 export interface ReplicaReport {
   replica: string;
@@ -53,8 +64,8 @@ export function replicaReportKey(replica: string): string {
   return `replicas.${encode(replica)}`;
 }
 
-export function envoyReportKey(replica: string, stream: string): string {
-  return `envoys.${encode(replica)}.${stream}`;
+export function envoyPageKey(replica: string, page: number): string {
+  return `envoys.${encode(replica)}.${page}`;
 }
 
 /** Opens the status bucket, creating it when missing (memory storage, entries expire). */

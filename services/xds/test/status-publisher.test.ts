@@ -1,0 +1,135 @@
+// Sync status as a replica publishes it, on a real nats-server: Envoy-like clients over real gRPC,
+// their reports in pages of the status bucket, and a config change that every Envoy acknowledges
+// costing a few page writes rather than one per Envoy.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { jetstream } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { openStatusBucket, type EnvoyPage, type ServiceRecord } from "@envoyage/registry";
+import { AdsClient, startNats, TYPES, waitFor, type NatsServer } from "@envoyage/test-support";
+import pino from "pino";
+import { AdsServer } from "../src/ads/server.js";
+import { SnapshotStore } from "../src/snapshot.js";
+import { StatusPublisher } from "../src/status-publisher.js";
+import { packPages } from "../src/status-pages.js";
+
+const record = (port: number): ServiceRecord => ({ domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port }] });
+const ENVOYS = 24;
+const PAGE_BYTES = 4096;
+
+describe("packPages", () => {
+  it("keeps the reports in order, each page within the limit and valid JSON", () => {
+    const reports = Array.from({ length: 50 }, (_, i) => JSON.stringify({ node: `envoy-${i}`, pad: "x".repeat(i * 7) }));
+    const pages = packPages(reports, 1024);
+    assert.ok(pages.length > 1);
+    for (const page of pages) assert.ok(Buffer.byteLength(page) <= 1024, `a page of ${Buffer.byteLength(page)} bytes`);
+    const nodes = pages.flatMap((page) => (JSON.parse(page) as { envoys: { node: string }[] }).envoys.map((e) => e.node));
+    assert.deepEqual(nodes, reports.map((_, i) => `envoy-${i}`));
+  });
+
+  it("gives a report larger than a page a page of its own, and counts bytes, not characters", () => {
+    const big = JSON.stringify({ node: "é".repeat(800) }); // 1,600 bytes in 800 characters
+    const pages = packPages([JSON.stringify({ node: "a" }), big, JSON.stringify({ node: "b" })], 1024);
+    assert.equal(pages.length, 3);
+    assert.equal((JSON.parse(pages[1]!) as { envoys: unknown[] }).envoys.length, 1);
+    assert.deepEqual(packPages([], 1024), []);
+  });
+});
+
+describe("StatusPublisher", () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let kv: KV;
+  let store: SnapshotStore;
+  let ads: AdsServer;
+  let publisher: StatusPublisher;
+  const clients: AdsClient[] = [];
+
+  /** Every Envoy report in the bucket's pages, and the number of pages. */
+  const published = async () => {
+    const reports: EnvoyPage["envoys"] = [];
+    let pages = 0;
+    for await (const key of await kv.keys("envoys.>")) {
+      const entry = await kv.get(key);
+      if (entry?.operation !== "PUT") continue;
+      assert.ok(entry.value.length <= PAGE_BYTES, `page ${key} is ${entry.value.length} bytes`);
+      reports.push(...(entry.json<EnvoyPage>().envoys));
+      pages++;
+    }
+    return { reports, pages };
+  };
+  const lastSequence = async () => (await kv.status()).streamInfo.state.last_seq;
+
+  before(async () => {
+    nats = await startNats();
+    nc = await connect({ servers: nats.url });
+    kv = await openStatusBucket(jetstream(nc), "status-test", 1);
+    store = new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 });
+    store.setService("web", record(5678));
+    store.commit({ revision: 1, firstWriteAt: undefined });
+    store.markReady();
+    publisher = new StatusPublisher({
+      replicaId: "xds-test",
+      logger: pino({ level: "silent" }),
+      store,
+      report: () => ({ replica: "xds-test", ready: true, revision: 1, rejected: {} }),
+      pageBytes: PAGE_BYTES,
+    });
+    ads = new AdsServer({ source: store, events: publisher.events() });
+    const port = await ads.listen("127.0.0.1", 0);
+    await publisher.start(async () => kv);
+    for (let i = 0; i < ENVOYS; i++) clients.push(new AdsClient({ port, protocol: "sotw", nodeId: `envoy-${i}` }));
+    await Promise.all(clients.map((c) => c.waitUntil("the config", (x) => x.routes() !== undefined && x.endpoints("web") !== undefined)));
+  });
+
+  after(async () => {
+    for (const client of clients) client.close();
+    await publisher?.stop();
+    await ads?.shutdown(100);
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  it("publishes every Envoy, synced, in pages within the size limit", async () => {
+    const { reports, pages } = await waitFor("every Envoy synced in the bucket", async () => {
+      await publisher.flush();
+      const found = await published();
+      return found.reports.filter((r) => r.syncedRevision === 1).length === ENVOYS ? found : undefined;
+    });
+    assert.ok(pages > 1 && pages < ENVOYS, `${pages} pages for ${ENVOYS} Envoys`);
+    assert.deepEqual(reports.map((r) => r.node).sort(), clients.map((_, i) => `envoy-${i}`).sort());
+    const one = reports[0]!;
+    assert.equal(one.connected, true);
+    assert.equal(one.types["EDS"]!.acked, store.resources(TYPES.endpoint).version);
+  });
+
+  it("writes nothing when nothing changed, and a few pages when every Envoy takes a change", async () => {
+    await publisher.flush();
+    const quiet = await lastSequence();
+    await publisher.flush();
+    assert.equal(await lastSequence(), quiet, "an idle flush writes nothing");
+
+    store.setService("web", record(5679));
+    store.commit({ revision: 2, firstWriteAt: undefined });
+    await Promise.all(clients.map((c) => c.waitUntil("the change", (x) => x.endpoints("web")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.portValue === 5679)));
+    const { pages } = await waitFor("every Envoy at revision 2 in the bucket", async () => {
+      await publisher.flush();
+      const found = await published();
+      return found.reports.every((r) => r.syncedRevision === 2) ? found : undefined;
+    });
+    const writes = (await lastSequence()) - quiet;
+    assert.ok(writes < ENVOYS / 2, `${writes} writes for ${ENVOYS} Envoys in ${pages} pages`);
+  });
+
+  it("reports Envoys that went away as disconnected", async () => {
+    for (const client of clients.slice(0, 5)) client.close();
+    const { reports } = await waitFor("five Envoys disconnected in the bucket", async () => {
+      await publisher.flush();
+      const found = await published();
+      return found.reports.filter((r) => !r.connected).length === 5 ? found : undefined;
+    });
+    assert.equal(reports.length, ENVOYS, "still listed, as disconnected, until they would have expired");
+  });
+});
