@@ -11,10 +11,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RUN="$ROOT/.run"
+RUN="${ENVOYAGE_RUN_DIR:-$ROOT/.run}"
 API="http://127.0.0.1:${API_PORT:-8080}"
 ENVOY="http://127.0.0.1:${LISTENER_PORT:-10000}"
-ADMIN="http://127.0.0.1:9901"
+ADMIN="http://127.0.0.1:${ENVOY_ADMIN_PORT:-9901}"
 HOST="web.example.com"
 A_PORT="${UPSTREAM_A_PORT:-5678}"
 B_PORT="${UPSTREAM_B_PORT:-5679}"

@@ -13,21 +13,25 @@
 # 6222-6224) with the bucket replicated on all three; every service is given all three URLs.
 #
 # Ports and addresses follow the documented defaults; each can be overridden by the same
-# environment variable the services read (README, "Configuration").
+# environment variable the services read (README, "Configuration"): XDS_PORT and XDS_HTTP_PORT
+# are the first replica's, the second takes the next port. ENVOY_ADMIN_PORT moves Envoy's admin
+# (9901), ENVOYAGE_RUN_DIR the state folder (.run).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RUN="$ROOT/.run"
+RUN="${ENVOYAGE_RUN_DIR:-$ROOT/.run}"
 LOGS="$RUN/logs"
 export PATH="$ROOT/.tools/bin:$PATH"
 
 NATS_PORT="${NATS_PORT:-4222}"
 NATS_CLUSTER="${NATS_CLUSTER:-1}"
 API_PORT="${API_PORT:-8080}"
-XDS_PORTS=(9090 9091)
-XDS_HTTP_PORTS=(9190 9191)
+XDS_PORT="${XDS_PORT:-9090}"
+XDS_PORTS=("$XDS_PORT" "$((XDS_PORT + 1))")
+XDS_HTTP_PORT="${XDS_HTTP_PORT:-9190}"
+XDS_HTTP_PORTS=("$XDS_HTTP_PORT" "$((XDS_HTTP_PORT + 1))")
 LISTENER_PORT="${LISTENER_PORT:-10000}"
-ADMIN_PORT=9901
+ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
 UPSTREAM_A_PORT="${UPSTREAM_A_PORT:-5678}"
 UPSTREAM_B_PORT="${UPSTREAM_B_PORT:-5679}"
 BIND="${BIND_ADDRESS:-127.0.0.1}"
@@ -114,11 +118,12 @@ up() {
   if ! alive envoy; then
     check_port "$ADMIN_PORT" "envoy admin"
     check_port "$LISTENER_PORT" "envoy listener"
-    local bootstrap="$ROOT/envoy/bootstrap.yaml"
-    if [ "${ENVOY_ADS:-sotw}" = delta ]; then
-      bootstrap="$RUN/bootstrap.delta.yaml"
-      sed 's/api_type: GRPC/api_type: DELTA_GRPC/' "$ROOT/envoy/bootstrap.yaml" >"$bootstrap"
-    fi
+    # envoy/bootstrap.yaml with this stack's ports and ADS variant.
+    local bootstrap="$RUN/bootstrap.yaml" api_type=GRPC
+    [ "${ENVOY_ADS:-sotw}" = delta ] && api_type=DELTA_GRPC
+    sed -e "s/api_type: GRPC/api_type: $api_type/" -e "s/port_value: 9901/port_value: $ADMIN_PORT/" \
+      -e "s/port_value: 9090/port_value: ${XDS_PORTS[0]}/" -e "s/port_value: 9091/port_value: ${XDS_PORTS[1]}/" \
+      "$ROOT/envoy/bootstrap.yaml" >"$bootstrap"
     start envoy envoy -c "$bootstrap" --disable-hot-restart --concurrency 2 -l info
     date +%s >"$RUN/envoy.started"
   fi

@@ -1,0 +1,75 @@
+// The README's workflow, as a new user runs it: make up, the three demo targets, make down —
+// the real Makefile and scripts, on free ports and a state folder of the test's own, so a stack
+// a developer has running on the documented ports is left alone.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { assertPortsFree, freePort, isPortFree, REPO_ROOT } from "@envoyage/test-support";
+
+const run = promisify(execFile);
+
+/** A free port whose successor is free too (the stack's second replica takes the next port). */
+async function freePair(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port < 65535 && (await isPortFree(port + 1))) return port;
+  }
+}
+
+describe("make up, make test-add / test-switch / test-remove, make down", () => {
+  let runDir: string;
+  let ports: Record<string, number>;
+  const make = async (target: string) => {
+    const env = { ...process.env, ENVOYAGE_RUN_DIR: runDir, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) };
+    try {
+      const { stdout } = await run("make", ["--no-print-directory", target], { cwd: REPO_ROOT, env, timeout: 180_000 });
+      return stdout;
+    } catch (error) {
+      const { stdout, stderr } = error as { stdout?: string; stderr?: string };
+      assert.fail(`make ${target} failed:\n${stdout ?? ""}${stderr ?? ""}`);
+    }
+  };
+
+  before(async () => {
+    runDir = await mkdtemp(join(tmpdir(), "envoyage-make-"));
+    ports = {
+      NATS_PORT: await freePort(),
+      API_PORT: await freePort(),
+      XDS_PORT: await freePair(),
+      XDS_HTTP_PORT: await freePair(),
+      LISTENER_PORT: await freePort(),
+      ENVOY_ADMIN_PORT: await freePort(),
+      UPSTREAM_A_PORT: await freePort(),
+      UPSTREAM_B_PORT: await freePort(),
+    };
+  });
+
+  after(async () => {
+    if (runDir) {
+      await make("down").catch(() => undefined);
+      await rm(runDir, { recursive: true, force: true });
+    }
+  });
+
+  it("brings the stack up, adds, switches and removes web.example.com through Envoy, and stops everything", async () => {
+    const up = await make("up");
+    assert.match(up, /\[stack\] up\./);
+
+    const add = await make("test-add");
+    assert.match(add, /ok: web\.example\.com answers from upstream A \([\d.]+ ms/);
+    const switched = await make("test-switch");
+    assert.match(switched, /ok: web\.example\.com answers from upstream B \([\d.]+ ms/);
+    const removed = await make("test-remove");
+    assert.match(removed, /ok: web\.example\.com answers 404 \([\d.]+ ms/);
+    for (const output of [add, switched, removed]) assert.match(output, /never restarted/);
+
+    const down = await make("down");
+    assert.match(down, /\[stack\] down/);
+    const all = Object.values(ports);
+    await assertPortsFree([...all, ports["XDS_PORT"]! + 1, ports["XDS_HTTP_PORT"]! + 1]);
+  });
+});
