@@ -69,6 +69,13 @@ export async function buildApp(options: AppOptions) {
 
   // Records are JSON only: anything else is 415, not a confusing validation error.
   app.removeContentTypeParser("text/plain");
+  // A DELETE carries no body: clients that label every request as JSON get no error for an empty one.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    if (body === "" && request.method === "DELETE") done(null, undefined);
+    else parseJson(request, body as string, done);
+  });
 
   await app.register(swagger, {
     openapi: {

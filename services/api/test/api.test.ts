@@ -130,6 +130,16 @@ describe("validation", () => {
     assert.equal(huge.status, 413);
     assert.equal(huge.body.error.code, "body_too_large");
     assert.equal((await call("GET", "/v1/services/x")).status, 404, "nothing was written");
+    const empty = await call("PUT", "/v1/services/x", "");
+    assert.equal(empty.status, 400);
+    assert.equal(empty.body.error.code, "invalid_json");
+  });
+
+  it("deletes when the client labels the empty body of a DELETE as JSON", async () => {
+    assert.equal((await call("PUT", "/v1/services/labelled", { domains: ["labelled.example.com"], endpoints: web.endpoints })).status, 201);
+    const deleted = await call("DELETE", "/v1/services/labelled", undefined, { "content-type": "application/json" });
+    assert.equal(deleted.status, 204);
+    assert.equal((await call("GET", "/v1/services/labelled")).status, 404);
   });
 });
 
