@@ -27,7 +27,9 @@ export class Fleet {
       "--services", String(options.services),
     ], { execArgv: ["--max-old-space-size=8192"] });
     const readyAt = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the fleet of ${options.streams} streams was not ready in time`)), options.timeoutMs ?? 300_000);
+      // Generous: go-control-plane's SnapshotCache takes minutes to sync 1,000 streams of 10,000 services here.
+      const timeoutMs = options.timeoutMs ?? 900_000;
+      const timer = setTimeout(() => reject(new Error(`the fleet of ${options.streams} streams was not ready within ${timeoutMs / 1000} s`)), timeoutMs);
       child.on("message", (m: { ready?: boolean; at?: number; error?: string }) => {
         if (m.ready) {
           clearTimeout(timer);

@@ -18,6 +18,23 @@ export function rssBytes(pid: number): number {
   return Number(match[1]) * 1024;
 }
 
+/**
+ * Resident set size once it has settled: sampled every second until two samples differ by less
+ * than 1% (at most 30 s). A server that just synced a fleet still holds that work's garbage for
+ * a few seconds (V8 and Go both give memory back after a while); what an idle stream costs is
+ * what stays.
+ */
+export async function settledRssBytes(pid: number): Promise<number> {
+  let previous = rssBytes(pid);
+  for (let waited = 0; waited < 30_000; waited += 1000) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const current = rssBytes(pid);
+    if (Math.abs(current - previous) < 0.01 * previous) return current;
+    previous = current;
+  }
+  return previous;
+}
+
 /** The pid of a process the bench started; it fails for one it cannot see (a container). */
 export function pidOf(process: Lifecycle): number {
   if (!(process instanceof ManagedProcess)) throw new Error("the benchmarks need local processes (not ENVOYAGE_TEST_STACK=containers)");
