@@ -1,7 +1,8 @@
 // A replica's pipeline: bucket entries → registry → snapshot store, and the readiness gate.
 //
 // Entries are applied as they arrive and committed together once the current burst has been
-// read (setImmediate), so a single change is pushed at once and a burst becomes a few commits.
+// read (setImmediate), so a single change is pushed at once and a burst becomes a few commits;
+// the initial load is one commit.
 // The store opens to Envoy only once the whole bucket is loaded, including the history lookups
 // that find the last good revision of services whose latest value is invalid.
 import { BucketWatcher, decodeRecord, openBucket, parseKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
@@ -162,9 +163,13 @@ export class Replica {
     this.#lastEntryAt = now;
   }
 
-  /** Commits after the entries at hand are applied: at once, or once per window during a burst. */
+  /**
+   * Commits after the entries at hand are applied: at once, or once per window during a burst.
+   * Nothing is committed before the bucket is loaded: nobody is served until then, and one commit
+   * of the whole registry costs less than one every window (each assembles the route table).
+   */
   #scheduleCommit(): void {
-    if (this.#commitScheduled) return;
+    if (this.#commitScheduled || !this.#loaded) return;
     this.#commitScheduled = true;
     const run = () => {
       this.#commitScheduled = false;
