@@ -6,7 +6,7 @@ import { fork } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ServiceRecord } from "@envoyage/registry";
 import { Fleet } from "./fleet.js";
-import { cpuSeconds, rssBytes, settledRssBytes } from "./proc.js";
+import { cpuSeconds, IDLE_MS, idleRssBytes, rssBytes } from "./proc.js";
 import type { Section } from "./report.js";
 import { distribution, kib, mib, ms, ratio } from "./stats.js";
 import { envoyage, goControlPlane, type Registry, type Target } from "./targets.js";
@@ -57,7 +57,7 @@ export async function measureFanout(
     const fleet = await Fleet.start({ port: target.port, streams, protocol, services });
     try {
       const connectMs = fleet.readyAt - connectStarted;
-      const idle = await settledRssBytes(target.pid);
+      const idle = await idleRssBytes(target.pid);
       const samples: { changeMs: number; firstMs: number; cpuSeconds: number; bytes: number }[] = [];
       const changed = 7 % services;
       for (let i = 0; i < changes; i++) {
@@ -117,7 +117,7 @@ export async function transportFloor(transport: Transport, streams: number): Pro
     const rssBefore = rssBytes(child.pid!);
     const heapBefore = await heapUsed();
     const fleet = await Fleet.start({ port, streams, protocol: "sotw", services: 0 });
-    const rss = ((await settledRssBytes(child.pid!)) - rssBefore) / streams;
+    const rss = ((await idleRssBytes(child.pid!)) - rssBefore) / streams;
     const heap = ((await heapUsed()) - heapBefore) / streams;
     await fleet.stop();
     return { transport, streams, rss, heap };
@@ -188,8 +188,8 @@ export async function fanout(quick: boolean): Promise<Section> {
       `${services} services; N ADS streams held by a load client in a process of its own (each stream on its own HTTP/2 connection, ` +
       `subscribing and ACKing like Envoy, on the generated types). ${CHANGES} endpoint changes, one after another, each figure the median over them; "all" is the time from the change being ` +
       "written (to NATS for Envoyage, to the peer's control endpoint for go-control-plane) until every stream holds it and has ACKed. " +
-      "CPU is the server process's CPU time for that change; memory per idle stream is the server's RSS growth divided by N, once " +
-        "its RSS has settled after the fleet synced (two samples a second apart within 1%); bytes are " +
+      "CPU is the server process's CPU time for that change; memory per idle stream is the server's RSS growth divided by N, " +
+        `${IDLE_MS / 1000} s after the fleet synced (once the garbage of the sync is given back); bytes are ` +
       "what all streams received for the change.",
     table: {
       header: ["server", "mode", "streams", "all ms", "first ms", "CPU s", "KiB / idle stream", "RSS MiB", "MiB sent", "connect ms", "ratio vs SnapshotCache (time / CPU / memory)"],
