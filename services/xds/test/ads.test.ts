@@ -295,3 +295,19 @@ describe("ADS delta only", () => {
     assert.deepEqual(client.responses.slice(from).map(shape), ["CDS:-c", "EDS:b", "RDS:envoyage_http"]);
   });
 });
+
+describe("ADS fan-out", () => {
+  it("brings every stream of a large fleet to the latest commit, also when a commit lands while the last is being pushed", async () => {
+    const { store, connect } = await setupWith({ a: record(1) });
+    // More streams than one turn of the event loop pumps (PUMP_BATCH in ads/server.ts).
+    const fleet = Array.from({ length: 150 }, (_, i) => connect({ nodeId: `envoy-${i}` }));
+    await Promise.all(fleet.map((client) => synced(client, 1)));
+    const port = (client: AdsClient) => client.endpoints("a")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.portValue;
+    store.setService("a", record(1, 7001));
+    store.commit();
+    store.setService("a", record(1, 7002)); // before the first commit has reached every stream
+    store.commit();
+    await Promise.all(fleet.map((client) => client.waitUntil("the latest port", (c) => port(c) === 7002, 10_000)));
+    assert.ok(fleet.every((client) => port(client) === 7002));
+  });
+});

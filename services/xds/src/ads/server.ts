@@ -36,6 +36,13 @@ export interface AdsServerOptions {
 }
 
 const DEFAULT_WRITE_BUDGET_BYTES = 64 * 1024 * 1024;
+/**
+ * Streams pumped per turn of the event loop after a commit. Writes leave for the socket only
+ * when the turn ends, so pumping a thousand streams in one turn would hold every response back
+ * until the last is written; in turns of this many, the first Envoys get the change (and the
+ * ones after them are written) while the rest wait their turn.
+ */
+const PUMP_BATCH = 64;
 
 export class AdsServer {
   readonly #server = new grpc.Server({
@@ -55,6 +62,9 @@ export class AdsServer {
   readonly #sotw: Protocol;
   readonly #delta: Protocol;
   readonly #options: AdsServerOptions;
+  /** Streams still to pump after the latest commit, from #pumpNext on. */
+  #pumpQueue: AdsStream[] = [];
+  #pumpNext = 0;
 
   constructor(options: AdsServerOptions) {
     this.#options = options;
@@ -71,7 +81,10 @@ export class AdsServer {
         this.#serve(call, this.#delta, (request) => deltaRequest(request, this.#subscriptions)),
     });
     options.source.onCommit(() => {
-      for (const stream of this.#calls.keys()) stream.pump();
+      const busy = this.#pumpNext < this.#pumpQueue.length;
+      this.#pumpQueue = [...this.#calls.keys()];
+      this.#pumpNext = 0;
+      if (!busy) this.#pumpBatch();
     });
   }
 
@@ -108,6 +121,17 @@ export class AdsServer {
         resolve();
       });
     });
+  }
+
+  /** Pumps the next batch of streams now, and the rest on later turns (a new commit starts over). */
+  #pumpBatch(): void {
+    const end = Math.min(this.#pumpNext + PUMP_BATCH, this.#pumpQueue.length);
+    for (; this.#pumpNext < end; this.#pumpNext++) {
+      const stream = this.#pumpQueue[this.#pumpNext]!;
+      if (this.#calls.has(stream)) stream.pump();
+    }
+    if (this.#pumpNext < this.#pumpQueue.length) setImmediate(() => this.#pumpBatch());
+    else this.#pumpQueue = [];
   }
 
   #serve<Request>(call: Call<Request>, protocol: Protocol, normalize: (request: Request) => StreamRequest): void {
