@@ -310,4 +310,20 @@ describe("ADS fan-out", () => {
     await Promise.all(fleet.map((client) => client.waitUntil("the latest port", (c) => port(c) === 7002, 10_000)));
     assert.ok(fleet.every((client) => port(client) === 7002));
   });
+
+  it("keeps every stream of a large fleet updated while changes keep coming, the last to connect too", async () => {
+    const { store, connect } = await setupWith({ a: record(1) });
+    const fleet = Array.from({ length: 150 }, (_, i) => connect({ nodeId: `envoy-${i}` }));
+    await Promise.all(fleet.map((client) => synced(client, 1)));
+    await sleep(500); // every stream idle, nothing in flight
+    const before = fleet.map((client) => client.responses.length);
+    // A commit every turn of the event loop: faster than one turn pumps the whole fleet.
+    for (let i = 0; i < 100; i++) {
+      store.setService("a", record(1, 7100 + i));
+      store.commit();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const starved = fleet.map((client, i) => client.responses.length - before[i]!).filter((received) => received === 0).length;
+    assert.equal(starved, 0, `${starved} of ${fleet.length} streams got nothing while the changes kept coming`);
+  });
 });

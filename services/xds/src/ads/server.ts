@@ -40,7 +40,9 @@ const DEFAULT_WRITE_BUDGET_BYTES = 64 * 1024 * 1024;
  * Streams pumped per turn of the event loop after a commit. Writes leave for the socket only
  * when the turn ends, so pumping a thousand streams in one turn would hold every response back
  * until the last is written; in turns of this many, the first Envoys get the change (and the
- * ones after them are written) while the rest wait their turn.
+ * ones after them are written) while the rest wait their turn. Turns go round the streams in
+ * order: a commit during a round adds the streams already pumped at the end, so changes that
+ * keep coming cannot keep the last Envoys waiting.
  */
 const PUMP_BATCH = 64;
 
@@ -56,20 +58,20 @@ export class AdsServer {
     "grpc.enable_channelz": 0,
   });
   /** Each stream's call, and how to drop it when its Envoy has stopped reading (write-budget.ts). */
-  readonly #calls = new Map<AdsStream, { call: Call<unknown>; drop: () => void }>();
+  readonly #calls = new Map<AdsStream, { call: Call<unknown>; drop: (error: Error, reason: string) => void }>();
   readonly #subscriptions = new SubscriptionPool();
   readonly writes: WriteBudget;
   readonly #sotw: Protocol;
   readonly #delta: Protocol;
   readonly #options: AdsServerOptions;
-  /** Streams still to pump after the latest commit, from #pumpNext on. */
-  #pumpQueue: AdsStream[] = [];
-  #pumpNext = 0;
+  /** Streams to pump, in turn order (a Set keeps insertion order, and re-adding one appends it). */
+  readonly #due = new Set<AdsStream>();
 
   constructor(options: AdsServerOptions) {
     this.#options = options;
     this.writes = new WriteBudget(options.writeBudgetBytes ?? DEFAULT_WRITE_BUDGET_BYTES, {
-      onStall: (stream) => this.#calls.get(stream as AdsStream)?.drop(),
+      onStall: (stream) =>
+        this.#calls.get(stream as AdsStream)?.drop(new Error("Envoy has not read a response for 30 s"), "not reading: a response stayed unflushed for 30 s"),
     });
     const cache = new ResponseCache();
     this.#sotw = new SotwProtocol(cache);
@@ -81,10 +83,9 @@ export class AdsServer {
         this.#serve(call, this.#delta, (request) => deltaRequest(request, this.#subscriptions)),
     });
     options.source.onCommit(() => {
-      const busy = this.#pumpNext < this.#pumpQueue.length;
-      this.#pumpQueue = [...this.#calls.keys()];
-      this.#pumpNext = 0;
-      if (!busy) this.#pumpBatch();
+      const idle = this.#due.size === 0;
+      for (const stream of this.#calls.keys()) this.#due.add(stream);
+      if (idle) this.#pumpBatch();
     });
   }
 
@@ -123,15 +124,28 @@ export class AdsServer {
     });
   }
 
-  /** Pumps the next batch of streams now, and the rest on later turns (a new commit starts over). */
+  /** Pumps the next batch of due streams now, and the rest on later turns. */
   #pumpBatch(): void {
-    const end = Math.min(this.#pumpNext + PUMP_BATCH, this.#pumpQueue.length);
-    for (; this.#pumpNext < end; this.#pumpNext++) {
-      const stream = this.#pumpQueue[this.#pumpNext]!;
-      if (this.#calls.has(stream)) stream.pump();
+    let count = 0;
+    for (const stream of this.#due) {
+      if (count++ === PUMP_BATCH) break;
+      this.#due.delete(stream);
+      if (this.#calls.has(stream)) this.#guarded(stream, () => stream.pump());
     }
-    if (this.#pumpNext < this.#pumpQueue.length) setImmediate(() => this.#pumpBatch());
-    else this.#pumpQueue = [];
+    if (this.#due.size > 0) setImmediate(() => this.#pumpBatch());
+  }
+
+  /**
+   * Runs one stream's handling of a request or a commit. A bug there must not take the replica
+   * down: the stream is dropped, and its Envoy reconnects and starts afresh.
+   */
+  #guarded(stream: AdsStream, work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      this.#options.events.error(stream, error);
+      this.#calls.get(stream)?.drop(error as Error, "internal error");
+    }
   }
 
   #serve<Request>(call: Call<Request>, protocol: Protocol, normalize: (request: Request) => StreamRequest): void {
@@ -158,20 +172,8 @@ export class AdsServer {
       call.destroy(error);
       close(reason);
     };
-    this.#calls.set(stream, {
-      call: call as Call<unknown>,
-      drop: () => drop(new Error("Envoy has not read a response for 30 s"), "not reading: a response stayed unflushed for 30 s"),
-    });
-    call.on("data", (request: Request) => {
-      try {
-        stream.receive(normalize(request));
-      } catch (error) {
-        // A bug handling one request must not take the replica down: drop this stream, Envoy
-        // reconnects and starts afresh.
-        events.error(stream, error);
-        drop(error as Error, "internal error");
-      }
-    });
+    this.#calls.set(stream, { call: call as Call<unknown>, drop });
+    call.on("data", (request: Request) => this.#guarded(stream, () => stream.receive(normalize(request))));
     call.on("end", () => {
       call.end();
       close("closed by Envoy");
