@@ -6,16 +6,15 @@
 import type { KV } from "@nats-io/kv";
 import {
   BucketWatcher,
+  decodeEnvoyPage,
+  decodeReplicaReport,
   STATUS_TTL_MS,
   type BucketEntry,
-  type EnvoyPage,
   type EnvoyReport,
   type NatsLink,
   type ReplicaReport,
 } from "@envoyage/registry";
 import type { Logger } from "pino";
-
-const utf8 = new TextDecoder();
 
 interface Seen<T> {
   report: T;
@@ -61,17 +60,16 @@ export class StatusView {
     return this.#watcher.stop();
   }
 
-  /** Entries that are not what a replica writes (deleted, or not JSON of that shape) drop out of the view. */
+  /** Entries that are not what a replica writes (deleted, or not of that shape) drop out of the view. */
   #apply(entry: BucketEntry): void {
     const at = entry.created.getTime();
-    const value = parseJson(entry.value);
     if (entry.key.startsWith("envoys.")) {
-      const page = value as Partial<EnvoyPage> | undefined;
-      if (Array.isArray(page?.envoys)) this.#envoys.set(entry.key, { report: page.envoys.filter(isEnvoyReport), at });
+      const page = entry.value && decodeEnvoyPage(entry.value);
+      if (page) this.#envoys.set(entry.key, { report: page, at });
       else this.#envoys.delete(entry.key);
     } else if (entry.key.startsWith("replicas.")) {
-      const report = value as Partial<ReplicaReport> | undefined;
-      if (typeof report?.revision === "number" && typeof report.rejected === "object") this.#replicas.set(entry.key, { report: report as ReplicaReport, at });
+      const report = entry.value && decodeReplicaReport(entry.value);
+      if (report) this.#replicas.set(entry.key, { report, at });
       else this.#replicas.delete(entry.key);
     }
   }
@@ -113,19 +111,6 @@ export class StatusView {
   *#fresh<T>(map: Map<string, Seen<T>>): Iterable<T> {
     const oldest = Date.now() - STATUS_TTL_MS;
     for (const seen of map.values()) if (seen.at >= oldest) yield seen.report;
-  }
-}
-
-function isEnvoyReport(value: Partial<EnvoyReport> | null): value is EnvoyReport {
-  return typeof value?.node === "string" && typeof value.types === "object" && value.types !== null;
-}
-
-function parseJson(value: Uint8Array | undefined): unknown {
-  if (!value) return undefined;
-  try {
-    return JSON.parse(utf8.decode(value));
-  } catch {
-    return undefined;
   }
 }
 

@@ -20,8 +20,6 @@ interface Tracked {
   report: EnvoyReport;
   /** The report as JSON, until it changes. */
   json: string | undefined;
-  /** When the stream closed (ms since the epoch). */
-  closedAt: number | undefined;
 }
 
 export interface StatusPublisherOptions {
@@ -37,6 +35,8 @@ export interface StatusPublisherOptions {
 export class StatusPublisher {
   readonly #options: StatusPublisherOptions;
   readonly #streams = new Map<AdsStream, Tracked>();
+  /** Streams that closed, oldest first, reported as disconnected until they would have expired. */
+  readonly #closed: (Tracked & { closedAt: number })[] = [];
   #nextStream = 1;
   /** Each page's body as last written; undefined when it is to be written (again). */
   readonly #pages: (string | undefined)[] = [];
@@ -101,11 +101,15 @@ export class StatusPublisher {
       this.#lastReplicaReport = replica;
     }
     for (const [stream, tracked] of this.#streams) this.#refreshRevision(stream, tracked, now);
+    while (this.#closed.length > 0 && now - this.#closed[0]!.closedAt >= STATUS_TTL_MS) {
+      this.#closed.shift();
+      this.#changed = true;
+    }
     let pageCount: number | undefined;
     let deleteFailed = false;
     if (this.#changed || refresh) {
       this.#changed = false;
-      const pages = packPages(this.#currentReports(now), this.#options.pageBytes ?? ENVOY_PAGE_BYTES);
+      const pages = packPages(this.#currentReports(), this.#options.pageBytes ?? ENVOY_PAGE_BYTES);
       pages.forEach((body, page) => {
         if (!refresh && body === this.#pages[page]) return;
         this.#pages[page] = body;
@@ -140,14 +144,10 @@ export class StatusPublisher {
     }
   }
 
-  /** The reports to publish, as JSON; closed streams are dropped once they would have expired. */
-  #currentReports(now: number): string[] {
+  /** The reports to publish, as JSON: every identified stream, open or recently closed. */
+  #currentReports(): string[] {
     const reports: string[] = [];
-    for (const [stream, tracked] of this.#streams) {
-      if (tracked.closedAt !== undefined && now - tracked.closedAt >= STATUS_TTL_MS) {
-        this.#streams.delete(stream);
-        continue;
-      }
+    for (const tracked of [...this.#streams.values(), ...this.#closed]) {
       if (!tracked.report.node) continue; // not identified yet
       tracked.json ??= JSON.stringify(tracked.report);
       reports.push(tracked.json);
@@ -176,7 +176,6 @@ export class StatusPublisher {
         const now = new Date().toISOString();
         this.#streams.set(stream, {
           json: undefined,
-          closedAt: undefined,
           report: {
             node: "", // published once Envoy has said who it is
             replica: this.#options.replicaId,
@@ -190,11 +189,12 @@ export class StatusPublisher {
           },
         });
       },
-      disconnect: (stream) =>
-        touch(stream, (report) => {
-          report.connected = false;
-          this.#streams.get(stream)!.closedAt = Date.now();
-        }),
+      disconnect: (stream) => {
+        touch(stream, (report) => void (report.connected = false));
+        const tracked = this.#streams.get(stream);
+        this.#streams.delete(stream);
+        if (tracked?.report.node) this.#closed.push({ ...tracked, closedAt: Date.now() });
+      },
       error: () => {},
       push: (stream, typeUrl, body) => touch(stream, (report) => void (typeReport(report, typeUrl).sent = body.version)),
       ack: (stream, typeUrl, version) =>
@@ -219,7 +219,6 @@ export class StatusPublisher {
 
   /** The revision an Envoy holds grows with writes that did not change its config. */
   #refreshRevision(stream: AdsStream, tracked: Tracked, now: number): void {
-    if (tracked.closedAt !== undefined) return;
     const revision = this.#options.store.commitMeta(stream.syncedSerial)?.revision ?? 0;
     if (stream.syncedSerial > 0 && revision !== tracked.report.syncedRevision) {
       tracked.report.syncedRevision = revision;

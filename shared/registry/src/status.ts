@@ -13,33 +13,40 @@
 import { StorageType } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { JetStreamClient } from "@nats-io/jetstream";
+import { Ajv } from "ajv";
+import { Type, type Static, type TSchema } from "typebox";
+import { AJV_OPTIONS } from "./validation.js";
 
 export const STATUS_TTL_MS = 30_000;
 
-export interface TypeReport {
-  /** Version of the latest response sent. */
-  sent: string | null;
-  /** Version Envoy last accepted, and when. */
-  acked: string | null;
-  ackedAt: string | null;
-  /** The latest rejection, if Envoy has not accepted anything since. */
-  nacked: { version: string; error: string; at: string } | null;
-}
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
-export interface EnvoyReport {
-  node: string;
-  replica: string;
-  stream: number;
-  protocol: "sotw" | "delta";
-  connected: boolean;
-  connectedAt: string;
+export const TypeReportSchema = Type.Object({
+  /** Version of the latest response sent. */
+  sent: Nullable(Type.String()),
+  /** Version Envoy last accepted, and when. */
+  acked: Nullable(Type.String()),
+  ackedAt: Nullable(Type.String()),
+  /** The latest rejection, if Envoy has not accepted anything since. */
+  nacked: Nullable(Type.Object({ version: Type.String(), error: Type.String(), at: Type.String() })),
+});
+export type TypeReport = Static<typeof TypeReportSchema>;
+
+export const EnvoyReportSchema = Type.Object({
+  node: Type.String(),
+  replica: Type.String(),
+  stream: Type.Integer(),
+  protocol: Type.Union([Type.Literal("sotw"), Type.Literal("delta")]),
+  connected: Type.Boolean(),
+  connectedAt: Type.String(),
   /** When this report last changed. */
-  updatedAt: string;
+  updatedAt: Type.String(),
   /** Bucket revision the Envoy holds completely (everything written up to it); null until it holds a whole config. */
-  syncedRevision: number | null;
+  syncedRevision: Nullable(Type.Integer()),
   /** Per type: CDS, EDS, LDS, RDS. */
-  types: Record<string, TypeReport>;
-}
+  types: Type.Record(Type.String(), TypeReportSchema),
+});
+export type EnvoyReport = Static<typeof EnvoyReportSchema>;
 
 export interface EnvoyPage {
   envoys: EnvoyReport[];
@@ -48,14 +55,53 @@ export interface EnvoyPage {
 /** Largest page of Envoy reports, in bytes of JSON: well under NATS's 1 MB message limit. */
 export const ENVOY_PAGE_BYTES = 256 * 1024;
 
-export interface ReplicaReport {
-  replica: string;
-  updatedAt: string;
-  ready: boolean;
+export const ReplicaReportSchema = Type.Object({
+  replica: Type.String(),
+  updatedAt: Type.String(),
+  ready: Type.Boolean(),
   /** Bucket revision the replica has applied. */
-  revision: number;
+  revision: Type.Integer(),
   /** Services whose latest record is not served, by name: its state and why. */
-  rejected: Record<string, { state: "invalid" | "conflict"; revision: number; problem?: string; conflicts?: { domain: string; heldBy: string }[] }>;
+  rejected: Type.Record(
+    Type.String(),
+    Type.Object({
+      state: Type.Union([Type.Literal("invalid"), Type.Literal("conflict")]),
+      revision: Type.Integer(),
+      problem: Type.Optional(Type.String()),
+      conflicts: Type.Optional(Type.Array(Type.Object({ domain: Type.String(), heldBy: Type.String() }))),
+    }),
+  ),
+});
+export type ReplicaReport = Static<typeof ReplicaReportSchema>;
+
+const ajv = new Ajv(AJV_OPTIONS);
+const isEnvoyReport = ajv.compile<EnvoyReport>(EnvoyReportSchema);
+const isReplicaReport = ajv.compile<ReplicaReport>(ReplicaReportSchema);
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function parse(value: Uint8Array): unknown {
+  try {
+    return JSON.parse(utf8.decode(value));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The Envoy reports of a page, as a replica writes them; undefined when the value is not a page.
+ * Reports that are not of that shape are left out. The status bucket is the replicas' own, but a
+ * stray write there must not break the API.
+ */
+export function decodeEnvoyPage(value: Uint8Array): EnvoyReport[] | undefined {
+  const page = parse(value) as { envoys?: unknown } | undefined;
+  if (typeof page !== "object" || page === null || !Array.isArray(page.envoys)) return undefined;
+  return page.envoys.filter((report): report is EnvoyReport => isEnvoyReport(report));
+}
+
+/** A replica's report, or undefined when the value is not one. */
+export function decodeReplicaReport(value: Uint8Array): ReplicaReport | undefined {
+  const report = parse(value);
+  return isReplicaReport(report) ? report : undefined;
 }
 
 const encode = (text: string) => Buffer.from(text, "utf8").toString("base64url");

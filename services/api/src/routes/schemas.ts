@@ -1,6 +1,6 @@
 // Request and response schemas of the HTTP API, built on the record schema, for validation,
 // serialization and the OpenAPI document.
-import { Endpoint, Domain, ServiceName, ServiceRecordSchema, MAX_DOMAINS, MAX_ENDPOINTS } from "@envoyage/registry";
+import { Endpoint, Domain, EnvoyReportSchema, ServiceName, ServiceRecordSchema, MAX_DOMAINS, MAX_ENDPOINTS } from "@envoyage/registry";
 import { Type } from "typebox";
 
 export const NameParams = Type.Object({ name: ServiceName });
@@ -45,26 +45,12 @@ export const StoredService = Type.Object(
 
 export const ServiceList = Type.Object({ services: Type.Array(StoredService) }, { additionalProperties: false });
 
-const TypeReport = Type.Object({
-  sent: Type.Union([Type.String(), Type.Null()]),
-  acked: Type.Union([Type.String(), Type.Null()]),
-  ackedAt: Type.Union([Type.String(), Type.Null()]),
-  nacked: Type.Union([Type.Object({ version: Type.String(), error: Type.String(), at: Type.String() }), Type.Null()]),
-});
-
 export const EnvoyList = Type.Object({
   revision: Type.Integer({ description: "The bucket's latest revision: an Envoy holding it is SYNCED." }),
   envoys: Type.Array(
     Type.Object({
-      node: Type.String(),
+      ...Type.Omit(EnvoyReportSchema, ["stream"]).properties,
       status: Type.Union([Type.Literal("SYNCED"), Type.Literal("STALE"), Type.Literal("NACKED"), Type.Literal("DISCONNECTED")]),
-      replica: Type.String(),
-      protocol: Type.Union([Type.Literal("sotw"), Type.Literal("delta")]),
-      connected: Type.Boolean(),
-      connectedAt: Type.String(),
-      updatedAt: Type.String(),
-      syncedRevision: Type.Union([Type.Integer(), Type.Null()], { description: "Bucket revision this Envoy holds completely; null until it holds a whole config." }),
-      types: Type.Record(Type.String(), TypeReport, { description: "Per type (CDS, EDS, LDS, RDS): versions sent and accepted, last rejection." }),
     }),
   ),
 });
