@@ -56,13 +56,16 @@ test-switch: ## on the running stack: web.example.com → upstream B (remove, re
 test-remove: ## on the running stack: web.example.com removed, Envoy answers 404
 	@scripts/demo.sh remove
 
+# Where the demo targets look for when Envoy was started (scripts/stack.sh keeps its state there too).
+RUN_DIR := $(or $(ENVOYAGE_RUN_DIR),.run)
+
 compose-up: ## Docker users: build and start docker-compose.yaml (same ports as make up)
 	docker compose up -d --build --wait
-	@mkdir -p .run && date +%s > .run/envoy.started
+	@mkdir -p $(RUN_DIR) && date +%s > $(RUN_DIR)/envoy.started
 
 compose-down: ## Docker users: stop docker-compose.yaml
 	docker compose down
-	@rm -f .run/envoy.started
+	@rm -f $(RUN_DIR)/envoy.started
 
 proto: install ## regenerate shared/proto from the protos in @grpc/grpc-js-xds
 	npm run proto:generate

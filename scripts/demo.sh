@@ -9,6 +9,8 @@
 # restarted since the stack came up (the point is that it never needs to be).
 # COMPOSE=1 runs it against docker-compose.yaml, where Envoy reaches the upstreams by name.
 set -euo pipefail
+# Bytes, not characters, and a dot in $EPOCHREALTIME whatever the user's locale.
+export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${ENVOYAGE_RUN_DIR:-$ROOT/.run}"
@@ -20,6 +22,7 @@ A_PORT="${UPSTREAM_A_PORT:-5678}"
 B_PORT="${UPSTREAM_B_PORT:-5679}"
 if [ "${COMPOSE:-}" = 1 ]; then A_ADDRESS=upstream-a B_ADDRESS=upstream-b; else A_ADDRESS=127.0.0.1 B_ADDRESS=127.0.0.1; fi
 TIMEOUT_S=10
+READ_TIMEOUT_S=2 # one request: a server that accepts and never answers does not hang the demo
 
 say() { printf '[demo] %s\n' "$*"; }
 fail() { printf '[demo] FAIL: %s\n' "$*" >&2; exit 1; }
@@ -35,8 +38,9 @@ http() {
   { exec {fd}<>"/dev/tcp/${address%:*}/${address#*:}"; } 2>/dev/null || return 0
   printf '%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%sContent-Length: %d\r\n\r\n%s' "$method" "$path" \
     "${HOST_HEADER:-$address}" "${body:+Content-Type: application/json$'\r\n'}" "${#body}" "$body" >&"$fd"
-  IFS=' ' read -r _ STATUS _ <&"$fd" || true
-  while IFS= read -r line <&"$fd" && [ "$line" != $'\r' ]; do
+  IFS=' ' read -r -t "$READ_TIMEOUT_S" _ STATUS _ <&"$fd" || true
+  STATUS="${STATUS%$'\r'}"
+  while IFS= read -r -t "$READ_TIMEOUT_S" line <&"$fd" && [ "$line" != $'\r' ]; do
     line="${line,,}"; line="${line%$'\r'}"
     [[ "$line" == transfer-encoding:*chunked* ]] && chunked=1
     [[ "$line" =~ ^content-length:\ *([0-9]+)$ ]] && length="${BASH_REMATCH[1]}"
@@ -44,17 +48,17 @@ http() {
   # Read what the headers announce rather than wait for the close: Envoy holds a connection it
   # answered itself (a 404) open for a second before closing it.
   if [ -n "$length" ]; then
-    [ "$length" = 0 ] || IFS= read -r -N "$length" BODY <&"$fd" || true
+    [ "$length" = 0 ] || IFS= read -r -t "$READ_TIMEOUT_S" -N "$length" BODY <&"$fd" || true
   elif [ "$chunked" = 1 ]; then
-    while IFS= read -r line <&"$fd" && [[ "${line%$'\r'}" =~ ^[0-9a-fA-F]+$ ]]; do
+    while IFS= read -r -t "$READ_TIMEOUT_S" line <&"$fd" && [[ "${line%$'\r'}" =~ ^[0-9a-fA-F]+$ ]]; do
       size=$(( 16#${line%$'\r'} ))
       [ "$size" -gt 0 ] || break
-      IFS= read -r -N "$size" chunk <&"$fd" || true
+      IFS= read -r -t "$READ_TIMEOUT_S" -N "$size" chunk <&"$fd" || true
       BODY+="$chunk"
-      IFS= read -r line <&"$fd" || true # the line end after the chunk
+      IFS= read -r -t "$READ_TIMEOUT_S" line <&"$fd" || true # the line end after the chunk
     done
   else
-    while IFS= read -r line <&"$fd" || [ -n "$line" ]; do BODY+="$line"$'\n'; done
+    while IFS= read -r -t "$READ_TIMEOUT_S" line <&"$fd" || [ -n "$line" ]; do BODY+="$line"$'\n'; line=""; done
   fi
   BODY="${BODY%$'\n'}"
   exec {fd}>&-
