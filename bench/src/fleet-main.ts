@@ -255,7 +255,13 @@ function onChange(stream: Stream): void {
 process.on("message", (message: { watch?: { cluster: string; port: number }; diagnose?: boolean }) => {
   if (message.diagnose) {
     const sample = [...pending].slice(0, 5).map((s) => s.describe());
-    process.send?.({ diagnosis: `${pending.size} of ${all.length} streams do not hold the change; e.g. ${sample.join("; ")}` });
+    process.send?.({
+      diagnosis: `${pending.size} of ${all.length} streams do not hold the change; e.g. ${sample.join("; ")}`,
+      missing: pending.size,
+      first: firstAt,
+      at: now(),
+      bytes: bytes - watchFrom,
+    });
   }
   if (message.watch) {
     watch = message.watch;

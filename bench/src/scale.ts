@@ -8,7 +8,7 @@ import { connect } from "@nats-io/transport-node";
 import { encodeRecord } from "@envoyage/registry";
 import { startNats, startXds } from "@envoyage/test-support";
 import { CLUSTER_TYPE, ENDPOINT_TYPE, Registry, ROUTE_TYPE, SnapshotStore, translateRegistry } from "@envoyage/xds";
-import { measureFanout, registryOf, service, TARGETS, type FanoutRun } from "./fanout.js";
+import { changeCell, incompleteNotes, measureFanout, ratioCell, registryOf, service, TARGETS, type FanoutRun } from "./fanout.js";
 import type { Section } from "./report.js";
 import { fillBucket } from "./targets.js";
 import { distribution, kib, mib, ms, ratio } from "./stats.js";
@@ -115,10 +115,10 @@ export async function scale(quick: boolean): Promise<Section[]> {
       r.streams,
       ms(r.connectMs),
       mib(r.rssBytes),
-      ms(r.changeMs),
+      changeCell(r),
       r.cpuSeconds.toFixed(2),
       kib(r.bytes / r.streams),
-      r.target === "Envoyage" ? `${ratio(r.changeMs, peer.changeMs)} / ${ratio(r.cpuSeconds, peer.cpuSeconds)} / ${ratio(r.rssBytes, peer.rssBytes)}` : "",
+      r.target === "Envoyage" ? `${ratioCell(r.changeMs, peer.changeMs, peer)} / ${ratioCell(r.cpuSeconds, peer.cpuSeconds, peer)} / ${ratio(r.rssBytes, peer.rssBytes)}` : "",
     ];
   });
   const worstRss = Math.max(...ours.map((r) => r.rssBytes));
@@ -166,6 +166,7 @@ export async function scale(quick: boolean): Promise<Section[]> {
         header: ["server", "mode", "streams", "connect + sync ms", "RSS MiB", "change → all ms", "CPU s", "KiB / stream for the change", "ratio vs SnapshotCache (time / CPU / RSS)"],
         rows,
       },
+      notes: incompleteNotes(runs),
       targets: [
         ...(streams === 1000 ? [{ target: "≤ 500 MB RSS with 1,000 streams", measured: `${mib(worstRss)} MiB`, met: worstRss <= 500 * 1024 * 1024 }] : []),
         { target: "every ratio Envoyage / go-control-plane ≤ 1.0", measured: `worst ${Math.max(...ratios).toFixed(2)}`, met: Math.max(...ratios) <= 1 },
