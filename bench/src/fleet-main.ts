@@ -258,6 +258,7 @@ process.on("message", (message: { watch?: { cluster: string; port: number }; dia
     process.send?.({
       diagnosis: `${pending.size} of ${all.length} streams do not hold the change; e.g. ${sample.join("; ")}`,
       missing: pending.size,
+      synced: readyCount,
       first: firstAt,
       at: now(),
       bytes: bytes - watchFrom,

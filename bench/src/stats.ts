@@ -26,4 +26,3 @@ export function distribution(samples: number[]): Distribution {
 export const ms = (value: number) => (value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : value.toFixed(0));
 export const mib = (bytes: number) => (bytes / (1024 * 1024)).toFixed(1);
 export const kib = (bytes: number) => (bytes / 1024).toFixed(1);
-export const ratio = (ours: number, theirs: number) => (theirs === 0 ? "n/a" : (ours / theirs).toFixed(2));
