@@ -8,7 +8,7 @@ import type { ServiceRecord } from "@envoyage/registry";
 import { Fleet } from "./fleet.js";
 import { cpuSeconds, IDLE_MS, idleRssBytes, rssBytes } from "./proc.js";
 import type { Section } from "./report.js";
-import { distribution, kib, mib, ms } from "./stats.js";
+import { distribution, kib, mib, ms, seconds } from "./stats.js";
 import { envoyage, goControlPlane, type Registry, type Target } from "./targets.js";
 
 export const service = (i: number, port = 8000 + (i % 1000)): ServiceRecord => ({
@@ -240,7 +240,7 @@ export async function fanout(quick: boolean): Promise<Section> {
       r.streams,
       changeCell(r),
       ms(r.firstMs),
-      r.cpuSeconds.toFixed(2),
+      seconds(r.cpuSeconds),
       kib(r.idleBytesPerStream),
       mib(r.rssBytes),
       mib(r.bytes),

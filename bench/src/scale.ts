@@ -11,7 +11,7 @@ import { CLUSTER_TYPE, ENDPOINT_TYPE, Registry, ROUTE_TYPE, SnapshotStore, trans
 import { changeCell, connectCell, incompleteNotes, measureFanout, ratioCell, registryOf, service, TARGETS, worstRatio, type FanoutRun } from "./fanout.js";
 import type { Section } from "./report.js";
 import { fillBucket } from "./targets.js";
-import { distribution, kib, mib, ms } from "./stats.js";
+import { distribution, kib, mib, ms, seconds } from "./stats.js";
 
 const SERVICES = 10_000;
 const OPTIONS = { listenerAddress: "127.0.0.1", listenerPort: 10000 };
@@ -117,7 +117,7 @@ export async function scale(quick: boolean): Promise<Section[]> {
       connectCell(r),
       mib(r.rssBytes),
       changeCell(r),
-      r.cpuSeconds.toFixed(2),
+      seconds(r.cpuSeconds),
       kib(r.bytes / r.streams),
       r.target === "Envoyage" ? ratioCell(r, peer, rss) : "",
     ];

@@ -23,6 +23,10 @@ export function distribution(samples: number[]): Distribution {
   };
 }
 
-export const ms = (value: number) => (value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : value.toFixed(0));
-export const mib = (bytes: number) => (bytes / (1024 * 1024)).toFixed(1);
-export const kib = (bytes: number) => (bytes / 1024).toFixed(1);
+/** A formatter that writes "—" for a figure that was not measured (NaN). */
+const figure = (format: (value: number) => string) => (value: number) => (Number.isNaN(value) ? "—" : format(value));
+
+export const ms = figure((value) => (value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : value.toFixed(0)));
+export const seconds = figure((value) => value.toFixed(2));
+export const mib = figure((bytes) => (bytes / (1024 * 1024)).toFixed(1));
+export const kib = figure((bytes) => (bytes / 1024).toFixed(1));
