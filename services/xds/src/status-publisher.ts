@@ -50,6 +50,9 @@ export class StatusPublisher {
   #lastRefresh = 0;
   #lastReplicaReport = "";
   #failing = false;
+  /** The last time formatted by #isoTime, and its text. */
+  #isoMs = -1;
+  #iso = "";
 
   constructor(options: StatusPublisherOptions) {
     this.#options = options;
@@ -173,7 +176,7 @@ export class StatusPublisher {
       (report.types[type(typeUrl)] ??= { sent: null, acked: null, ackedAt: null, nacked: null });
     return {
       connect: (stream) => {
-        const now = new Date().toISOString();
+        const now = this.#isoTime(Date.now());
         this.#streams.set(stream, {
           json: undefined,
           report: {
@@ -201,20 +204,33 @@ export class StatusPublisher {
         touch(stream, (report) => {
           const entry = typeReport(report, typeUrl);
           entry.acked = version;
-          entry.ackedAt = new Date().toISOString();
+          entry.ackedAt = this.#isoTime(Date.now());
           entry.nacked = null;
         }),
       nack: (stream, typeUrl, version, _nonce, error) =>
-        touch(stream, (report) => void (typeReport(report, typeUrl).nacked = { version, error, at: new Date().toISOString() })),
+        touch(stream, (report) => void (typeReport(report, typeUrl).nacked = { version, error, at: this.#isoTime(Date.now()) })),
       stale: () => {},
       synced: (stream) => touch(stream, () => {}),
     };
   }
 
   #changedNow(tracked: Tracked, now = Date.now()): void {
-    tracked.report.updatedAt = new Date(now).toISOString();
+    tracked.report.updatedAt = this.#isoTime(now);
     tracked.json = undefined;
     this.#changed = true;
+  }
+
+  /**
+   * `ms` as an ISO time, formatted once per millisecond: a change reaching a thousand Envoys
+   * stamps thousands of pushes and ACKs within the same few milliseconds, and formatting each
+   * was 7% of the replica's CPU in that fan-out.
+   */
+  #isoTime(ms: number): string {
+    if (ms !== this.#isoMs) {
+      this.#isoMs = ms;
+      this.#iso = new Date(ms).toISOString();
+    }
+    return this.#iso;
   }
 
   /** The revision an Envoy holds grows with writes that did not change its config. */

@@ -46,6 +46,7 @@ describe("StatusPublisher", () => {
   let ads: AdsServer;
   let publisher: StatusPublisher;
   const clients: AdsClient[] = [];
+  let startedAt = 0;
 
   /** Every Envoy report in the bucket's pages, and the number of pages. */
   const published = async () => {
@@ -63,6 +64,7 @@ describe("StatusPublisher", () => {
   const lastSequence = async () => (await kv.status()).streamInfo.state.last_seq;
 
   before(async () => {
+    startedAt = Date.now();
     nats = await startNats();
     nc = await connect({ servers: nats.url });
     kv = await openStatusBucket(jetstream(nc), "status-test", 1);
@@ -103,6 +105,11 @@ describe("StatusPublisher", () => {
     const one = reports[0]!;
     assert.equal(one.connected, true);
     assert.equal(one.types["EDS"]!.acked, store.resources(TYPES.endpoint).version);
+    // Times are stamped as events happen, in ISO form, even when a thousand share a millisecond.
+    const times = [one.connectedAt, one.types["EDS"]!.ackedAt!, one.updatedAt];
+    for (const time of times) assert.equal(new Date(time).toISOString(), time);
+    const ms = times.map((time) => Date.parse(time));
+    assert.ok(startedAt <= ms[0]! && ms[0]! <= ms[1]! && ms[1]! <= ms[2]! && ms[2]! <= Date.now(), `times out of order: ${times.join(", ")}`);
   });
 
   it("writes nothing when nothing changed, and a few pages when every Envoy takes a change", async () => {
