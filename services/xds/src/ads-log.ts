@@ -13,6 +13,10 @@ export function loggingEvents(logger: Logger): AdsEvents {
     node: stream.nodeId || undefined,
     type: typeUrl ? (TYPE_NAMES[typeUrl] ?? typeUrl) : undefined,
   });
+  // Every push and ACK of a fan-out passes here: build their fields only when they are logged.
+  const debug = (stream: AdsStream, typeUrl: string | undefined, fields: () => object, message: string) => {
+    if (logger.isLevelEnabled("debug")) logger.debug({ ...context(stream, typeUrl), ...fields() }, message);
+  };
   return {
     connect(stream, peer) {
       ids.set(stream, nextId++);
@@ -25,19 +29,19 @@ export function loggingEvents(logger: Logger): AdsEvents {
       logger.error({ ...context(stream), err: error }, "ADS stream failed");
     },
     push(stream, typeUrl, body) {
-      logger.debug({ ...context(stream, typeUrl), version: body.version, nonce: body.nonce, resources: body.count }, "push");
+      debug(stream, typeUrl, () => ({ version: body.version, nonce: body.nonce, resources: body.count }), "push");
     },
     ack(stream, typeUrl, version, nonce) {
-      logger.debug({ ...context(stream, typeUrl), version, nonce }, "ACK");
+      debug(stream, typeUrl, () => ({ version, nonce }), "ACK");
     },
     nack(stream, typeUrl, version, nonce, error) {
       logger.warn({ ...context(stream, typeUrl), version, nonce, error }, "NACK: Envoy rejected the config and keeps its last accepted one");
     },
     stale(stream, typeUrl, nonce) {
-      logger.debug({ ...context(stream, typeUrl), nonce }, "ignored a request with a stale nonce");
+      debug(stream, typeUrl, () => ({ nonce }), "ignored a request with a stale nonce");
     },
     synced(stream, serial) {
-      logger.debug({ ...context(stream), serial }, "Envoy holds the current config");
+      debug(stream, undefined, () => ({ serial }), "Envoy holds the current config");
     },
   };
 }

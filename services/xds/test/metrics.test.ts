@@ -1,0 +1,42 @@
+// A replica's Prometheus metrics as scraped: event counters by label, counted once per event
+// however often they are scraped.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { TYPES } from "@envoyage/test-support";
+import type { AdsStream } from "../src/ads/stream.js";
+import { XdsMetrics } from "../src/metrics.js";
+import { SnapshotStore } from "../src/snapshot.js";
+
+const sources = {
+  streams: () => [],
+  writes: () => ({ inFlightBytes: 0, queued: 0, stalled: 0 }),
+  services: () => ({ served: 0, invalid: 0, conflict: 0 }),
+  ready: () => true,
+  revision: () => 0,
+};
+const sotw = { protocol: "sotw" } as AdsStream;
+const delta = { protocol: "delta" } as AdsStream;
+const body = (bytes: number) => ({ bytes: Buffer.alloc(bytes), nonce: "n", version: "v", count: 1, removed: 0 });
+
+describe("XdsMetrics", () => {
+  it("counts pushes, bytes, ACKs and NACKs by type (and protocol), the same at every scrape", async () => {
+    const metrics = new XdsMetrics(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 }), sources);
+    const events = metrics.adsEvents();
+    events.push(sotw, TYPES.cluster, body(10));
+    events.push(sotw, TYPES.cluster, body(5));
+    events.push(delta, TYPES.cluster, body(1));
+    events.push(delta, TYPES.endpoint, body(7));
+    events.ack(sotw, TYPES.cluster, "v", "n");
+    events.nack(delta, TYPES.endpoint, "v", "n", "bad");
+    for (let scrape = 0; scrape < 2; scrape++) {
+      const text = await metrics.registry.metrics();
+      assert.match(text, /envoyage_xds_pushes_total\{type="CDS",protocol="sotw"\} 2\n/);
+      assert.match(text, /envoyage_xds_pushes_total\{type="CDS",protocol="delta"\} 1\n/);
+      assert.match(text, /envoyage_xds_pushes_total\{type="EDS",protocol="delta"\} 1\n/);
+      assert.match(text, /envoyage_xds_push_bytes_total\{type="CDS"\} 16\n/);
+      assert.match(text, /envoyage_xds_acks_total\{type="CDS"\} 1\n/);
+      assert.match(text, /envoyage_xds_nacks_total\{type="EDS"\} 1\n/);
+      assert.doesNotMatch(text, /envoyage_xds_acks_total\{type="EDS"\}/);
+    }
+  });
+});
