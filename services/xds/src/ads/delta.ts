@@ -14,6 +14,7 @@ import type { SubscriptionPool } from "./subscriptions.js";
 export function deltaRequest(request: DeltaDiscoveryRequest, subscriptions: SubscriptionPool): StreamRequest {
   const subscribe = request.resourceNamesSubscribe;
   const unsubscribe = request.resourceNamesUnsubscribe;
+  const initialVersions = Object.entries(request.initialResourceVersions); // a first request's only: not an ACK's
   return {
     typeUrl: request.typeUrl,
     nodeId: request.node?.id,
@@ -23,7 +24,7 @@ export function deltaRequest(request: DeltaDiscoveryRequest, subscriptions: Subs
       WILDCARD_TYPES.has(request.typeUrl) || (subscribe.length === 0 && unsubscribe.length === 0)
         ? undefined
         : (current) => subscriptions.change(current, subscribe, unsubscribe),
-    initialVersions: new Map(Object.entries(request.initialResourceVersions)),
+    initialVersions: initialVersions.length > 0 ? new Map(initialVersions) : undefined,
   };
 }
 
