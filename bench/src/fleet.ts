@@ -14,6 +14,43 @@ export interface Seen {
   diagnosis?: string;
 }
 
+/** What the fleet process (fleet-main.ts) sends. */
+interface FleetMessage {
+  /** Every stream synced, at `at`. */
+  ready?: boolean;
+  /** Every stream holds the watched change. */
+  seen?: { all: number; first: number; from: number };
+  /** The answer to a diagnose request: how far the fleet got, at `at`. */
+  diagnosis?: string;
+  synced?: number;
+  missing?: number;
+  first?: number;
+  at?: number;
+  bytes?: number;
+}
+
+/**
+ * Resolves with the first answer `answer` finds among the fleet's messages. After `timeoutMs`
+ * the fleet is asked how far it got, and `answer` is given that diagnosis: a peer too slow to
+ * finish is a figure, not a crash of the whole benchmark.
+ */
+function answerOf<T>(child: ChildProcess, timeoutMs: number, answer: (message: FleetMessage) => T | undefined): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: FleetMessage) => {
+      const value = answer(message);
+      if (value === undefined) return;
+      clearTimeout(timer);
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+      resolve(value);
+    };
+    const onExit = (code: number | null) => reject(new Error(`the fleet exited (${code}) before it answered`));
+    const timer = setTimeout(() => child.send({ diagnose: true }), timeoutMs);
+    child.on("message", onMessage);
+    child.once("exit", onExit);
+  });
+}
+
 export class Fleet {
   readonly #child: ChildProcess;
   /** When every stream had synced, or when start gave up waiting (then `unsynced` > 0). */
@@ -29,8 +66,7 @@ export class Fleet {
 
   /**
    * Opens `streams` streams to 127.0.0.1:`port`; resolves once each holds the configuration of
-   * `services` services, or after `timeoutMs` with the count of streams that had not: a peer
-   * too slow to sync is a figure, not a crash of the whole benchmark.
+   * `services` services, or after `timeoutMs` with the count of streams that had not.
    */
   static async start(options: { port: number; streams: number; protocol: "sotw" | "delta"; services: number; timeoutMs?: number }): Promise<Fleet> {
     const child = fork(new URL("./fleet-main.js", import.meta.url), [
@@ -40,39 +76,21 @@ export class Fleet {
       "--services", String(options.services),
     ], { execArgv: ["--max-old-space-size=8192"] });
     // Generous: go-control-plane's SnapshotCache takes minutes to sync 1,000 streams of 10,000 services here.
-    const timeoutMs = options.timeoutMs ?? 600_000;
-    const { at, synced } = await new Promise<{ at: number; synced: number }>((resolve, reject) => {
-      const onMessage = (m: { ready?: boolean; at?: number; synced?: number; diagnosis?: string }) => {
-        if (m.ready) resolve({ at: m.at!, synced: options.streams });
-        else if (m.diagnosis !== undefined) resolve({ at: m.at!, synced: m.synced! });
-        else return;
-        clearTimeout(timer);
-        child.off("message", onMessage);
-      };
-      const timer = setTimeout(() => child.send({ diagnose: true }), timeoutMs);
-      child.on("message", onMessage);
-      child.once("exit", (code) => reject(new Error(`the fleet exited (${code}) before it was ready`)));
+    const { at, synced } = await answerOf(child, options.timeoutMs ?? 600_000, (m) => {
+      if (m.ready) return { at: m.at!, synced: options.streams };
+      return m.diagnosis === undefined ? undefined : { at: m.at!, synced: m.synced! };
     });
     return new Fleet(child, at, options.streams - synced);
   }
 
-  /**
-   * Resolves when every stream holds `port` for `cluster`, or after `timeoutMs` with the streams
-   * still missing it: a slow peer is a figure, not a crash of the whole benchmark.
-   */
+  /** Resolves when every stream holds `port` for `cluster`, or after `timeoutMs` with the streams still missing it. */
   watch(cluster: string, port: number, timeoutMs = 120_000): Promise<Seen> {
-    return new Promise((resolve) => {
-      const onMessage = (m: { seen?: { all: number; first: number; from: number }; at?: number } & Partial<Seen>) => {
-        if (m.seen) resolve({ first: m.seen.first, all: m.seen.all, bytes: m.bytes! - m.seen.from, missing: 0 });
-        else if (m.diagnosis) resolve({ first: m.first || m.at!, all: m.at!, bytes: m.bytes!, missing: m.missing!, diagnosis: m.diagnosis });
-        else return;
-        clearTimeout(timer);
-        this.#child.off("message", onMessage);
-      };
-      const timer = setTimeout(() => this.#child.send({ diagnose: true }), timeoutMs);
-      this.#child.on("message", onMessage);
-      this.#child.send({ watch: { cluster, port } });
+    const seen = answerOf<Seen>(this.#child, timeoutMs, (m) => {
+      if (m.seen) return { first: m.seen.first, all: m.seen.all, bytes: m.bytes! - m.seen.from, missing: 0 };
+      return m.diagnosis === undefined ? undefined : { first: m.first || m.at!, all: m.at!, bytes: m.bytes!, missing: m.missing!, diagnosis: m.diagnosis };
     });
+    this.#child.send({ watch: { cluster, port } });
+    return seen;
   }
 
   async stop(): Promise<void> {

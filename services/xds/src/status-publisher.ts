@@ -97,9 +97,10 @@ export class StatusPublisher {
     const refresh = now - this.#lastRefresh >= REFRESH_MS;
     // Each write, and how to have it made again if it fails.
     const writes: { done: Promise<unknown>; retry: () => void }[] = [];
-    const replica = JSON.stringify(this.#options.report());
+    const current = this.#options.report();
+    const replica = JSON.stringify(current);
     if (refresh || replica !== this.#lastReplicaReport) {
-      const report: ReplicaReport = { ...JSON.parse(replica), updatedAt: new Date(now).toISOString() };
+      const report: ReplicaReport = { ...current, updatedAt: new Date(now).toISOString() };
       writes.push({ done: kv.put(replicaReportKey(this.#options.replicaId), JSON.stringify(report)), retry: () => (this.#lastReplicaReport = "") });
       this.#lastReplicaReport = replica;
     }

@@ -15,7 +15,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { Ajv } from "ajv";
 import { Type, type Static, type TSchema } from "typebox";
-import { AJV_OPTIONS } from "./validation.js";
+import { AJV_OPTIONS, parseJsonValue } from "./validation.js";
 
 export const STATUS_TTL_MS = 30_000;
 
@@ -77,11 +77,9 @@ export type ReplicaReport = Static<typeof ReplicaReportSchema>;
 const ajv = new Ajv(AJV_OPTIONS);
 const isEnvoyReport = ajv.compile<EnvoyReport>(EnvoyReportSchema);
 const isReplicaReport = ajv.compile<ReplicaReport>(ReplicaReportSchema);
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
 function parse(value: Uint8Array): unknown {
   try {
-    return JSON.parse(utf8.decode(value));
+    return parseJsonValue(value);
   } catch {
     return undefined;
   }

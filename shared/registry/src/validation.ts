@@ -61,11 +61,16 @@ const ajv = addRecordFormats(new Ajv(AJV_OPTIONS));
 const validateRecord = ajv.compile<ServiceRecord>(ServiceRecordSchema);
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+/** A KV value as the JSON document it holds; throws when it is not UTF-8 JSON. */
+export function parseJsonValue(value: Uint8Array | string): unknown {
+  return JSON.parse(typeof value === "string" ? value : utf8.decode(value));
+}
+
 /** Decodes a KV value (UTF-8 JSON) into a record, or says precisely what is wrong with it. */
 export function decodeRecord(value: Uint8Array | string): DecodeResult {
   let document: unknown;
   try {
-    document = JSON.parse(typeof value === "string" ? value : utf8.decode(value));
+    document = parseJsonValue(value);
   } catch (error) {
     return { ok: false, problem: { field: "", message: `is not UTF-8 JSON: ${(error as Error).message}` } };
   }
