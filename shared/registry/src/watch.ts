@@ -66,6 +66,11 @@ export class BucketWatcher {
     return this.#lastRevision;
   }
 
+  /** Entries received from NATS and not yet delivered: more of the same read are on their way. */
+  get pending(): number {
+    return this.#watch?.getPending() ?? 0;
+  }
+
   /** Connects, binds to the bucket (waiting for it to exist) and starts watching. */
   async start(): Promise<void> {
     const nc = await this.#options.link.connect();
