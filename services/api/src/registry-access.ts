@@ -13,6 +13,7 @@ import {
 import type { NatsLink } from "@envoyage/registry";
 import { ApiError, unavailable } from "./errors.js";
 import type { ServiceStore } from "./service-store.js";
+import { TurnBatcher } from "./turn-batcher.js";
 
 const NATS_FAILURES = [
   TimeoutError,
@@ -40,6 +41,7 @@ export class RegistryAccess {
   readonly #link: NatsLink;
   readonly #deadlineMs: number;
   #store: ServiceStore | undefined;
+  readonly #turns = new TurnBatcher();
 
   /** `deadlineMs` bounds a whole operation, however many NATS requests it makes. */
   constructor(link: NatsLink, deadlineMs: number) {
@@ -66,7 +68,8 @@ export class RegistryAccess {
     try {
       // An operation still running at the deadline may yet complete; the client, told 503,
       // retries, and PUT and DELETE are idempotent.
-      return await Promise.race([operation(this.#store), deadline]);
+      const store = this.#store;
+      return await Promise.race([this.#turns.run(() => operation(store)), deadline]);
     } catch (error) {
       if (error instanceof ApiError) throw error;
       if (isNatsFailure(error)) throw unavailable((error as Error).message);
