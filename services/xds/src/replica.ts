@@ -31,7 +31,8 @@ export interface BatchSettings {
 
 /** What the pipeline reports, for metrics. */
 export interface ReplicaEvents {
-  entry(entry: BucketEntry): void;
+  /** `live`: a change made after the initial load, whose watch lag means something. */
+  entry(entry: BucketEntry, live: boolean): void;
   commit(stats: CommitStats): void;
   rejected(name: string, reason: "invalid" | "conflict" | "validation"): void;
 }
@@ -103,7 +104,7 @@ export class Replica {
   }
 
   #apply(entry: BucketEntry): void {
-    this.#options.events?.entry(entry);
+    this.#options.events?.entry(entry, this.#loaded);
     this.#firstWriteAt = Math.min(this.#firstWriteAt ?? Infinity, entry.created.getTime());
     this.#measureRate();
     const key = parseKey(entry.key);

@@ -1,5 +1,5 @@
 // A replica's Prometheus metrics as scraped: event counters by label, counted once per event
-// however often they are scraped.
+// however often they are scraped; watch lag only for changes after the initial load.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { TYPES } from "@envoyage/test-support";
@@ -37,6 +37,22 @@ describe("XdsMetrics", () => {
       assert.match(text, /envoyage_xds_acks_total\{type="CDS"\} 1\n/);
       assert.match(text, /envoyage_xds_nacks_total\{type="EDS"\} 1\n/);
       assert.doesNotMatch(text, /envoyage_xds_acks_total\{type="EDS"\}/);
+    }
+  });
+
+  it("counts bucket entries by kind, and times watch lag only for changes after the initial load", async () => {
+    const metrics = new XdsMetrics(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 }), sources);
+    const events = metrics.replicaEvents();
+    const yearOld = new Date(Date.now() - 365 * 24 * 3600_000);
+    events.entry({ key: "services.a", revision: 1, value: new Uint8Array(1), created: yearOld }, false);
+    events.entry({ key: "services.b", revision: 2, value: undefined, created: yearOld }, false);
+    events.entry({ key: "services.a", revision: 3, value: new Uint8Array(1), created: new Date() }, true);
+    for (let scrape = 0; scrape < 2; scrape++) {
+      const text = await metrics.registry.metrics();
+      assert.match(text, /envoyage_kv_entries_total\{kind="put"\} 2\n/);
+      assert.match(text, /envoyage_kv_entries_total\{kind="delete"\} 1\n/);
+      assert.match(text, /envoyage_kv_watch_lag_seconds_count 1\n/);
+      assert.match(text, /envoyage_kv_watch_lag_seconds_bucket\{le="1"\} 1\n/, "the year-old entries of the load were timed");
     }
   });
 });

@@ -13,7 +13,7 @@
 import { StorageType } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { Ajv } from "ajv";
+import { Ajv, type ValidateFunction } from "ajv";
 import { Type, type Static, type TSchema } from "typebox";
 import { AJV_OPTIONS, parseJsonValue } from "./validation.js";
 
@@ -74,9 +74,15 @@ export const ReplicaReportSchema = Type.Object({
 });
 export type ReplicaReport = Static<typeof ReplicaReportSchema>;
 
-const ajv = new Ajv(AJV_OPTIONS);
-const isEnvoyReport = ajv.compile<EnvoyReport>(EnvoyReportSchema);
-const isReplicaReport = ajv.compile<ReplicaReport>(ReplicaReportSchema);
+/** Compiled on first use: only the API reads reports, and a replica's cold start need not pay for them. */
+let validators: { envoy: ValidateFunction<EnvoyReport>; replica: ValidateFunction<ReplicaReport> } | undefined;
+function reportValidators() {
+  if (!validators) {
+    const ajv = new Ajv(AJV_OPTIONS);
+    validators = { envoy: ajv.compile<EnvoyReport>(EnvoyReportSchema), replica: ajv.compile<ReplicaReport>(ReplicaReportSchema) };
+  }
+  return validators;
+}
 function parse(value: Uint8Array): unknown {
   try {
     return parseJsonValue(value);
@@ -93,13 +99,14 @@ function parse(value: Uint8Array): unknown {
 export function decodeEnvoyPage(value: Uint8Array): EnvoyReport[] | undefined {
   const page = parse(value) as { envoys?: unknown } | undefined;
   if (typeof page !== "object" || page === null || !Array.isArray(page.envoys)) return undefined;
+  const isEnvoyReport = reportValidators().envoy;
   return page.envoys.filter((report): report is EnvoyReport => isEnvoyReport(report));
 }
 
 /** A replica's report, or undefined when the value is not one. */
 export function decodeReplicaReport(value: Uint8Array): ReplicaReport | undefined {
   const report = parse(value);
-  return isReplicaReport(report) ? report : undefined;
+  return reportValidators().replica(report) ? report : undefined;
 }
 
 const encode = (text: string) => Buffer.from(text, "utf8").toString("base64url");
