@@ -20,7 +20,7 @@ node_modules/.package-lock.json: package-lock.json | tools
 
 install: tools node_modules/.package-lock.json ## tools and npm dependencies
 
-build: install ## compile every workspace (tsc -b)
+build: install ## compile every workspace (tsc -b) and bundle the replica
 	npm run build
 
 up: build ## start the stack (NATS, API, 2 xDS replicas, Envoy, upstreams A, B); NATS_CLUSTER=3, ENVOY_ADS=delta
