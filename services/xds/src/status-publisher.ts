@@ -100,7 +100,7 @@ export class StatusPublisher {
     const current = this.#options.report();
     const replica = JSON.stringify(current);
     if (refresh || replica !== this.#lastReplicaReport) {
-      const report: ReplicaReport = { ...current, updatedAt: new Date(now).toISOString() };
+      const report: ReplicaReport = { ...current, updatedAt: this.#isoTime(now) };
       writes.push({ done: kv.put(replicaReportKey(this.#options.replicaId), JSON.stringify(report)), retry: () => (this.#lastReplicaReport = "") });
       this.#lastReplicaReport = replica;
     }
