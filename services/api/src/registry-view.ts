@@ -1,9 +1,7 @@
 // The API's view of the registry bucket (records and claims), followed with a KV watch. It lets a
 // PUT skip reading before writing: the write is a compare-and-set against the revision the view
 // holds, so a view that is behind costs a retry on the checked path, never a wrong write.
-import { BucketWatcher, decodeRecord, parseKey, type BucketEntry, type NatsLink, type ServiceRecord } from "@envoyage/registry";
-import type { KV } from "@nats-io/kv";
-import type { Logger } from "pino";
+import { BucketWatcher, decodeRecord, parseKey, type BucketEntry, type BucketWatcherOptions, type ServiceRecord } from "@envoyage/registry";
 
 export interface ViewedService {
   revision: number;
@@ -26,14 +24,8 @@ export class RegistryView {
   readonly #watcher: BucketWatcher;
   #loaded = false;
 
-  constructor(options: { link: NatsLink; bucket: string; logger: Logger; open: () => Promise<KV> }) {
-    this.#watcher = new BucketWatcher({
-      link: options.link,
-      bucket: options.bucket,
-      open: () => options.open(),
-      logger: options.logger,
-      handlers: { entry: (entry) => this.#apply(entry), loaded: () => void (this.#loaded = true) },
-    });
+  constructor(options: Omit<BucketWatcherOptions, "handlers">) {
+    this.#watcher = new BucketWatcher({ ...options, handlers: { entry: (entry) => this.#apply(entry), loaded: () => void (this.#loaded = true) } });
   }
 
   /** True once the bucket's state has been loaded; until then callers take the checked path. */

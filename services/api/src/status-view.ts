@@ -3,18 +3,16 @@
 // replicas (services/xds/src/status-publisher.ts): each replica's report and its Envoys in pages.
 // They count only while fresh: an entry not refreshed within the bucket's TTL belongs to a
 // replica that is gone.
-import type { KV } from "@nats-io/kv";
 import {
   BucketWatcher,
   decodeEnvoyPage,
   decodeReplicaReport,
   STATUS_TTL_MS,
   type BucketEntry,
+  type BucketWatcherOptions,
   type EnvoyReport,
-  type NatsLink,
   type ReplicaReport,
 } from "@envoyage/registry";
-import type { Logger } from "pino";
 
 interface Seen<T> {
   report: T;
@@ -42,14 +40,8 @@ export class StatusView {
   readonly #replicas = new Map<string, Seen<ReplicaReport>>();
   readonly #watcher: BucketWatcher;
 
-  constructor(options: { link: NatsLink; bucket: string; logger: Logger; open: () => Promise<KV> }) {
-    this.#watcher = new BucketWatcher({
-      link: options.link,
-      bucket: options.bucket,
-      open: () => options.open(),
-      logger: options.logger,
-      handlers: { entry: (entry) => this.#apply(entry), loaded: () => {} },
-    });
+  constructor(options: Omit<BucketWatcherOptions, "handlers">) {
+    this.#watcher = new BucketWatcher({ ...options, handlers: { entry: (entry) => this.#apply(entry), loaded: () => {} } });
   }
 
   start(): Promise<void> {
