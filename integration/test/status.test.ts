@@ -53,6 +53,17 @@ describe("sync status", () => {
     assert.deepEqual(service.status, { state: "serving", envoys: { connected: 1, acked: 1 } });
   });
 
+  it("keeps the Envoy SYNCED past keys the replicas ignore, and lists no service for them", async () => {
+    await stack.nats_("kv", "put", "envoyage", "notes.readme", "not a registry key");
+    await stack.nats_("kv", "put", "envoyage", "services.Upper", JSON.stringify(record(stack.upstreams.B, ["upper.example.com"])));
+    // SYNCED: the Envoy holds the bucket's latest revision, which these two writes raised.
+    await waitFor("the Envoy to be SYNCED with the latest revision", async () => ((await envoys()).envoys[0]?.status === "SYNCED" ? true : undefined));
+    const services = (await stack.call("GET", "/v1/services")).body.services as { name: string }[];
+    assert.deepEqual(services.map((s) => s.name), ["web"]);
+    await stack.nats_("kv", "del", "--force", "envoyage", "notes.readme");
+    await stack.nats_("kv", "del", "--force", "envoyage", "services.Upper");
+  });
+
   it("reports a record that loses a domain conflict, and one that is invalid, with why", async () => {
     await stack.nats_("kv", "put", "envoyage", "services.intruder", JSON.stringify(record(stack.upstreams.B, ["web.example.com"])));
     await stack.nats_("kv", "put", "envoyage", "services.broken", '{"domains":["broken.example.com"],"endpoints":[]}');

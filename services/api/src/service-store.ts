@@ -8,7 +8,7 @@
 // is what Envoy serves.
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
-import { claimKey, decodeRecord, encodeRecord, formatProblem, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
+import { claimKey, decodeRecord, encodeRecord, formatProblem, parseKey, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
 import { ApiError, domainConflict, revisionMismatch } from "./errors.js";
 import type { RegistryView } from "./registry-view.js";
 
@@ -74,7 +74,11 @@ export class ServiceStore {
 
   async list(): Promise<StoredService[]> {
     const names: string[] = [];
-    for await (const key of await this.#kv.keys(`${SERVICE_PREFIX}>`)) names.push(key.slice(SERVICE_PREFIX.length));
+    for await (const key of await this.#kv.keys(`${SERVICE_PREFIX}>`)) {
+      // Keys with a name the API refuses (written with the CLI) are no services: the replicas ignore them too.
+      const parsed = parseKey(key);
+      if (parsed.kind === "service") names.push(parsed.name);
+    }
     names.sort();
     const out: StoredService[] = [];
     for (let i = 0; i < names.length; i += LIST_CONCURRENCY) {

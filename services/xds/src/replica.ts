@@ -105,7 +105,6 @@ export class Replica {
 
   #apply(entry: BucketEntry): void {
     this.#options.events?.entry(entry, this.#loaded);
-    this.#firstWriteAt = Math.min(this.#firstWriteAt ?? Infinity, entry.created.getTime());
     this.#measureRate();
     const key = parseKey(entry.key);
     if (key.kind === "service") {
@@ -118,8 +117,12 @@ export class Replica {
     } else {
       const invalid = key.kind === "invalid"; // a service or claim key with a name the API would refuse
       this.#options.logger[invalid ? "warn" : "debug"]({ key: entry.key }, "ignoring a key outside the registry layout");
+      // Still committed (a commit without changes): Envoys holding the current snapshot hold this
+      // revision too, so their sync status must reach it. Not timed as a change: nothing changed.
+      this.#scheduleCommit();
       return;
     }
+    this.#firstWriteAt = Math.min(this.#firstWriteAt ?? Infinity, entry.created.getTime());
     this.#scheduleCommit();
   }
 
