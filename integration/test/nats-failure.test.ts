@@ -122,6 +122,16 @@ describe("NATS outage (one server, file storage, SIGKILL)", () => {
     await assertNoAckedWriteLost(stack, log);
     report(t, log, result, `; outage ${(restartedAt - killedAt).toFixed(0)} ms; first change after it reached Envoy in ${changeMs.toFixed(1)} ms`);
   });
+
+  it("brings sync status back: the status bucket, lost with the server's memory, is created again", async () => {
+    const envoy = await waitFor("the Envoy to be reported SYNCED again", async () => {
+      const { body } = await stack.call("GET", "/v1/envoys");
+      return body?.envoys?.length === 1 && body.envoys[0].status === "SYNCED" ? body.envoys[0] : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 200 });
+    assert.equal(envoy.connected, true);
+    const warnings = stack.api.process.output().split("\n").filter((line) => line.includes("bucket watch failed")).length;
+    assert.ok(warnings <= 4, `the API warned ${warnings} times that a bucket watch failed: once per watch and outage is enough`);
+  });
 });
 
 describe("clustered NATS (3 nodes, bucket on 3 replicas): the stream leader dies", () => {

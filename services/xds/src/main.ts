@@ -54,6 +54,9 @@ logger.info(
   "xDS replica started; loading the registry",
 );
 void replica.start();
+link.onEvent((event) => {
+  if (event === "reconnected") publisher.reconnected();
+});
 void publisher.start(async () =>
   openStatusBucket(jetstream(await link.connect(), { timeout: config.registry.natsTimeoutMs }), config.registry.statusBucket, config.registry.bucketReplicas),
 );

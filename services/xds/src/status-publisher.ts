@@ -45,11 +45,14 @@ export class StatusPublisher {
   /** Something about the Envoys changed since the last flush. */
   #changed = false;
   #kv: KV | undefined;
+  #open: (() => Promise<KV>) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
   #lastRefresh = 0;
   #lastReplicaReport = "";
   #failing = false;
+  /** The bucket may be gone (NATS restarted): open it again before the next write. */
+  #reopen = false;
   /** The last time formatted by #isoTime, and its text. */
   #isoMs = -1;
   #iso = "";
@@ -60,6 +63,7 @@ export class StatusPublisher {
 
   /** Opens the status bucket (retrying until it can) and publishes from then on. */
   async start(open: () => Promise<KV>): Promise<void> {
+    this.#open = open;
     this.#timer = setInterval(() => {
       if (!this.#flushing) void this.flush();
     }, FLUSH_MS);
@@ -84,6 +88,11 @@ export class StatusPublisher {
     }
   }
 
+  /** NATS reconnected: it may be a restarted server that lost the bucket. */
+  reconnected(): void {
+    this.#reopen = true;
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
@@ -91,8 +100,16 @@ export class StatusPublisher {
   }
 
   async #flush(): Promise<void> {
-    const kv = this.#kv;
-    if (!kv) return;
+    if (!this.#kv) return;
+    // The bucket lives in memory: a nats-server that restarted lost it, and writes to it fail
+    // until it exists again. After a reconnect or a failed flush, open (and so create) it again
+    // first, and rewrite everything: what was written before may be gone with it.
+    if (this.#reopen) {
+      this.#kv = await this.#open!().catch(() => this.#kv);
+      this.#reopen = false;
+      this.#lastRefresh = 0;
+    }
+    const kv = this.#kv!;
     const now = Date.now();
     const refresh = now - this.#lastRefresh >= REFRESH_MS;
     // Each write, and how to have it made again if it fails.
@@ -142,6 +159,7 @@ export class StatusPublisher {
     if (failure) {
       if (!this.#failing) this.#options.logger.warn({ err: failure.reason }, "cannot publish sync status; retrying");
       this.#failing = true;
+      this.#reopen = true;
     } else {
       if (this.#failing) this.#options.logger.info("publishing sync status again");
       this.#failing = false;

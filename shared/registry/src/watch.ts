@@ -81,7 +81,7 @@ export class BucketWatcher {
       // fresh watch from where we were rather than wait for heartbeats to time out.
       if (event === "reconnected") this.#restart();
     });
-    this.#loop = this.#watchLoop(this.#kv);
+    this.#loop = this.#watchLoop();
     this.#watchdog = setInterval(() => void this.#checkProgress(), WATCHDOG_MS);
   }
 
@@ -141,10 +141,11 @@ export class BucketWatcher {
     }
   }
 
-  async #bind(nc: NatsConnection): Promise<KV> {
+  /** Binds to the bucket, retrying until it can; undefined once stopped. */
+  async #bind(nc: NatsConnection): Promise<KV | undefined> {
     const { bucket, logger } = this.#options;
     let warned = false;
-    for (;;) {
+    while (!this.#stopped) {
       try {
         const kv = await this.#options.open(nc);
         logger.info({ bucket }, "bound to KV bucket");
@@ -158,6 +159,7 @@ export class BucketWatcher {
         await delay(RETRY_MS);
       }
     }
+    return undefined;
   }
 
   #restart(): void {
@@ -165,17 +167,20 @@ export class BucketWatcher {
     this.#watch?.stop();
   }
 
-  async #watchLoop(kv: KV): Promise<void> {
+  async #watchLoop(): Promise<void> {
     const { handlers, logger } = this.#options;
+    let failures = 0;
     while (!this.#stopped) {
       const generation = ++this.#generation;
       try {
+        const kv = this.#kv!;
         if (!this.#loaded && (await kv.status()).values === 0) this.#markLoaded(); // an empty bucket delivers nothing
         const resumeFromRevision = this.#lastRevision > 0 ? this.#lastRevision + 1 : undefined;
         const watch = await kv.watch({ key: ">", resumeFromRevision });
         this.#watch = watch;
         if (generation !== this.#generation) watch.stop();
         logger.info({ bucket: this.#options.bucket, fromRevision: resumeFromRevision ?? "latest values" }, "watching the bucket");
+        failures = 0;
         for await (const e of watch) {
           if (generation !== this.#generation) break;
           if (e.revision <= this.#lastRevision) continue;
@@ -185,15 +190,32 @@ export class BucketWatcher {
           if (!this.#loaded && e.delta === 0) this.#markLoaded();
         }
       } catch (error) {
-        if (!this.#stopped) logger.warn({ err: error, bucket: this.#options.bucket }, "bucket watch failed; restarting it");
+        // Said once per outage, not every retry.
+        if (!this.#stopped) logger[failures++ === 0 ? "warn" : "debug"]({ err: error, bucket: this.#options.bucket }, "bucket watch failed; restarting it");
+        if (isStreamMissing(error)) await this.#rebind();
       }
       if (this.#stopped) return;
       if (generation === this.#generation) await delay(RETRY_MS); // it ended on its own: back off
     }
   }
 
+  /**
+   * The bucket is gone: a nats-server that restarted lost a memory bucket, or it was deleted.
+   * Binds to it again once it exists (open may create it); its revisions start over.
+   */
+  async #rebind(): Promise<void> {
+    const kv = await this.#bind(await this.#options.link.connect());
+    if (!kv) return;
+    this.#kv = kv;
+    this.#lastRevision = 0;
+  }
+
   #markLoaded(): void {
     this.#loaded = true;
     this.#options.handlers.loaded();
   }
+}
+
+function isStreamMissing(error: unknown): boolean {
+  return error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound;
 }
