@@ -34,5 +34,8 @@ export const revisionMismatch = (expected: number, current: number | undefined) 
     { currentRevision: current ?? null },
   );
 
+export const alreadyExists = (current: number | undefined) =>
+  new ApiError(412, "revision_mismatch", "If-None-Match: * but the service exists", { currentRevision: current ?? null });
+
 export const unavailable = (reason: string) =>
   new ApiError(503, "registry_unavailable", `the registry (NATS) is unavailable: ${reason}`);

@@ -9,7 +9,7 @@
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { claimKey, decodeRecord, encodeRecord, formatProblem, parseKey, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
-import { ApiError, domainConflict, revisionMismatch } from "./errors.js";
+import { alreadyExists, ApiError, domainConflict, revisionMismatch } from "./errors.js";
 import type { RegistryView } from "./registry-view.js";
 
 export interface StoredService {
@@ -25,8 +25,11 @@ export interface WriteResult {
   created: boolean;
 }
 
-/** `If-Match`: a revision number, or "*" for "whatever revision, but it must exist". */
-export type Precondition = number | "*" | undefined;
+/**
+ * `If-Match`: a revision number, or "*" for "whatever revision, but it must exist";
+ * "absent" (`If-None-Match: *`): only if it does not exist.
+ */
+export type Precondition = number | "*" | "absent" | undefined;
 
 const CLAIM_ATTEMPTS = 5;
 /** A claim whose holder never got its record written (its PUT failed half way) expires after this. */
@@ -150,7 +153,13 @@ export class ServiceStore {
       const value = encodeRecord(record);
       let revision: number;
       let created = false;
-      if (precondition !== undefined) {
+      if (precondition === "absent") {
+        // checkPrecondition made sure it did not exist; a writer that got there since wins.
+        revision = await this.#kv.create(key, value).catch((error: unknown) => {
+          throw isWrongRevision(error) ? alreadyExists(undefined) : error;
+        });
+        created = true;
+      } else if (precondition !== undefined) {
         // checkPrecondition made sure the service exists at the expected revision.
         revision = await this.#kv.update(key, value, existing!.revision).catch((error: unknown) => {
           throw isWrongRevision(error) ? revisionMismatch(existing!.revision, undefined) : error;
@@ -280,6 +289,10 @@ async function claimEach(domains: string[], claim: (domain: string) => Promise<u
 
 function checkPrecondition(precondition: Precondition, current: number | undefined): void {
   if (precondition === undefined) return;
+  if (precondition === "absent") {
+    if (current !== undefined) throw alreadyExists(current);
+    return;
+  }
   if (precondition === "*") {
     if (current === undefined) throw new ApiError(412, "revision_mismatch", "If-Match: * but the service does not exist", { currentRevision: null });
     return;

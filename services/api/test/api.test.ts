@@ -166,6 +166,36 @@ describe("If-Match", () => {
     const malformed = await call("PUT", "/v1/services/ghost", web, { "if-match": "yesterday" });
     assert.equal(malformed.status, 400);
     assert.equal(malformed.body.error.code, "invalid_if_match");
+    const weak = await call("PUT", "/v1/services/ghost", web, { "if-match": 'W/"3"' });
+    assert.equal(weak.status, 400, "a weak ETag never matches If-Match");
+    assert.equal(weak.body.error.code, "invalid_if_match");
+    assert.equal((await call("GET", "/v1/services/ghost")).status, 404, "nothing was written");
+  });
+
+  it("creates only what does not exist with If-None-Match: *, and refuses other forms", async () => {
+    const body = { ...web, domains: ["once.example.com"] };
+    const created = await call("PUT", "/v1/services/once", body, { "if-none-match": "*" });
+    assert.equal(created.status, 201);
+    const again = await call("PUT", "/v1/services/once", body, { "if-none-match": "*" });
+    assert.equal(again.status, 412);
+    assert.equal(again.body.error.code, "revision_mismatch");
+    assert.equal(again.body.error.currentRevision, created.body.revision);
+    assert.equal((await call("PUT", "/v1/services/once", body, { "if-none-match": '"3"' })).body.error.code, "invalid_if_none_match");
+    const both = await call("PUT", "/v1/services/once", body, { "if-none-match": "*", "if-match": "*" });
+    assert.equal(both.status, 400);
+    assert.equal((await call("GET", "/v1/services/once")).body.revision, created.body.revision, "nothing was written");
+  });
+});
+
+describe("methods", () => {
+  it("answers 405 with Allow for a known path asked with a method it does not have", async () => {
+    const post = await call("POST", "/v1/services/web", web);
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get("allow"), "GET, PUT, DELETE");
+    assert.equal(post.body.error.code, "method_not_allowed");
+    const putList = await call("PUT", "/v1/services", web);
+    assert.equal(putList.status, 405);
+    assert.equal(putList.headers.get("allow"), "GET");
   });
 });
 

@@ -5,10 +5,15 @@ import { Type } from "typebox";
 
 export const NameParams = Type.Object({ name: ServiceName });
 
-export const IfMatchHeaders = Type.Object({
-  "if-match": Type.Optional(
-    Type.String({ description: 'Expected revision (the ETag of GET, e.g. "12"); "*" requires the service to exist.' }),
-  ),
+const ifMatch = Type.Optional(
+  Type.String({ description: 'Expected revision (the ETag of GET, e.g. "12"); "*" requires the service to exist.' }),
+);
+
+export const IfMatchHeaders = Type.Object({ "if-match": ifMatch });
+
+export const PutHeaders = Type.Object({
+  "if-match": ifMatch,
+  "if-none-match": Type.Optional(Type.String({ description: '"*": create the service only if it does not exist yet.' })),
 });
 
 const EnvoyCounts = Type.Object({

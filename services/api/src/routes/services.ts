@@ -1,22 +1,42 @@
 // /v1/services: create or replace, read, list and delete service records.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import type { FastifyReply } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import { ApiError, notFound } from "../errors.js";
 import type { RegistryAccess } from "../registry-access.js";
 import type { StatusView } from "../status-view.js";
 import type { Precondition, StoredService as Stored } from "../service-store.js";
-import { ErrorBody, IfMatchHeaders, NameParams, ServiceList, ServiceRecordSchema, StoredService } from "./schemas.js";
+import { ErrorBody, IfMatchHeaders, NameParams, PutHeaders, ServiceList, ServiceRecordSchema, StoredService } from "./schemas.js";
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, ErrorBody]));
 
 /** Parses If-Match: a revision, quoted like our ETags or not, or "*". */
 function precondition(header: string | undefined): Precondition {
   if (header === undefined) return undefined;
-  const value = header.trim().replace(/^W\//, "").replace(/^"(.*)"$/, "$1");
-  if (value === "*") return "*";
-  if (/^[0-9]{1,15}$/.test(value)) return Number(value);
+  const value = header.trim();
+  // If-Match compares strongly (RFC 9110): a weak ETag would never match, so say why instead.
+  if (value.startsWith("W/")) throw new ApiError(400, "invalid_if_match", `If-Match takes the ETag as GET gives it (such as "12"), not a weak one: got ${JSON.stringify(header)}`);
+  const unquoted = value.replace(/^"(.*)"$/, "$1");
+  if (unquoted === "*") return "*";
+  if (/^[0-9]{1,15}$/.test(unquoted)) return Number(unquoted);
   throw new ApiError(400, "invalid_if_match", `If-Match must be a revision such as "12" or "*", got ${JSON.stringify(header)}`);
+}
+
+/** A PUT's precondition: If-Match, or If-None-Match: * (create only), not both. */
+function putPrecondition(ifMatch: string | undefined, ifNoneMatch: string | undefined): Precondition {
+  if (ifNoneMatch === undefined) return precondition(ifMatch);
+  if (ifNoneMatch.trim() !== "*") throw new ApiError(400, "invalid_if_none_match", `only If-None-Match: * is supported (create if absent), got ${JSON.stringify(ifNoneMatch)}`);
+  if (ifMatch !== undefined) throw new ApiError(400, "invalid_if_none_match", "send If-Match or If-None-Match, not both");
+  return "absent";
+}
+
+/** A known path asked with a method it does not have: 405 with the methods it has. */
+function methodNotAllowed(allow: string[]) {
+  return (request: FastifyRequest, reply: FastifyReply) =>
+    reply
+      .header("allow", allow.join(", "))
+      .status(405)
+      .send(new ApiError(405, "method_not_allowed", `${request.method} is not allowed here; use ${allow.join(", ")}`).body());
 }
 
 function render(service: Stored, status?: ReturnType<StatusView["serviceStatus"]>) {
@@ -35,15 +55,15 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
       schema: {
         summary: "Create or replace a service",
         params: NameParams,
-        headers: IfMatchHeaders,
+        headers: PutHeaders,
         body: ServiceRecordSchema,
         response: { 200: StoredService, 201: StoredService, ...errors(400, 409, 412, 413, 415, 503) },
       },
     },
     async (request, reply) => {
       const { name } = request.params;
-      const ifMatch = precondition(request.headers["if-match"]);
-      const { service, created } = await registry.run((store) => store.put(name, request.body, ifMatch));
+      const expected = putPrecondition(request.headers["if-match"], request.headers["if-none-match"]);
+      const { service, created } = await registry.run((store) => store.put(name, request.body, expected));
       request.log.info({ service: name, revision: service.revision, created }, created ? "service created" : "service replaced");
       return withEtag(reply, service.revision).status(created ? 201 : 200).send(render(service));
     },
@@ -90,4 +110,8 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
       return reply.status(204).send(null);
     },
   );
+
+  const hidden = { schema: { hide: true } };
+  app.route({ ...hidden, method: ["POST", "PATCH"], url: "/v1/services/:name", handler: methodNotAllowed(["GET", "PUT", "DELETE"]) });
+  app.route({ ...hidden, method: ["POST", "PUT", "PATCH", "DELETE"], url: "/v1/services", handler: methodNotAllowed(["GET"]) });
 };
