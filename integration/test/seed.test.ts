@@ -78,9 +78,10 @@ function seedSuite(protocol: "sotw" | "delta"): void {
       await assertSameEnvoy();
     });
 
-    it("ignores the port in the Host header and keeps other hosts at 404", async () => {
+    it("ignores the port and a trailing dot in the Host header and keeps other hosts at 404", async () => {
       await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
       await stack.until(`${WEB}:${stack.listenerPort}`, A);
+      assert.equal((await stack.get(`${WEB}.`)).body, A, "a fully qualified name selects the service");
       assert.equal((await stack.get("unknown.example.com")).status, 404);
       await stack.call("DELETE", "/v1/services/web");
       await stack.until(WEB, 404);

@@ -1,5 +1,6 @@
 // The one HTTP listener. Its connection manager takes routes from RDS over ADS and ignores the
-// port in the Host header, so "web.example.com:10000" selects web.example.com.
+// port and a trailing dot in the Host header, so "web.example.com:10000" and "web.example.com."
+// (a fully qualified name) select web.example.com.
 import { ApiVersion } from "@envoyage/proto/envoy/config/core/v3/config_source.js";
 import { Listener } from "@envoyage/proto/envoy/config/listener/v3/listener.js";
 import { Router } from "@envoyage/proto/envoy/extensions/filters/http/router/v3/router.js";
@@ -23,6 +24,7 @@ export function translateListener(options: TranslateOptions): Listener {
     statPrefix: LISTENER_NAME,
     codecType: HttpConnectionManager_CodecType.AUTO,
     stripAnyHostPort: true,
+    stripTrailingHostDot: true,
     rds: { routeConfigName: ROUTE_CONFIG_NAME, configSource: { ads: {}, resourceApiVersion: ApiVersion.V3 } },
     httpFilters: [
       {
