@@ -40,7 +40,12 @@ log() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 
 pidfile() { echo "$RUN/$1.pid"; }
-alive() { local f; f="$(pidfile "$1")"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+# running PID: the process exists and has not exited (a zombie not yet reaped has: some init
+# processes reap slowly, and kill -0 still succeeds on it).
+running() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
+alive() { local f; f="$(pidfile "$1")"; [ -f "$f" ] && running "$(cat "$f")"; }
+# Where the logs are, as the user would type it (relative to the project when inside it).
+LOGS_SHOWN="${LOGS#"$ROOT"/}"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -50,7 +55,7 @@ start() {
   if alive "$name"; then log "$name already running (pid $(cat "$(pidfile "$name")"))"; return; fi
   setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! >"$(pidfile "$name")"
-  log "$name started (pid $!, log .run/logs/$name.log)"
+  log "$name started (pid $!, log $LOGS_SHOWN/$name.log)"
 }
 
 # wait_for WHAT TIMEOUT_S COMMAND... : retries COMMAND until it succeeds
@@ -58,7 +63,7 @@ wait_for() {
   local what="$1" timeout="$2"; shift 2
   local deadline=$((SECONDS + timeout))
   until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || die "$what did not come up within ${timeout}s; see .run/logs/"
+    [ "$SECONDS" -lt "$deadline" ] || die "$what did not come up within ${timeout}s; see $LOGS_SHOWN/"
     sleep 0.1
   done
 }
@@ -162,10 +167,10 @@ stop_one() {
   f="$(pidfile "$name")"
   [ -f "$f" ] || return 0
   pid="$(cat "$f")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if running "$pid"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
+    for _ in $(seq 1 100); do running "$pid" || break; sleep 0.1; done
+    if running "$pid"; then
       log "$name did not stop within 10s; killing it"
       kill -KILL -- "-$pid" 2>/dev/null || true
     fi
