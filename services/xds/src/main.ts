@@ -27,7 +27,15 @@ const metrics: XdsMetrics = new XdsMetrics(store, {
   ready: () => replica.ready,
   revision: () => replica.revision,
 });
-const replica: Replica = new Replica({ link, settings: config.registry, logger, store, batch: config.batch, events: metrics.replicaEvents() });
+const replica: Replica = new Replica({
+  link,
+  settings: config.registry,
+  logger,
+  store,
+  batch: config.batch,
+  events: metrics.replicaEvents(),
+  served: () => ads.streamCount > 0,
+});
 const publisher = new StatusPublisher({
   replicaId: config.replicaId,
   logger,

@@ -17,6 +17,8 @@ export interface ReplicaOptions {
   store: SnapshotStore;
   batch: BatchSettings;
   events?: ReplicaEvents;
+  /** Whether any Envoy is connected to this replica (see STANDBY_COMMIT_MS). */
+  served: () => boolean;
 }
 
 /**
@@ -37,6 +39,14 @@ export interface ReplicaEvents {
   rejected(name: string, reason: "invalid" | "conflict" | "validation"): void;
 }
 
+/**
+ * A standby — a ready replica no Envoy is connected to — commits a change this long after it
+ * arrives rather than at once: nobody waits for its snapshot, and replicas that serve, often on
+ * the same cores (every replica takes every change at the same moment), get them first. With two
+ * replicas on 2 cores and one Envoy, this took ~0.5 ms off a change's way to Envoy at p50 (8 A/B
+ * runs of 150–200 changes). An Envoy that connects meanwhile gets the previous commit, then this.
+ */
+const STANDBY_COMMIT_MS = 20;
 const LOOKUP_RETRY_MS = 500;
 const CLAIM_RETRY_MS = 2000;
 const utf8 = new TextDecoder();
@@ -168,7 +178,8 @@ export class Replica {
   }
 
   /**
-   * Commits after the entries at hand are applied: at once, or once per window during a burst.
+   * Commits after the entries at hand are applied: at once, once per window during a burst, or a
+   * little later on a standby.
    * Nothing is committed before the bucket is loaded: nobody is served until then, and one commit
    * of the whole registry costs less than one every window (each assembles the route table).
    */
@@ -181,7 +192,8 @@ export class Replica {
     };
     const { windowMs, burst } = this.#options.batch;
     const bursting = burst > 0 && this.#gapAverage < windowMs / burst;
-    const wait = bursting ? this.#lastCommitAt + windowMs - performance.now() : 0;
+    const standby = this.#options.store.ready && !this.#options.served();
+    const wait = Math.max(bursting ? this.#lastCommitAt + windowMs - performance.now() : 0, standby ? STANDBY_COMMIT_MS : 0);
     if (wait > 0) setTimeout(run, wait);
     // Entries of the same read still to come are applied first; a lone change goes out at once,
     // ahead of the rest of this turn (a turn of the event loop later cost ~0.2 ms, measured).
