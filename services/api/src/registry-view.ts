@@ -25,7 +25,19 @@ export class RegistryView {
   #loaded = false;
 
   constructor(options: Omit<BucketWatcherOptions, "handlers">) {
-    this.#watcher = new BucketWatcher({ ...options, handlers: { entry: (entry) => this.#apply(entry), loaded: () => void (this.#loaded = true) } });
+    this.#watcher = new BucketWatcher({
+      ...options,
+      handlers: {
+        entry: (entry) => this.#apply(entry),
+        loaded: () => void (this.#loaded = true),
+        recreated: () => {
+          // Until the new bucket is loaded, writes take the checked path.
+          this.#loaded = false;
+          this.#services.clear();
+          this.#claims.clear();
+        },
+      },
+    });
   }
 
   /** True once the bucket's state has been loaded; until then callers take the checked path. */

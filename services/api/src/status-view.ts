@@ -41,7 +41,17 @@ export class StatusView {
   readonly #watcher: BucketWatcher;
 
   constructor(options: Omit<BucketWatcherOptions, "handlers">) {
-    this.#watcher = new BucketWatcher({ ...options, handlers: { entry: (entry) => this.#apply(entry), loaded: () => {} } });
+    this.#watcher = new BucketWatcher({
+      ...options,
+      handlers: {
+        entry: (entry) => this.#apply(entry),
+        loaded: () => {},
+        recreated: () => {
+          this.#envoys.clear();
+          this.#replicas.clear();
+        },
+      },
+    });
   }
 
   start(): Promise<void> {

@@ -18,7 +18,7 @@ export interface XdsConfig {
   /** How long SIGTERM waits for Envoys to move their streams elsewhere. */
   shutdownGraceMs: number;
   /** Burst coalescing (replica.ts, BatchSettings). */
-  batch: { windowMs: number; burst: number };
+  batch: { windowMs: number; burst: number; standbyMs: number };
   /** Response bytes being written to all Envoys at once, at most (ads/write-budget.ts). */
   writeBudgetBytes: number;
 }
@@ -35,7 +35,11 @@ export function loadConfig(env: Env): XdsConfig {
     listenerAddress: envString(env, "LISTENER_ADDRESS", "0.0.0.0"),
     listenerPort: envPort(env, "LISTENER_PORT", 10000),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 5000, 0, 600_000),
-    batch: { windowMs: envInt(env, "COMMIT_BATCH_MS", 50, 0, 600_000), burst: envInt(env, "COMMIT_BURST", 25, 0, 100_000) },
+    batch: {
+      windowMs: envInt(env, "COMMIT_BATCH_MS", 50, 0, 600_000),
+      burst: envInt(env, "COMMIT_BURST", 25, 0, 100_000),
+      standbyMs: envInt(env, "COMMIT_STANDBY_MS", 20, 0, 60_000),
+    },
     writeBudgetBytes: envInt(env, "XDS_WRITE_BUDGET_MB", 64, 1, 65_536) * 1024 * 1024,
   };
 }

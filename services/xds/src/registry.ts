@@ -97,6 +97,17 @@ export class Registry {
     this.#setEffective(name, entry, fallback);
   }
 
+  /**
+   * The bucket was deleted and created again: every record and claim applied so far is void.
+   * What is served is withdrawn by the next resolve(), unless the new bucket has it again.
+   */
+  forgetAll(): void {
+    for (const [name, entry] of this.#entries) this.#setEffective(name, entry, undefined);
+    this.#entries.clear();
+    this.#claims.clear();
+    this.#deletedAt.clear();
+  }
+
   /** Applies domains.<domain> (owner undefined when deleted). */
   setClaim(domain: string, owner: string | undefined, revision: number): void {
     if (owner === undefined) this.#claims.delete(domain);

@@ -19,6 +19,23 @@ describe("Registry", () => {
     assert.equal(registry.status("web"), undefined);
   });
 
+  it("forgets a bucket created again: serves what the new one holds, decided by its claims alone", () => {
+    const registry = new Registry();
+    registry.setService("a", 1, json(["a.com"]));
+    registry.setService("b", 2, json(["shared.com"]));
+    registry.setClaim("shared.com", "b", 3);
+    registry.setService("c", 4, json(["shared.com", "c.com"]));
+    registry.resolve();
+    assert.deepEqual(served(registry), { a: ["a.com"], b: ["shared.com"] });
+    registry.forgetAll();
+    // The new bucket: c first, b later, no claims. What the old claim decided no longer holds.
+    registry.setService("c", 1, json(["shared.com", "c.com"]));
+    registry.setService("b", 2, json(["shared.com"]));
+    const { changes } = registry.resolve();
+    assert.deepEqual(served(registry), { c: ["shared.com", "c.com"] });
+    assert.deepEqual(changes.map((c) => [c.name, c.record !== undefined]).sort(), [["a", false], ["b", false], ["c", true]]);
+  });
+
   it("gives a contested domain to the record written first, and reports the loser", () => {
     const registry = new Registry();
     registry.setService("a", 5, json(["d.com", "a.com"]));

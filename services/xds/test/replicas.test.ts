@@ -151,6 +151,23 @@ describe("xDS replicas on a real bucket", () => {
     assert.ok(performance.now() - started < 1000, "the change waited for the batch window");
   });
 
+  it("commits late on a standby (no Envoy connected), at once when an Envoy is connected", async () => {
+    const standby = await startXds({ natsUrl: nats.url, listenerPort: 10000, env: { COMMIT_STANDBY_MS: "1500" } });
+    replicas.push(standby);
+    await standby.ready(20_000);
+    const committed = async () => ((await (await fetch(`${standby.statusUrl}/status`)).json()) as { revision: number }).revision;
+    const timeToCommit = async (revision: number) => {
+      const started = performance.now();
+      await waitFor("the change to be committed", async () => ((await committed()) >= revision ? true : undefined), { timeoutMs: 5000, intervalMs: 20 });
+      return performance.now() - started;
+    };
+    assert.ok((await timeToCommit(await kv.put("services.s301", endpointAt(301, 41_000)))) >= 1000, "a standby committed at once");
+    const c = client(standby.xdsPort, "standby");
+    await c.waitUntil("the registry", (x) => portOf(x, "s301") === 41_000, 20_000);
+    assert.ok((await timeToCommit(await kv.put("services.s301", endpointAt(301, 41_001)))) < 1000, "a serving replica waited");
+    await c.waitUntil("the change", (x) => portOf(x, "s301") === 41_001, 5000);
+  });
+
   it("claims domains of records written with the CLI, so a later conflicting record never takes them", async () => {
     const live = replicas[0]!;
     const c = client(live.xdsPort, "claims");

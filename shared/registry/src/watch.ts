@@ -1,7 +1,9 @@
 // A bucket watcher: it delivers every key's latest value in revision order, says when the initial
 // load is complete, and survives NATS going away: the watch resumes from the last revision it
-// applied, so no change made meanwhile is missed, and a watch that stalls is restarted. The xDS
-// replicas follow the registry with it; the API follows the registry and the status bucket.
+// applied, so no change made meanwhile is missed, and a watch that stalls is restarted. A bucket
+// that was deleted and created again (a restarted nats-server loses a memory bucket) has new
+// revisions: the watcher says so and starts over from it. The xDS replicas follow the registry
+// with it; the API follows the registry and the status bucket.
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
@@ -23,6 +25,11 @@ export interface WatchHandlers {
   entry(entry: BucketEntry): void;
   /** The bucket's state as of the watch's start has been delivered (the readiness gate). */
   loaded(): void;
+  /**
+   * The bucket was deleted and created again: everything delivered so far is void. The watch
+   * starts over with the new bucket's latest values, then calls loaded() again.
+   */
+  recreated(): void;
 }
 
 export interface BucketWatcherOptions {
@@ -47,6 +54,8 @@ function toEntry(e: KvWatchEntry): BucketEntry {
 export class BucketWatcher {
   readonly #options: BucketWatcherOptions;
   #kv: KV | undefined;
+  /** Creation time of the bucket's stream when bound: another one means it was created again. */
+  #createdAt: string | undefined;
   #watch: QueuedIterator<KvWatchEntry> | undefined;
   #generation = 0;
   #lastRevision = 0;
@@ -74,7 +83,7 @@ export class BucketWatcher {
   /** Connects, binds to the bucket (waiting for it to exist) and starts watching. */
   async start(): Promise<void> {
     const nc = await this.#options.link.connect();
-    this.#kv = await this.#bind(nc);
+    await this.#bind(nc);
     if (this.#stopped) return;
     this.#options.link.onEvent((event) => {
       // After a reconnect the server may be a restarted one without our consumer: start a
@@ -101,8 +110,12 @@ export class BucketWatcher {
   async #checkProgress(): Promise<void> {
     if (!this.#loaded || !this.#kv || !this.#options.link.isConnected) return;
     try {
-      const last = (await this.#kv.status()).streamInfo.state.last_seq;
-      if (last <= this.#lastRevision) {
+      const { streamInfo } = await this.#kv.status();
+      const last = streamInfo.state.last_seq;
+      if (this.#isAnotherBucket(streamInfo.created)) {
+        // The client's watch may have re-attached to it by itself, at revisions it will not reach.
+        this.#restart();
+      } else if (last <= this.#lastRevision) {
         this.#behindAt = undefined;
       } else if (this.#behindAt === this.#lastRevision) {
         this.#options.logger.warn({ bucket: this.#options.bucket, applied: this.#lastRevision, last }, "the bucket watch stalled; restarting it");
@@ -111,8 +124,10 @@ export class BucketWatcher {
       } else {
         this.#behindAt = this.#lastRevision;
       }
-    } catch {
-      // NATS is unreachable: the link reports it, and the watch resumes when it returns.
+    } catch (error) {
+      // Gone: the watch loop binds again once it exists. Otherwise NATS is unreachable: the link
+      // reports it, and the watch resumes when it returns.
+      if (isStreamMissing(error)) this.#restart();
     }
   }
 
@@ -141,15 +156,17 @@ export class BucketWatcher {
     }
   }
 
-  /** Binds to the bucket, retrying until it can; undefined once stopped. */
-  async #bind(nc: NatsConnection): Promise<KV | undefined> {
+  /** Binds to the bucket, retrying until it can or the watcher stops. */
+  async #bind(nc: NatsConnection): Promise<void> {
     const { bucket, logger } = this.#options;
     let warned = false;
     while (!this.#stopped) {
       try {
         const kv = await this.#options.open(nc);
+        this.#createdAt ??= (await kv.status()).streamInfo.created;
+        this.#kv = kv;
         logger.info({ bucket }, "bound to KV bucket");
-        return kv;
+        return;
       } catch (error) {
         if (!warned) {
           if (error instanceof BucketMissingError) logger.warn(error.message);
@@ -159,7 +176,6 @@ export class BucketWatcher {
         await delay(RETRY_MS);
       }
     }
-    return undefined;
   }
 
   #restart(): void {
@@ -174,7 +190,9 @@ export class BucketWatcher {
       const generation = ++this.#generation;
       try {
         const kv = this.#kv!;
-        if (!this.#loaded && (await kv.status()).values === 0) this.#markLoaded(); // an empty bucket delivers nothing
+        const status = await kv.status();
+        if (this.#isAnotherBucket(status.streamInfo.created)) this.#startOver(status.streamInfo.created);
+        if (!this.#loaded && status.values === 0) this.#markLoaded(); // an empty bucket delivers nothing
         const resumeFromRevision = this.#lastRevision > 0 ? this.#lastRevision + 1 : undefined;
         const watch = await kv.watch({ key: ">", resumeFromRevision });
         this.#watch = watch;
@@ -192,22 +210,28 @@ export class BucketWatcher {
       } catch (error) {
         // Said once per outage, not every retry.
         if (!this.#stopped) logger[failures++ === 0 ? "warn" : "debug"]({ err: error, bucket: this.#options.bucket }, "bucket watch failed; restarting it");
-        if (isStreamMissing(error)) await this.#rebind();
+        if (isStreamMissing(error)) await this.#bind(await this.#options.link.connect());
       }
       if (this.#stopped) return;
       if (generation === this.#generation) await delay(RETRY_MS); // it ended on its own: back off
     }
   }
 
-  /**
-   * The bucket is gone: a nats-server that restarted lost a memory bucket, or it was deleted.
-   * Binds to it again once it exists (open may create it); its revisions start over.
-   */
-  async #rebind(): Promise<void> {
-    const kv = await this.#bind(await this.#options.link.connect());
-    if (!kv) return;
-    this.#kv = kv;
+  /** Whether the bucket's stream is not the one bound first (every peer of a cluster agrees on its creation time). */
+  #isAnotherBucket(createdAt: string): boolean {
+    return createdAt !== this.#createdAt;
+  }
+
+  /** The bucket was created again: what was delivered is void; load the new one from scratch. */
+  #startOver(createdAt: string): void {
+    this.#options.logger.warn(
+      { bucket: this.#options.bucket, appliedRevision: this.#lastRevision },
+      "the bucket was deleted and created again; starting over from its current state",
+    );
+    this.#createdAt = createdAt;
     this.#lastRevision = 0;
+    this.#loaded = false;
+    this.#options.handlers.recreated();
   }
 
   #markLoaded(): void {
