@@ -154,15 +154,15 @@ export class ServiceStore {
       let revision: number;
       let created = false;
       if (precondition === "absent") {
-        // checkPrecondition made sure it did not exist; a writer that got there since wins.
-        revision = await this.#kv.create(key, value).catch((error: unknown) => {
-          throw isWrongRevision(error) ? alreadyExists(undefined) : error;
+        // checkPrecondition made sure it did not exist.
+        revision = await this.#kv.create(key, value).catch(async (error: unknown) => {
+          throw isWrongRevision(error) ? alreadyExists(await this.#storedRevision(key)) : error;
         });
         created = true;
       } else if (precondition !== undefined) {
         // checkPrecondition made sure the service exists at the expected revision.
-        revision = await this.#kv.update(key, value, existing!.revision).catch((error: unknown) => {
-          throw isWrongRevision(error) ? revisionMismatch(existing!.revision, undefined) : error;
+        revision = await this.#kv.update(key, value, existing!.revision).catch(async (error: unknown) => {
+          throw isWrongRevision(error) ? revisionMismatch(existing!.revision, await this.#storedRevision(key)) : error;
         });
       } else if (existing) {
         revision = await this.#kv.put(key, value);
@@ -196,11 +196,17 @@ export class ServiceStore {
     try {
       await this.#kv.delete(key, { previousSeq: current.revision });
     } catch (error) {
-      if (isWrongRevision(error)) throw revisionMismatch(current.revision, undefined);
+      if (isWrongRevision(error)) throw revisionMismatch(current.revision, await this.#storedRevision(key));
       throw error;
     }
     await this.#release(toStored(name, current).record?.domains ?? [], name);
     return true;
+  }
+
+  /** What is stored now, after a compare-and-set lost to a writer that got there first (for its 412). */
+  async #storedRevision(key: string): Promise<number | undefined> {
+    const now = await this.#kv.get(key);
+    return isLive(now) ? now.revision : undefined;
   }
 
   /**

@@ -191,11 +191,15 @@ describe("methods", () => {
   it("answers 405 with Allow for a known path asked with a method it does not have", async () => {
     const post = await call("POST", "/v1/services/web", web);
     assert.equal(post.status, 405);
-    assert.equal(post.headers.get("allow"), "GET, PUT, DELETE");
+    assert.equal(post.headers.get("allow"), "GET, PUT, DELETE, HEAD");
     assert.equal(post.body.error.code, "method_not_allowed");
     const putList = await call("PUT", "/v1/services", web);
     assert.equal(putList.status, 405);
-    assert.equal(putList.headers.get("allow"), "GET");
+    assert.equal(putList.headers.get("allow"), "GET, HEAD");
+    // Decided before the body is read: a form body is not a 415 here.
+    const form = await call("POST", "/v1/services/web", "a=b", { "content-type": "application/x-www-form-urlencoded" });
+    assert.equal(form.status, 405);
+    assert.equal((await call("DELETE", "/v1/envoys")).status, 405);
   });
 });
 

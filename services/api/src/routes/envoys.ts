@@ -7,6 +7,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { RegistryAccess } from "../registry-access.js";
 import type { StatusView } from "../status-view.js";
 import { EnvoyList, ErrorBody } from "./schemas.js";
+import { methodNotAllowed } from "./method-not-allowed.js";
 
 export const envoyRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess; status: StatusView }> = async (app, { registry, status }) => {
   app.get(
@@ -17,4 +18,5 @@ export const envoyRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess; 
       return { revision, envoys: status.envoys(revision) };
     },
   );
+  app.route(methodNotAllowed("/v1/envoys", ["GET"]));
 };

@@ -1,11 +1,12 @@
 // /v1/services: create or replace, read, list and delete service records.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import type { FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyReply } from "fastify";
 import { Type } from "typebox";
 import { ApiError, notFound } from "../errors.js";
 import type { RegistryAccess } from "../registry-access.js";
 import type { StatusView } from "../status-view.js";
 import type { Precondition, StoredService as Stored } from "../service-store.js";
+import { methodNotAllowed } from "./method-not-allowed.js";
 import { ErrorBody, IfMatchHeaders, NameParams, PutHeaders, ServiceList, ServiceRecordSchema, StoredService } from "./schemas.js";
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, ErrorBody]));
@@ -30,14 +31,6 @@ function putPrecondition(ifMatch: string | undefined, ifNoneMatch: string | unde
   return "absent";
 }
 
-/** A known path asked with a method it does not have: 405 with the methods it has. */
-function methodNotAllowed(allow: string[]) {
-  return (request: FastifyRequest, reply: FastifyReply) =>
-    reply
-      .header("allow", allow.join(", "))
-      .status(405)
-      .send(new ApiError(405, "method_not_allowed", `${request.method} is not allowed here; use ${allow.join(", ")}`).body());
-}
 
 function render(service: Stored, status?: ReturnType<StatusView["serviceStatus"]>) {
   const base = service.record
@@ -111,7 +104,6 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
     },
   );
 
-  const hidden = { schema: { hide: true } };
-  app.route({ ...hidden, method: ["POST", "PATCH"], url: "/v1/services/:name", handler: methodNotAllowed(["GET", "PUT", "DELETE"]) });
-  app.route({ ...hidden, method: ["POST", "PUT", "PATCH", "DELETE"], url: "/v1/services", handler: methodNotAllowed(["GET"]) });
+  app.route(methodNotAllowed("/v1/services/:name", ["GET", "PUT", "DELETE"]));
+  app.route(methodNotAllowed("/v1/services", ["GET"]));
 };
