@@ -105,9 +105,15 @@ export class StatusPublisher {
     // until it exists again. After a reconnect or a failed flush, open (and so create) it again
     // first, and rewrite everything: what was written before may be gone with it.
     if (this.#reopen) {
-      this.#kv = await this.#open!().catch(() => this.#kv);
-      this.#reopen = false;
-      this.#lastRefresh = 0;
+      try {
+        this.#kv = await this.#open!();
+        this.#reopen = false;
+        this.#lastRefresh = 0;
+      } catch (error) {
+        // Writes are tried anyway (the bucket may be there); this says why, once per outage.
+        if (!this.#failing) this.#options.logger.warn({ err: error }, "cannot open the status bucket again; retrying");
+        this.#failing = true;
+      }
     }
     const kv = this.#kv!;
     const now = Date.now();
