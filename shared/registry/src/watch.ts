@@ -105,7 +105,8 @@ export class BucketWatcher {
    * A watch can stall without an error: in a cluster, the node holding its consumer may die
    * while this replica's own connection survives, and the client notices only after missed
    * heartbeats. If the bucket is ahead of us and we made no progress for a whole check,
-   * restart the watch from where we are.
+   * restart the watch from where we are. A bucket that is gone, or was created again, restarts
+   * it too: the watch loop binds again and starts over.
    */
   async #checkProgress(): Promise<void> {
     if (!this.#loaded || !this.#kv || !this.#options.link.isConnected) return;
