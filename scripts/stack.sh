@@ -10,7 +10,8 @@
 #
 # ENVOY_ADS=delta starts Envoy on delta xDS (api_type DELTA_GRPC) instead of state of the world.
 # NATS_CLUSTER=3 runs NATS as a 3-node JetStream cluster (client ports 4222-4224, routes
-# 6222-6224) with the bucket replicated on all three; every service is given all three URLs.
+# 6222-6224, i.e. NATS_PORT + 2000 on) with the bucket replicated on all three; every service is
+# given all three URLs. The stack remembers its NATS mode until `down`.
 #
 # Ports and addresses follow the documented defaults; each can be overridden by the same
 # environment variable the services read (README, "Configuration"): XDS_PORT and XDS_HTTP_PORT
@@ -24,7 +25,10 @@ LOGS="$RUN/logs"
 export PATH="$ROOT/.tools/bin:$PATH"
 
 NATS_PORT="${NATS_PORT:-4222}"
-NATS_CLUSTER="${NATS_CLUSTER:-1}"
+NATS_ROUTE_PORT="$((NATS_PORT + 2000))"
+# The mode the running stack was started in, unless asked for explicitly (up refuses a change).
+NATS_CLUSTER_RUNNING="$(cat "$RUN/nats-cluster" 2>/dev/null || true)"
+NATS_CLUSTER="${NATS_CLUSTER:-${NATS_CLUSTER_RUNNING:-1}}"
 API_PORT="${API_PORT:-8080}"
 XDS_PORT="${XDS_PORT:-9090}"
 XDS_PORTS=("$XDS_PORT" "$((XDS_PORT + 1))")
@@ -81,6 +85,10 @@ up() {
   local node
   node="$(command -v node)"
 
+  if [ -n "$NATS_CLUSTER_RUNNING" ] && [ "$NATS_CLUSTER_RUNNING" != "$NATS_CLUSTER" ]; then
+    die "the stack runs with NATS_CLUSTER=$NATS_CLUSTER_RUNNING; make down first to change it"
+  fi
+  echo "$NATS_CLUSTER" >"$RUN/nats-cluster"
   local nats_urls=() nats_names=()
   if [ "$NATS_CLUSTER" = 1 ]; then
     nats_names=(nats)
@@ -91,7 +99,7 @@ up() {
       nats_names+=("nats-$i")
       nats_urls+=("nats://127.0.0.1:$((NATS_PORT + i - 1))")
     done
-    for i in $(seq 1 "$NATS_CLUSTER"); do start_nats "nats-$i" "$((NATS_PORT + i - 1))" "$((6222 + i - 1))"; done
+    for i in $(seq 1 "$NATS_CLUSTER"); do start_nats "nats-$i" "$((NATS_PORT + i - 1))" "$((NATS_ROUTE_PORT + i - 1))"; done
   fi
   for url in "${nats_urls[@]}"; do wait_for "nats-server ${url##*:}" 15 port_busy "${url##*:}"; done
   local joined
@@ -145,6 +153,7 @@ start_nats() {
   local name="$1" port="$2" cluster="$3"
   alive "$name" && return
   check_port "$port" "$name"
+  [ -z "$cluster" ] || check_port "$cluster" "$name (cluster routes)"
   mkdir -p "$RUN/$name"
   # sync_interval: always = every acknowledged write is on disk before the ack.
   {
@@ -154,7 +163,7 @@ start_nats() {
     if [ -n "$cluster" ]; then
       local routes=() i
       for i in $(seq 1 "$NATS_CLUSTER"); do
-        [ $((6222 + i - 1)) = "$cluster" ] || routes+=("\"nats-route://127.0.0.1:$((6222 + i - 1))\"")
+        [ $((NATS_ROUTE_PORT + i - 1)) = "$cluster" ] || routes+=("\"nats-route://127.0.0.1:$((NATS_ROUTE_PORT + i - 1))\"")
       done
       echo "cluster { name: envoyage, listen: \"127.0.0.1:$cluster\", routes: [$(IFS=,; echo "${routes[*]}")] }"
     fi
@@ -182,7 +191,7 @@ stop_one() {
 down() {
   # Envoy first (it would only log reconnects), NATS last (the services drain to it).
   for name in envoy upstream-a upstream-b xds-1 xds-2 api nats nats-1 nats-2 nats-3 nats-4 nats-5; do stop_one "$name"; done
-  rm -f "$RUN/envoy.started"
+  rm -f "$RUN/envoy.started" "$RUN/nats-cluster"
   local busy=()
   for port in "$NATS_PORT" "$API_PORT" "${XDS_PORTS[@]}" "${XDS_HTTP_PORTS[@]}" "$LISTENER_PORT" "$ADMIN_PORT" "$UPSTREAM_A_PORT" "$UPSTREAM_B_PORT"; do
     port_busy "$port" && busy+=("$port")
