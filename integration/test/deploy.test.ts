@@ -42,8 +42,11 @@ describe("docker-compose.yaml", () => {
   it("runs the same stack as make up, on the same ports", async () => {
     const services = await compose();
     assert.deepEqual(Object.keys(services).sort(), ["api", "envoy", "nats", "upstream-a", "upstream-b", "xds-1", "xds-2"]);
-    const published = Object.values(services).flatMap((s) => s.ports ?? []).map((p) => p.split(":")[0]).sort();
-    assert.deepEqual(published, ["10000", "4222", "5678", "5679", "8080", "9090", "9091", "9901"]);
+    const ports = Object.values(services).flatMap((s) => s.ports ?? []);
+    // host address : host port : container port, on loopback like make up
+    assert.ok(ports.every((p) => p.startsWith("127.0.0.1:")), `published beyond loopback: ${ports.join(", ")}`);
+    const published = ports.map((p) => p.split(":")[1]).sort();
+    assert.deepEqual(published, ["10000", "4222", "5678", "5679", "8080", "9090", "9091", "9190", "9191", "9901"]);
     assert.equal(services["xds-1"]!.environment!["XDS_PORT"], "9090");
     assert.equal(services["xds-2"]!.environment!["XDS_PORT"], "9091");
     assert.equal(services["xds-2"]!.environment!["LISTENER_PORT"], "10000");
