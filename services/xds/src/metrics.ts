@@ -159,6 +159,11 @@ export class XdsMetrics {
       labelNames: ["reason"],
       registers,
     });
+    // Failures are reported at 0 from the start: an alert on their rate has a series to read.
+    for (const [typeUrl, name] of Object.entries(TYPE_NAMES)) {
+      for (const counts of [this.#acks, this.#nacks, this.#stale]) counts.add(typeUrl, () => ({ type: name }), 0);
+    }
+    for (const reason of ["invalid", "conflict", "validation"]) this.#rejected.inc({ reason }, 0);
   }
 
   adsEvents(): AdsEvents {

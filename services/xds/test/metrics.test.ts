@@ -36,7 +36,18 @@ describe("XdsMetrics", () => {
       assert.match(text, /envoyage_xds_push_bytes_total\{type="CDS"\} 16\n/);
       assert.match(text, /envoyage_xds_acks_total\{type="CDS"\} 1\n/);
       assert.match(text, /envoyage_xds_nacks_total\{type="EDS"\} 1\n/);
-      assert.doesNotMatch(text, /envoyage_xds_acks_total\{type="EDS"\}/);
+      assert.match(text, /envoyage_xds_acks_total\{type="EDS"\} 0\n/);
+    }
+  });
+
+  it("reports NACKs, stale requests and rejected records at 0 before the first one, so alerts have a series", async () => {
+    const text = await new XdsMetrics(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 }), sources).registry.metrics();
+    for (const type of ["CDS", "EDS", "LDS", "RDS"]) {
+      assert.match(text, new RegExp(`envoyage_xds_nacks_total\\{type="${type}"\\} 0\n`));
+      assert.match(text, new RegExp(`envoyage_xds_stale_requests_total\\{type="${type}"\\} 0\n`));
+    }
+    for (const reason of ["invalid", "conflict", "validation"]) {
+      assert.match(text, new RegExp(`envoyage_registry_rejected_records_total\\{reason="${reason}"\\} 0\n`));
     }
   });
 
