@@ -74,6 +74,7 @@ wait_for() {
 
 http_ok() { curl -fsS -o /dev/null --max-time 1 "$1"; }
 envoy_ready() { [ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/ready")" = "LIVE" ]; }
+envoy_reported() { curl -fsS --max-time 1 "http://127.0.0.1:$API_PORT/v1/envoys" | grep -q '"node"'; }
 
 check_port() { # port name
   if port_busy "$1"; then die "port $1 (for $2) is already in use by another program; free it or override the port"; fi
@@ -144,6 +145,8 @@ up() {
   fi
   wait_for "Envoy" 30 envoy_ready
   wait_for "Envoy's listener on :$LISTENER_PORT" 15 port_busy "$LISTENER_PORT"
+  # Sync status is published every half second: up returns once GET /v1/envoys shows Envoy.
+  wait_for "Envoy in GET /v1/envoys" 15 envoy_reported
   status
   log "up. Try: make test-add && make test-switch && make test-remove"
 }
