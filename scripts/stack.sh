@@ -10,8 +10,8 @@
 #
 # ENVOY_ADS=delta starts Envoy on delta xDS (api_type DELTA_GRPC) instead of state of the world.
 # NATS_CLUSTER=3 runs NATS as a 3-node JetStream cluster (client ports 4222-4224, routes
-# 6222-6224, i.e. NATS_PORT + 2000 on) with the bucket replicated on all three; every service is
-# given all three URLs. The stack remembers its NATS mode until `down`.
+# 6222-6224: NATS_ROUTE_PORT, by default NATS_PORT + 2000) with the bucket replicated on all
+# three; every service is given all three URLs. The stack remembers its NATS mode until `down`.
 #
 # Ports and addresses follow the documented defaults; each can be overridden by the same
 # environment variable the services read (README, "Configuration"): XDS_PORT and XDS_HTTP_PORT
@@ -25,10 +25,10 @@ LOGS="$RUN/logs"
 export PATH="$ROOT/.tools/bin:$PATH"
 
 NATS_PORT="${NATS_PORT:-4222}"
-NATS_ROUTE_PORT="$((NATS_PORT + 2000))"
-# The mode the running stack was started in, unless asked for explicitly (up refuses a change).
-NATS_CLUSTER_RUNNING="$(cat "$RUN/nats-cluster" 2>/dev/null || true)"
-NATS_CLUSTER="${NATS_CLUSTER:-${NATS_CLUSTER_RUNNING:-1}}"
+NATS_ROUTE_PORT="${NATS_ROUTE_PORT:-$((NATS_PORT + 2000))}"
+NATS_CLUSTER_ASKED="${NATS_CLUSTER:-}"
+NATS_CLUSTER="${NATS_CLUSTER:-1}"
+NATS_CLUSTER_RUNNING=""
 API_PORT="${API_PORT:-8080}"
 XDS_PORT="${XDS_PORT:-9090}"
 XDS_PORTS=("$XDS_PORT" "$((XDS_PORT + 1))")
@@ -48,6 +48,14 @@ pidfile() { echo "$RUN/$1.pid"; }
 # processes reap slowly, and kill -0 still succeeds on it).
 running() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
 alive() { local f; f="$(pidfile "$1")"; [ -f "$f" ] && running "$(cat "$f")"; }
+# The NATS mode: as asked, else the one the running stack was started in (kept in
+# $RUN/nats-cluster while a nats-server of it runs; a file left by a crash is dropped).
+resolve_nats_mode() {
+  if [ -f "$RUN/nats-cluster" ]; then
+    if alive nats || alive nats-1; then NATS_CLUSTER_RUNNING="$(cat "$RUN/nats-cluster")"; else rm -f "$RUN/nats-cluster"; fi
+  fi
+  NATS_CLUSTER="${NATS_CLUSTER_ASKED:-${NATS_CLUSTER_RUNNING:-1}}"
+}
 # Where the logs are, as the user would type it (relative to the project when inside it).
 LOGS_SHOWN="${LOGS#"$ROOT"/}"
 
@@ -74,7 +82,7 @@ wait_for() {
 
 http_ok() { curl -fsS -o /dev/null --max-time 1 "$1"; }
 envoy_ready() { [ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/ready")" = "LIVE" ]; }
-envoy_reported() { curl -fsS --max-time 1 "http://127.0.0.1:$API_PORT/v1/envoys" | grep -q '"node"'; }
+envoy_reported() { [[ "$(curl -fsS --max-time 1 "http://127.0.0.1:$API_PORT/v1/envoys")" == *'"connected":true'* ]]; }
 
 check_port() { # port name
   if port_busy "$1"; then die "port $1 (for $2) is already in use by another program; free it or override the port"; fi
@@ -89,7 +97,7 @@ up() {
   if [ -n "$NATS_CLUSTER_RUNNING" ] && [ "$NATS_CLUSTER_RUNNING" != "$NATS_CLUSTER" ]; then
     die "the stack runs with NATS_CLUSTER=$NATS_CLUSTER_RUNNING; make down first to change it"
   fi
-  echo "$NATS_CLUSTER" >"$RUN/nats-cluster"
+  [ -z "$NATS_CLUSTER_RUNNING" ] || [ -n "$NATS_CLUSTER_ASKED" ] || log "NATS_CLUSTER=$NATS_CLUSTER, as the running stack"
   local nats_urls=() nats_names=()
   if [ "$NATS_CLUSTER" = 1 ]; then
     nats_names=(nats)
@@ -100,8 +108,10 @@ up() {
       nats_names+=("nats-$i")
       nats_urls+=("nats://127.0.0.1:$((NATS_PORT + i - 1))")
     done
+    [ $((NATS_ROUTE_PORT + NATS_CLUSTER - 1)) -le 65535 ] || die "cluster route ports from NATS_ROUTE_PORT=$NATS_ROUTE_PORT run past 65535; set NATS_ROUTE_PORT"
     for i in $(seq 1 "$NATS_CLUSTER"); do start_nats "nats-$i" "$((NATS_PORT + i - 1))" "$((NATS_ROUTE_PORT + i - 1))"; done
   fi
+  echo "$NATS_CLUSTER" >"$RUN/nats-cluster"
   for url in "${nats_urls[@]}"; do wait_for "nats-server ${url##*:}" 15 port_busy "${url##*:}"; done
   local joined
   joined="$(IFS=,; echo "${nats_urls[*]}")"
@@ -226,9 +236,9 @@ logs() {
 }
 
 case "${1:-}" in
-  up) up ;;
+  up) resolve_nats_mode; up ;;
   down) down ;;
   logs) logs ;;
-  status) status ;;
+  status) resolve_nats_mode; status ;;
   *) echo "usage: $0 up|down|logs|status" >&2; exit 2 ;;
 esac

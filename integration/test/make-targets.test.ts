@@ -3,7 +3,8 @@
 // a developer has running on the documented ports is left alone.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -71,5 +72,13 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     assert.match(down, /\[stack\] down/);
     const all = Object.values(ports);
     await assertPortsFree([...all, ports["XDS_PORT"]! + 1, ports["XDS_HTTP_PORT"]! + 1]);
+  });
+
+  it("ignores the NATS mode a crashed stack left behind", async () => {
+    await writeFile(join(runDir, "nats-cluster"), "3\n");
+    const status = await make("status");
+    assert.match(status, /^ {2}nats {8}stopped$/m, "status reads the single-server stack, not a cluster nobody runs");
+    assert.doesNotMatch(status, /nats-1/);
+    assert.equal(existsSync(join(runDir, "nats-cluster")), false, "the stale file is dropped");
   });
 });

@@ -205,7 +205,7 @@ export class ServiceStore {
 
   /** What is stored now, after a compare-and-set lost to a writer that got there first (for its 412). */
   async #storedRevision(key: string): Promise<number | undefined> {
-    const now = await this.#kv.get(key);
+    const now = await this.#kv.get(key).catch(() => null); // unknown: the 412 still stands
     return isLive(now) ? now.revision : undefined;
   }
 

@@ -5,7 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Counte
 import { TYPE_NAMES } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
 import type { AdsStream } from "./ads/stream.js";
-import type { ReplicaEvents } from "./replica.js";
+import { REJECTION_REASONS, type ReplicaEvents } from "./replica.js";
 import type { SnapshotStore } from "./snapshot.js";
 
 const LATENCY_BUCKETS = [0.001, 0.002, 0.004, 0.006, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -163,7 +163,7 @@ export class XdsMetrics {
     for (const [typeUrl, name] of Object.entries(TYPE_NAMES)) {
       for (const counts of [this.#acks, this.#nacks, this.#stale]) counts.add(typeUrl, () => ({ type: name }), 0);
     }
-    for (const reason of ["invalid", "conflict", "validation"]) this.#rejected.inc({ reason }, 0);
+    for (const reason of REJECTION_REASONS) this.#rejected.inc({ reason }, 0);
   }
 
   adsEvents(): AdsEvents {

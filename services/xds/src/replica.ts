@@ -40,12 +40,16 @@ export interface BatchSettings {
   standbyMs: number;
 }
 
+/** Why a record is not pushed: invalid, in conflict, or refused by the pre-push validator. */
+export const REJECTION_REASONS = ["invalid", "conflict", "validation"] as const;
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
+
 /** What the pipeline reports, for metrics. */
 export interface ReplicaEvents {
   /** `live`: a change made after the initial load, whose watch lag means something. */
   entry(entry: BucketEntry, live: boolean): void;
   commit(stats: CommitStats): void;
-  rejected(name: string, reason: "invalid" | "conflict" | "validation"): void;
+  rejected(name: string, reason: RejectionReason): void;
 }
 
 const LOOKUP_RETRY_MS = 500;
