@@ -132,12 +132,10 @@ export class Replica {
     } else {
       const invalid = key.kind === "invalid"; // a service or claim key with a name the API would refuse
       this.#options.logger[invalid ? "warn" : "debug"]({ key: entry.key }, "ignoring a key outside the registry layout");
-      // Still committed (a commit without changes): Envoys holding the current snapshot hold this
-      // revision too, so their sync status must reach it. Not timed as a change: nothing changed.
-      this.#scheduleCommit();
-      return;
     }
-    this.#firstWriteAt = Math.min(this.#firstWriteAt ?? Infinity, entry.created.getTime());
+    // Only a registry change is timed. An ignored key is still committed (a commit without
+    // changes): Envoys holding the current snapshot hold its revision too.
+    if (key.kind === "service" || key.kind === "claim") this.#firstWriteAt = Math.min(this.#firstWriteAt ?? Infinity, entry.created.getTime());
     this.#scheduleCommit();
   }
 

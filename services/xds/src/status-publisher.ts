@@ -51,8 +51,8 @@ export class StatusPublisher {
   #lastRefresh = 0;
   #lastReplicaReport = "";
   #failing = false;
-  /** The bucket may be gone (NATS restarted): open it again before the next write. */
-  #reopen = false;
+  /** The bucket is not open, or may be gone (NATS restarted): open it before the next write. */
+  #reopen = true;
   /** The last time formatted by #isoTime, and its text. */
   #isoMs = -1;
   #iso = "";
@@ -61,20 +61,13 @@ export class StatusPublisher {
     this.#options = options;
   }
 
-  /** Opens the status bucket (retrying until it can) and publishes from then on. */
+  /** Publishes from now on: every flush opens the status bucket first until it can. */
   async start(open: () => Promise<KV>): Promise<void> {
     this.#open = open;
     this.#timer = setInterval(() => {
       if (!this.#flushing) void this.flush();
     }, FLUSH_MS);
-    while (!this.#kv && this.#timer) {
-      try {
-        this.#kv = await open();
-      } catch (error) {
-        this.#options.logger.warn({ err: error }, "cannot open the status bucket; retrying");
-        await new Promise((resolve) => setTimeout(resolve, FLUSH_MS));
-      }
-    }
+    await this.flush();
   }
 
   /** Writes what changed (and, when due, everything); one flush at a time. */
@@ -100,22 +93,22 @@ export class StatusPublisher {
   }
 
   async #flush(): Promise<void> {
-    if (!this.#kv) return;
     // The bucket lives in memory: a nats-server that restarted lost it, and writes to it fail
-    // until it exists again. After a reconnect or a failed flush, open (and so create) it again
-    // first, and rewrite everything: what was written before may be gone with it.
-    if (this.#reopen) {
+    // until it exists again. At the start, after a reconnect or after a failed flush, open (and
+    // so create) it first, and rewrite everything: what was written before may be gone with it.
+    if (this.#reopen && this.#open) {
       try {
-        this.#kv = await this.#open!();
+        this.#kv = await this.#open();
         this.#reopen = false;
         this.#lastRefresh = 0;
       } catch (error) {
-        // Writes are tried anyway (the bucket may be there); this says why, once per outage.
-        if (!this.#failing) this.#options.logger.warn({ err: error }, "cannot open the status bucket again; retrying");
+        // Said once per outage; writes are tried anyway if the bucket was open before.
+        if (!this.#failing) this.#options.logger.warn({ err: error }, "cannot open the status bucket; retrying");
         this.#failing = true;
       }
     }
-    const kv = this.#kv!;
+    const kv = this.#kv;
+    if (!kv) return;
     const now = Date.now();
     const refresh = now - this.#lastRefresh >= REFRESH_MS;
     // Each write, and how to have it made again if it fails.

@@ -54,7 +54,7 @@ function toEntry(e: KvWatchEntry): BucketEntry {
 export class BucketWatcher {
   readonly #options: BucketWatcherOptions;
   #kv: KV | undefined;
-  /** Creation time of the bucket's stream when bound: another one means it was created again. */
+  /** Creation time of the bucket's stream when first watched: another one means it was created again. */
   #createdAt: string | undefined;
   #watch: QueuedIterator<KvWatchEntry> | undefined;
   #generation = 0;
@@ -163,9 +163,7 @@ export class BucketWatcher {
     let warned = false;
     while (!this.#stopped) {
       try {
-        const kv = await this.#options.open(nc);
-        this.#createdAt ??= (await kv.status()).streamInfo.created;
-        this.#kv = kv;
+        this.#kv = await this.#options.open(nc);
         logger.info({ bucket }, "bound to KV bucket");
         return;
       } catch (error) {
@@ -192,6 +190,7 @@ export class BucketWatcher {
       try {
         const kv = this.#kv!;
         const status = await kv.status();
+        this.#createdAt ??= status.streamInfo.created;
         if (this.#isAnotherBucket(status.streamInfo.created)) this.#startOver(status.streamInfo.created);
         if (!this.#loaded && status.values === 0) this.#markLoaded(); // an empty bucket delivers nothing
         const resumeFromRevision = this.#lastRevision > 0 ? this.#lastRevision + 1 : undefined;
@@ -218,7 +217,7 @@ export class BucketWatcher {
     }
   }
 
-  /** Whether the bucket's stream is not the one bound first (every peer of a cluster agrees on its creation time). */
+  /** Whether the bucket's stream is not the one first watched (every peer of a cluster agrees on its creation time). */
   #isAnotherBucket(createdAt: string): boolean {
     return createdAt !== this.#createdAt;
   }

@@ -31,7 +31,6 @@ function putPrecondition(ifMatch: string | undefined, ifNoneMatch: string | unde
   return "absent";
 }
 
-
 function render(service: Stored, status?: ReturnType<StatusView["serviceStatus"]>) {
   const base = service.record
     ? { name: service.name, revision: service.revision, domains: service.record.domains, endpoints: service.record.endpoints }
