@@ -145,8 +145,9 @@ up() {
     # envoy/bootstrap.yaml with this stack's ports and ADS variant.
     local bootstrap="$RUN/bootstrap.yaml" api_type=GRPC
     [ "${ENVOY_ADS:-sotw}" = delta ] && api_type=DELTA_GRPC
-    # Through placeholders, so a new port that equals another default is not rewritten again.
-    sed -e "s/api_type: GRPC/api_type: $api_type/" \
+    # The api_type line's comment names the other variant; the rendered line says which one runs.
+    # Ports go through placeholders, so a new port that equals another default is not rewritten again.
+    sed -e "s/api_type: GRPC .*/api_type: $api_type # ENVOY_ADS=${ENVOY_ADS:-sotw}/" \
       -e "s/port_value: 9901 /port_value: @admin@ /" -e "s/port_value: 9090 /port_value: @xds1@ /" -e "s/port_value: 9091 /port_value: @xds2@ /" \
       -e "s/@admin@/$ADMIN_PORT/" -e "s/@xds1@/${XDS_PORTS[0]}/" -e "s/@xds2@/${XDS_PORTS[1]}/" \
       "$ROOT/envoy/bootstrap.yaml" >"$bootstrap"
