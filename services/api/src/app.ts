@@ -58,6 +58,18 @@ function toApiError(error: FastifyError): ApiError {
   }
 }
 
+/** JSON is UTF-8 (RFC 8259): a body labelled otherwise would be read as UTF-8 and its text changed. */
+const UTF8 = new Set(["utf-8", "utf8"]);
+
+function charsetOf(contentType: string | undefined): string | undefined {
+  const match = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? "");
+  return match?.[1]!.toLowerCase();
+}
+
+function unsupportedCharset(charset: string): ApiError {
+  return new ApiError(415, "unsupported_media_type", `send the record as UTF-8 JSON; charset=${charset} is not supported`);
+}
+
 export async function buildApp(options: AppOptions) {
   const app = Fastify({
     loggerInstance: options.logger,
@@ -73,7 +85,9 @@ export async function buildApp(options: AppOptions) {
   const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
-    if (body === "" && request.method === "DELETE") done(null, undefined);
+    const charset = charsetOf(request.headers["content-type"]);
+    if (charset !== undefined && !UTF8.has(charset)) done(unsupportedCharset(charset), undefined);
+    else if (body === "" && request.method === "DELETE") done(null, undefined);
     else parseJson(request, body as string, done);
   });
 

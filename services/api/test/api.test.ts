@@ -125,6 +125,13 @@ describe("validation", () => {
     const text = await call("PUT", "/v1/services/x", "hello", { "content-type": "text/plain" });
     assert.equal(text.status, 415);
     assert.equal(text.body.error.code, "unsupported_media_type");
+    const latin1 = await call("PUT", "/v1/services/x", JSON.stringify(web), { "content-type": "application/json; charset=ISO-8859-1" });
+    assert.equal(latin1.status, 415);
+    assert.equal(latin1.body.error.code, "unsupported_media_type");
+    assert.match(latin1.body.error.message, /charset=iso-8859-1/);
+    const utf8 = await call("PUT", "/v1/services/x", JSON.stringify({ ...web, domains: ["x.example.com"] }), { "content-type": 'application/json; Charset="UTF-8"' });
+    assert.equal(utf8.status, 201, "UTF-8, however it is spelled, is JSON's own charset");
+    assert.equal((await call("DELETE", "/v1/services/x")).status, 204);
     const endpoints = Array.from({ length: 200 }, (_, i) => ({ address: "10.0.0.1", port: 1000 + i }));
     const huge = await call("PUT", "/v1/services/x", { ...web, endpoints }); // 7 KB, over the 4 KB limit set above
     assert.equal(huge.status, 413);
