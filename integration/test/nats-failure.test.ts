@@ -4,7 +4,7 @@
 // replicas resume by themselves, and not one write the API acknowledged is lost.
 import assert from "node:assert/strict";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { record, sleep, startLoad, startStackServingWeb, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
+import { freePort, record, sleep, startApi, startLoad, startStackServingWeb, startXds, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
 
 const WEB = "web.example.com";
 
@@ -195,5 +195,22 @@ describe("clustered NATS (3 nodes, bucket on 3 replicas): the stream leader dies
       `; leader ${leader.name} → ${newLeader.name}; first write accepted ${(accepted - killedAt).toFixed(0)} ms after the kill, ` +
         `the change through Envoy ${convergedMs.toFixed(0)} ms after it`,
     );
+  });
+});
+
+describe("NATS never reached", () => {
+  it("the API and a replica still stop on SIGTERM, within their deadline", async () => {
+    const natsUrl = `nats://127.0.0.1:${await freePort()}`; // nothing listens there
+    const env = { SHUTDOWN_GRACE_MS: "500", NATS_TIMEOUT_MS: "500" };
+    const api = await startApi({ natsUrl, env, until: "listening" });
+    const replica = await startXds({ natsUrl, listenerPort: await freePort(), env });
+    await sleep(1000); // both keep trying to connect; the replica's status publisher waits on that
+    for (const [name, process] of [["api", api.process], ["replica", replica.process]] as const) {
+      const started = performance.now();
+      const exit = await process.stop("SIGTERM", 5_000);
+      const ms = performance.now() - started;
+      assert.equal(exit.signal, null, `${name} had to be killed after ${ms.toFixed(0)} ms:\n${process.output()}`);
+      assert.ok(ms < 2_000, `${name} took ${ms.toFixed(0)} ms to stop`);
+    }
   });
 });

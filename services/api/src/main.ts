@@ -11,13 +11,8 @@ exitOnUnexpectedErrors(logger);
 const api = await startServer(config, logger);
 logger.info({ port: api.port, bucket: config.registry.bucket }, "API listening");
 
-onTermination(async (signal) => {
+onTermination(logger, config.shutdownGraceMs, async (signal) => {
   logger.info({ signal }, "shutting down: finishing requests in flight");
-  const timer = setTimeout(() => {
-    logger.warn("requests still running after the grace period; exiting");
-    process.exit(1);
-  }, config.shutdownGraceMs);
   await api.close();
-  clearTimeout(timer);
   logger.info("stopped");
 });

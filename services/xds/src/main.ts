@@ -69,7 +69,9 @@ void publisher.start(async () =>
   openStatusBucket(jetstream(await link.connect(), { timeout: config.registry.natsTimeoutMs }), config.registry.statusBucket, config.registry.bucketReplicas),
 );
 
-onTermination(async (signal) => {
+// Handing Envoys over takes up to the grace period; the last status write and closing NATS get
+// a request timeout more.
+onTermination(logger, config.shutdownGraceMs + config.registry.natsTimeoutMs, async (signal) => {
   logger.info({ signal, streams: ads.streamCount }, "shutting down: handing Envoys over to other replicas");
   await ads.shutdown(config.shutdownGraceMs);
   await publisher.stop();

@@ -86,10 +86,11 @@ export class StatusPublisher {
     this.#reopen = true;
   }
 
+  /** Writes what is left, if the bucket was ever open: a flush still opening it would wait for NATS. */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    await this.flush();
+    if (this.#kv) await this.flush();
   }
 
   async #flush(): Promise<void> {

@@ -27,12 +27,20 @@ export function exitOnUnexpectedErrors(logger: Logger): void {
   });
 }
 
-/** Runs `shutdown` once on the first SIGTERM or SIGINT, then exits 0. */
-export function onTermination(shutdown: (signal: NodeJS.Signals) => Promise<void>): void {
+/**
+ * Runs `shutdown` once on the first SIGTERM or SIGINT, then exits 0. A shutdown still running
+ * after `deadlineMs` (waiting on a NATS that never answers, say) is logged and the process
+ * exits 1: a supervisor's stop must not hang until it escalates to SIGKILL.
+ */
+export function onTermination(logger: Logger, deadlineMs: number, shutdown: (signal: NodeJS.Signals) => Promise<void>): void {
   let stopping = false;
   const handle = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
+    setTimeout(() => {
+      logger.warn({ deadlineMs }, "shutdown did not finish in time; exiting");
+      process.exit(1);
+    }, deadlineMs).unref();
     void shutdown(signal).then(() => process.exit(0));
   };
   process.on("SIGTERM", handle);

@@ -32,7 +32,13 @@ export interface ApiProcess extends ServiceProcess {
   port: number;
 }
 
-export async function startApi(options: { natsUrl: string; port?: number; env?: Record<string, string> }): Promise<ApiProcess> {
+export async function startApi(options: {
+  natsUrl: string;
+  port?: number;
+  env?: Record<string, string>;
+  /** What to wait for: ready (NATS and the bucket bound, the default) or only listening. */
+  until?: "ready" | "listening";
+}): Promise<ApiProcess> {
   const port = options.port ?? (await freePort());
   const child = ManagedProcess.start({
     name: "api",
@@ -42,9 +48,10 @@ export async function startApi(options: { natsUrl: string; port?: number; env?: 
   });
   const url = `http://127.0.0.1:${port}`;
   // Ready, not just listening: connected to NATS with the bucket bound, so the first write lands.
-  await waitFor("the API to be ready", () => {
+  const listening = options.until === "listening";
+  await waitFor(listening ? "the API to listen" : "the API to be ready", () => {
     if (!child.running) throw new Error(`api exited:\n${child.output()}`);
-    return healthy(`${url}/readyz`);
+    return healthy(`${url}/${listening ? "healthz" : "readyz"}`);
   });
   return { process: child, url, port, stop: async () => void (await child.stop()), kill: async () => void (await child.kill()) };
 }
