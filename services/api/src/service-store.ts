@@ -264,22 +264,26 @@ export class ServiceStore {
 
   /**
    * Gives back claims after a failed write without holding up the answer (NATS is likely what
-   * failed): best effort, as a claim left behind is stale by the rules of #holds. After a
-   * successful write claims are given back before answering, so a next write of the same
-   * service cannot race with the release.
+   * failed). After a successful write claims are given back before answering, so a next write
+   * of the same service cannot race with the release.
    */
   #releaseLater(domains: string[], name: string): void {
-    if (domains.length > 0) void this.#release(domains, name).catch(() => undefined);
+    if (domains.length > 0) void this.#release(domains, name);
   }
 
-  /** Gives back the claims `name` holds on `domains`. */
+  /**
+   * Gives back the claims `name` holds on `domains`. Best effort, never throws: the write it
+   * follows has happened, and a claim left behind is stale by the rules of #holds.
+   */
   async #release(domains: string[], name: string): Promise<void> {
     await Promise.all(
       domains.map(async (domain) => {
         const key = claimKey(domain);
-        const claim = await this.#kv.get(key);
-        if (isLive(claim) && holderOf(claim) === name) {
-          await this.#kv.delete(key, { previousSeq: claim.revision }).catch(() => undefined);
+        try {
+          const claim = await this.#kv.get(key);
+          if (isLive(claim) && holderOf(claim) === name) await this.#kv.delete(key, { previousSeq: claim.revision });
+        } catch {
+          // Left for the next claimant to take over.
         }
       }),
     );

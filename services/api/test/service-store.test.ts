@@ -1,0 +1,77 @@
+// ServiceStore against a real nats-server, with reads of chosen keys made to fail once the
+// record is written: what NATS failing half way through a write must not do.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Kvm, type KV } from "@nats-io/kv";
+import { claimKey } from "@envoyage/registry";
+import { startNats, type NatsServer } from "@envoyage/test-support";
+import { ServiceStore } from "../src/service-store.js";
+import type { RegistryView } from "../src/registry-view.js";
+
+let nats: NatsServer;
+let nc: NatsConnection;
+let kv: KV;
+/** Keys whose reads fail, as a NATS request that times out does. */
+const failingReads = new Set<string>();
+
+/** The real bucket, except that reads of `failingReads` throw. */
+function faultyBucket(bucket: KV): KV {
+  return new Proxy(bucket, {
+    get(target, property, receiver) {
+      if (property === "get") {
+        return async (key: string) => {
+          if (failingReads.has(key)) throw new Error(`injected: reading ${key} timed out`);
+          return target.get(key);
+        };
+      }
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/** A view that has not loaded: every write takes the checked path, reading the bucket first. */
+const unloadedView = { loaded: false, noteWrite() {} } as unknown as RegistryView;
+
+const holderOf = async (domain: string) => (await kv.get(claimKey(domain)))?.string();
+
+before(async () => {
+  nats = await startNats();
+  nc = await connect({ servers: nats.url });
+  kv = await new Kvm(nc).create("envoyage", { history: 10 });
+});
+
+after(async () => {
+  await nc?.close();
+  await nats?.stop();
+});
+
+describe("giving back claims after a write", () => {
+  const endpoints = [{ address: "127.0.0.1", port: 5678 }];
+
+  it("a PUT that was written succeeds, and keeps its claims, when giving back a dropped domain fails", async () => {
+    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    await store.put("a", { domains: ["keep.example.com", "drop.example.com"], endpoints }, undefined);
+    failingReads.add(claimKey("drop.example.com"));
+    try {
+      const result = await store.put("a", { domains: ["keep.example.com"], endpoints }, undefined);
+      assert.deepEqual(result.service.record.domains, ["keep.example.com"]);
+    } finally {
+      failingReads.clear();
+    }
+    assert.equal(await holderOf("keep.example.com"), "a", "the written record keeps its claim");
+  });
+
+  it("a DELETE that was done succeeds when giving back its domains fails", async () => {
+    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    await store.put("b", { domains: ["b.example.com"], endpoints }, undefined);
+    failingReads.add(claimKey("b.example.com"));
+    try {
+      assert.equal(await store.delete("b", undefined), true);
+    } finally {
+      failingReads.clear();
+    }
+    assert.equal(await store.get("b"), undefined);
+  });
+});
