@@ -1,7 +1,7 @@
 // The API's view of the registry bucket (records and claims), followed with a KV watch. It lets a
 // PUT skip reading before writing: the write is a compare-and-set against the revision the view
 // holds, so a view that is behind costs a retry on the checked path, never a wrong write.
-import { BucketWatcher, decodeRecord, parseKey, type BucketEntry, type BucketWatcherOptions, type ServiceRecord } from "@envoyage/registry";
+import { BucketWatcher, claimHolder, decodeRecord, parseKey, type BucketEntry, type BucketWatcherOptions, type ServiceRecord } from "@envoyage/registry";
 
 export interface ViewedService {
   revision: number;
@@ -16,7 +16,6 @@ export interface ViewedClaim {
   created: Date;
 }
 
-const utf8 = new TextDecoder();
 
 export class RegistryView {
   readonly #services = new Map<string, { revision: number; value: Uint8Array; record?: ServiceRecord | undefined; decoded?: boolean }>();
@@ -83,7 +82,7 @@ export class RegistryView {
       if (entry.value) this.#services.set(key.name, { revision: entry.revision, value: entry.value });
       else this.#services.delete(key.name);
     } else if (key.kind === "claim") {
-      if (entry.value) this.#claims.set(key.domain, { holder: utf8.decode(entry.value).trim(), revision: entry.revision, created: entry.created });
+      if (entry.value) this.#claims.set(key.domain, { holder: claimHolder(entry.value), revision: entry.revision, created: entry.created });
       else this.#claims.delete(key.domain);
     }
   }

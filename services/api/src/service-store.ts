@@ -8,7 +8,7 @@
 // is what Envoy serves.
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
-import { claimKey, decodeRecord, encodeRecord, formatProblem, parseKey, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
+import { claimHolder, claimKey, decodeRecord, encodeRecord, formatProblem, parseKey, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
 import { alreadyExists, ApiError, domainConflict, revisionMismatch } from "./errors.js";
 import type { RegistryView } from "./registry-view.js";
 
@@ -35,7 +35,6 @@ const CLAIM_ATTEMPTS = 5;
 /** A claim whose holder never got its record written (its PUT failed half way) expires after this. */
 const ORPHAN_CLAIM_MS = 60_000;
 const LIST_CONCURRENCY = 64;
-const utf8 = new TextDecoder();
 
 function isLive(entry: KvEntry | null): entry is KvEntry {
   return entry !== null && entry.operation === "PUT";
@@ -46,7 +45,7 @@ function isWrongRevision(error: unknown): boolean {
 }
 
 function holderOf(claim: KvEntry): string {
-  return utf8.decode(claim.value).trim();
+  return claimHolder(claim.value);
 }
 
 function toStored(name: string, entry: KvEntry): StoredService {
@@ -251,12 +250,15 @@ export class ServiceStore {
    * Whether `holder` still holds `claim`: it does unless its record was deleted or rewritten
    * without the domain after the claim. A claim newer than its holder's record belongs to a write
    * in progress, and an invalid record may still be serving its last good revision: both keep
-   * the domain — except a claim whose holder was never written at all, once it is old.
+   * the domain. A write in progress that never finished (its PUT failed half way and could not
+   * give its claims back) is judged by the holder's record once the claim is old.
    */
   async #holds(holder: string, domain: string, claim: KvEntry): Promise<boolean> {
     const entry = await this.#kv.get(serviceKey(holder));
-    if (entry === null) return Date.now() - claim.created.getTime() < ORPHAN_CLAIM_MS;
-    if (entry.revision < claim.revision) return true;
+    if (entry === null || entry.revision < claim.revision) {
+      if (Date.now() - claim.created.getTime() < ORPHAN_CLAIM_MS) return true;
+      if (entry === null) return false;
+    }
     if (entry.operation !== "PUT") return false;
     const decoded = decodeRecord(entry.value);
     return !decoded.ok || decoded.record.domains.includes(domain);

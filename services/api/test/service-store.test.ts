@@ -1,5 +1,5 @@
-// ServiceStore against a real nats-server, with reads of chosen keys made to fail once the
-// record is written: what NATS failing half way through a write must not do.
+// ServiceStore against a real nats-server, with reads of chosen keys made to fail (what NATS
+// failing half way through a write must not do) or to return claims made long ago (orphans).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -14,15 +14,18 @@ let nc: NatsConnection;
 let kv: KV;
 /** Keys whose reads fail, as a NATS request that times out does. */
 const failingReads = new Set<string>();
+/** Keys read as if written two minutes ago. */
+const agedReads = new Set<string>();
 
-/** The real bucket, except that reads of `failingReads` throw. */
+/** The real bucket, except for reads of `failingReads` and `agedReads`. */
 function faultyBucket(bucket: KV): KV {
   return new Proxy(bucket, {
     get(target, property, receiver) {
       if (property === "get") {
         return async (key: string) => {
           if (failingReads.has(key)) throw new Error(`injected: reading ${key} timed out`);
-          return target.get(key);
+          const entry = await target.get(key);
+          return entry && agedReads.has(key) ? Object.create(entry, { created: { value: new Date(Date.now() - 120_000) } }) : entry;
         };
       }
       const value = Reflect.get(target, property, receiver);
@@ -73,5 +76,41 @@ describe("giving back claims after a write", () => {
       failingReads.clear();
     }
     assert.equal(await store.get("b"), undefined);
+  });
+});
+
+describe("claims a failed PUT left behind", () => {
+  const endpoints = [{ address: "127.0.0.1", port: 5678 }];
+  const record = (domain: string) => ({ domains: [domain], endpoints });
+
+  /**
+   * A claim newer than its holder's record, which does not list the domain: what a PUT leaves
+   * that claimed, then failed to write its record and to give the claim back. Young, it may be a
+   * write in progress; old, it is taken over.
+   */
+  async function assertOrphanTakenOverOnceOld(store: ServiceStore, holder: string, domain: string): Promise<void> {
+    await kv.create(claimKey(domain), holder);
+    await assert.rejects(store.put("taker", record(domain), undefined), { status: 409, code: "domain_conflict" });
+    agedReads.add(claimKey(domain));
+    try {
+      await store.put("taker", record(domain), undefined);
+    } finally {
+      agedReads.clear();
+    }
+    assert.equal(await holderOf(domain), "taker");
+    await store.delete("taker", undefined);
+  }
+
+  it("is taken over once old, when its holder has an older record without the domain", async () => {
+    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    await store.put("h1", record("h1.example.com"), undefined);
+    await assertOrphanTakenOverOnceOld(store, "h1", "orphan1.example.com");
+  });
+
+  it("is taken over once old, when its holder was deleted before the claim", async () => {
+    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    await store.put("h2", record("h2.example.com"), undefined);
+    await store.delete("h2", undefined);
+    await assertOrphanTakenOverOnceOld(store, "h2", "orphan2.example.com");
   });
 });

@@ -5,7 +5,7 @@
 // initial load is one commit.
 // The store opens to Envoy only once the whole bucket is loaded, including the history lookups
 // that find the last good revision of services whose latest value is invalid.
-import { BucketWatcher, decodeRecord, openBucket, parseKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
+import { BucketWatcher, claimHolder, decodeRecord, openBucket, parseKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
 import type { Logger } from "pino";
 import { Registry, type ClaimWrite, type EffectiveRecord } from "./registry.js";
 import type { CommitStats, SnapshotStore } from "./snapshot.js";
@@ -54,7 +54,6 @@ export interface ReplicaEvents {
 
 const LOOKUP_RETRY_MS = 500;
 const CLAIM_RETRY_MS = 2000;
-const utf8 = new TextDecoder();
 
 export class Replica {
   readonly registry = new Registry();
@@ -128,7 +127,7 @@ export class Replica {
       }
       this.#touched.add(key.name);
     } else if (key.kind === "claim") {
-      this.registry.setClaim(key.domain, entry.value ? utf8.decode(entry.value).trim() : undefined, entry.revision);
+      this.registry.setClaim(key.domain, entry.value ? claimHolder(entry.value) : undefined, entry.revision);
     } else {
       const invalid = key.kind === "invalid"; // a service or claim key with a name the API would refuse
       this.#options.logger[invalid ? "warn" : "debug"]({ key: entry.key }, "ignoring a key outside the registry layout");

@@ -33,6 +33,13 @@ export function claimKey(domain: string): string {
   return `${CLAIM_PREFIX}${domain.startsWith("*.") ? `_${domain.slice(1)}` : domain}`;
 }
 
+const utf8 = new TextDecoder();
+
+/** The service named by a claim's value (written by the API, or by hand with the CLI: trimmed). */
+export function claimHolder(value: Uint8Array): string {
+  return utf8.decode(value).trim();
+}
+
 export type ParsedKey =
   | { kind: "service"; name: string }
   | { kind: "claim"; domain: string }
