@@ -116,10 +116,11 @@ up() {
   local joined
   joined="$(IFS=,; echo "${nats_urls[*]}")"
 
-  local common=(env "NATS_URL=$joined" "LOG_LEVEL=${LOG_LEVEL:-info}")
+  # Bucket replicas for whichever process creates a bucket first (the replicas create the status bucket too).
+  local common=(env "NATS_URL=$joined" "LOG_LEVEL=${LOG_LEVEL:-info}" "ENVOYAGE_BUCKET_REPLICAS=$NATS_CLUSTER")
   if ! alive api; then
     check_port "$API_PORT" api
-    start api "${common[@]}" "API_HOST=$BIND" "API_PORT=$API_PORT" "ENVOYAGE_BUCKET_REPLICAS=$NATS_CLUSTER" \
+    start api "${common[@]}" "API_HOST=$BIND" "API_PORT=$API_PORT" \
       "$node" "$ROOT/services/api/dist/src/main.js"
   fi
   for i in 0 1; do

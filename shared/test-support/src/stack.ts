@@ -103,11 +103,11 @@ async function startProcessParts(options: StackOptions): Promise<StackParts> {
   const cluster = options.natsCluster ? await startNatsCluster(options.natsCluster) : undefined;
   const nats = cluster ? undefined : await startNats();
   const natsUrl = cluster?.urls ?? nats!.url;
-  const api = await startApi({ natsUrl, env: cluster ? { ENVOYAGE_BUCKET_REPLICAS: String(options.natsCluster) } : {} });
-  const replicas = [
-    await startXds({ natsUrl, listenerPort, env: options.xdsEnv }),
-    await startXds({ natsUrl, listenerPort, env: options.xdsEnv }),
-  ];
+  // Buckets on a cluster are replicated, whichever process creates them.
+  const bucketEnv: Record<string, string> = cluster ? { ENVOYAGE_BUCKET_REPLICAS: String(options.natsCluster) } : {};
+  const xdsEnv = { ...bucketEnv, ...options.xdsEnv };
+  const api = await startApi({ natsUrl, env: bucketEnv });
+  const replicas = [await startXds({ natsUrl, listenerPort, env: xdsEnv }), await startXds({ natsUrl, listenerPort, env: xdsEnv })];
   await Promise.all(replicas.map((r) => r.ready()));
   const upstreams = { A: await startUpstream("A"), B: await startUpstream("B") };
   const envoy = await startEnvoy({ xdsPorts: replicas.map((r) => r.xdsPort), protocol: options.protocol });
@@ -122,7 +122,7 @@ async function startProcessParts(options: StackOptions): Promise<StackParts> {
     upstreams,
     listenerPort,
     async restartReplica(index) {
-      const replica = await startXds({ natsUrl, listenerPort, xdsPort: replicas[index]!.xdsPort, env: options.xdsEnv });
+      const replica = await startXds({ natsUrl, listenerPort, xdsPort: replicas[index]!.xdsPort, env: xdsEnv });
       replicas[index] = replica;
       await replica.ready();
       return replica;
