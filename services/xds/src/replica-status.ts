@@ -26,7 +26,7 @@ export function replicaStatus(replicaId: string, replica: Replica, source: Resou
     services: {
       served: replica.registry.servedCount,
       rejected: rejectedReport(replica),
-      failedValidation: Object.fromEntries(replica.invalidResources),
+      failedValidation: Object.fromEntries(replica.failedValidation),
     },
     resources: Object.fromEntries(
       PUSH_ORDER.map((type) => {

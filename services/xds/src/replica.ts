@@ -59,13 +59,14 @@ export class Replica {
   readonly registry = new Registry();
   readonly #options: ReplicaOptions;
   readonly #watcher: BucketWatcher;
-  readonly #lookups = new Set<string>();
+  /** History lookups in flight (two may overlap for one key): the replica is not ready while any runs. */
+  #lookupsInFlight = 0;
   /** Services changed since the last commit, whose status may need reporting. */
   readonly #touched = new Set<string>();
   /** Last reported problem per service, so each is logged once. */
   readonly #reported = new Map<string, string>();
   /** Services whose latest change failed the pre-push validator (they keep their previous resources). */
-  readonly invalidResources = new Map<string, string[]>();
+  readonly failedValidation = new Map<string, string[]>();
   readonly #startedAt = performance.now();
   #loaded = false;
   readonly #claimsInFlight = new Set<string>();
@@ -86,7 +87,7 @@ export class Replica {
       link: options.link,
       bucket: settings.bucket,
       open: async (nc) =>
-        (await openBucket(nc, { bucket: settings.bucket, create: false, replicas: settings.bucketReplicas, timeoutMs: settings.natsTimeoutMs })).kv,
+        (await openBucket(nc, { bucket: settings.bucket, create: false, timeoutMs: settings.natsTimeoutMs })).kv,
       logger: options.logger,
       handlers: { entry: (entry) => this.#apply(entry), loaded: () => this.#onLoaded(), recreated: () => this.#startOver() },
     });
@@ -140,7 +141,7 @@ export class Replica {
 
   /** Finds the newest valid revision before `latest` in the key's history (the last good config). */
   async #lookUpLastGood(name: string, key: string, latest: number): Promise<void> {
-    this.#lookups.add(key);
+    this.#lookupsInFlight++;
     let fallback: EffectiveRecord | undefined;
     for (;;) {
       try {
@@ -160,7 +161,7 @@ export class Replica {
         await new Promise((resolve) => setTimeout(resolve, LOOKUP_RETRY_MS));
       }
     }
-    this.#lookups.delete(key);
+    this.#lookupsInFlight--;
     this.registry.setFallback(name, latest, fallback);
     this.#touched.add(name);
     this.#scheduleCommit();
@@ -217,7 +218,7 @@ export class Replica {
     const { changes, evaluated } = this.registry.resolve();
     for (const change of changes) {
       this.#touched.add(change.name);
-      this.invalidResources.delete(change.name);
+      this.failedValidation.delete(change.name);
       if (change.record) store.setService(change.name, change.record);
       else store.removeService(change.name);
     }
@@ -230,13 +231,13 @@ export class Replica {
       for (const { name, problems } of stats.rejected) {
         // The registry keeps domains unique, so this is a bug upstream, caught before Envoy.
         logger.error({ service: name, problems }, "pre-push validation rejected a service; it keeps its previous config");
-        this.invalidResources.set(name, problems);
+        this.failedValidation.set(name, problems);
         this.#options.events?.rejected(name, "validation");
       }
     }
     this.#reportProblems();
     if (store.ready) this.#writeClaims(this.registry.claimsToWrite(evaluated));
-    if (this.#loaded && this.#lookups.size === 0 && !store.ready) {
+    if (this.#loaded && this.#lookupsInFlight === 0 && !store.ready) {
       store.markReady();
       logger.info(
         { services: this.registry.servedCount, revision: this.revision, ms: Math.round(performance.now() - this.#startedAt) },

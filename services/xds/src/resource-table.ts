@@ -99,10 +99,6 @@ export class ResourceTable implements ResourceSet {
     this.#staged.set(name, null);
   }
 
-  get hasStaged(): boolean {
-    return this.#staged.size > 0;
-  }
-
   /** Applies the staged changes as commit `serial`; returns whether the set changed. */
   commit(serial: number, now: number): boolean {
     const changed: string[] = [];

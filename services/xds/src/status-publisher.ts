@@ -108,9 +108,14 @@ export class StatusPublisher {
         this.#failing = true;
       }
     }
+    const now = Date.now();
+    // Closed streams age out even while nothing can be written: they would pile up otherwise.
+    while (this.#closed.length > 0 && now - this.#closed[0]!.closedAt >= STATUS_TTL_MS) {
+      this.#closed.shift();
+      this.#changed = true;
+    }
     const kv = this.#kv;
     if (!kv) return;
-    const now = Date.now();
     const refresh = now - this.#lastRefresh >= REFRESH_MS;
     // Each write, and how to have it made again if it fails.
     const writes: { done: Promise<unknown>; retry: () => void }[] = [];
@@ -122,10 +127,6 @@ export class StatusPublisher {
       this.#lastReplicaReport = replica;
     }
     for (const [stream, tracked] of this.#streams) this.#refreshRevision(stream, tracked, now);
-    while (this.#closed.length > 0 && now - this.#closed[0]!.closedAt >= STATUS_TTL_MS) {
-      this.#closed.shift();
-      this.#changed = true;
-    }
     let pageCount: number | undefined;
     let deleteFailed = false;
     if (this.#changed || refresh) {

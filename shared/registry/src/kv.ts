@@ -73,8 +73,8 @@ export interface BucketOptions {
   bucket: string;
   /** Create the bucket when it is missing (the API does; replicas wait for it). */
   create: boolean;
-  /** JetStream replicas of the bucket's stream (1, or 3 on a 3-node cluster). */
-  replicas: number;
+  /** JetStream replicas of the stream, when this creates it (1 by default, 3 on a 3-node cluster). */
+  replicas?: number;
   /** Bound on every JetStream request, so callers fail fast instead of hanging. */
   timeoutMs: number;
 }
@@ -98,7 +98,7 @@ export async function openBucket(nc: NatsConnection, options: BucketOptions): Pr
   if (options.create) {
     const kv = await kvm.create(options.bucket, {
       history: BUCKET_HISTORY,
-      replicas: options.replicas,
+      replicas: options.replicas ?? 1,
       description: "Envoyage service registry",
     });
     return { kv, js };

@@ -25,10 +25,6 @@ export class NatsLink {
     this.#options = options;
   }
 
-  get connection(): NatsConnection | undefined {
-    return this.#connection;
-  }
-
   get isConnected(): boolean {
     return this.#connected;
   }

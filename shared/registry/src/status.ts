@@ -59,7 +59,7 @@ export const ReplicaReportSchema = Type.Object({
   replica: Type.String(),
   updatedAt: Type.String(),
   ready: Type.Boolean(),
-  /** Bucket revision the replica has applied. */
+  /** Bucket revision of the replica's committed snapshot: what its Envoys are given. */
   revision: Type.Integer(),
   /** Services whose latest record is not served, by name: its state and why. */
   rejected: Type.Record(

@@ -45,12 +45,11 @@ export interface TypeState {
   /** Envoy has a request of this type outstanding. */
   pending: boolean;
   lastNonce: string | undefined;
-  sent: (Delivery & { nonce: string; at: number }) | undefined;
+  sent: (Delivery & { nonce: string }) | undefined;
   acked: Delivery | undefined;
-  rejected: { version: string; subscription: Subscription | undefined; error: string; at: number } | undefined;
+  rejected: { version: string; subscription: Subscription | undefined } | undefined;
   /** Delta: resource versions Envoy said it holds when it (re)connected, until the first ACK. */
   envoyHas: ReadonlyMap<string, string> | undefined;
-  ackedAt: number | undefined;
 }
 
 /** A request, whatever the protocol, reduced to what the stream needs. */
@@ -123,11 +122,6 @@ export class AdsStream {
     this.protocol = options.protocol.name;
   }
 
-  /** Per-type state, read-only, for status reporting. */
-  types(): ReadonlyMap<string, Readonly<TypeState>> {
-    return this.#types;
-  }
-
   receive(request: StreamRequest): void {
     if (request.nodeId) this.nodeId = bounded(request.nodeId, MAX_NODE_ID);
     const type = request.typeUrl;
@@ -179,11 +173,10 @@ export class AdsStream {
     const sent = state.sent!;
     state.sent = undefined;
     if (error !== undefined) {
-      state.rejected = { version: sent.version, subscription: sent.subscription, error, at: Date.now() };
+      state.rejected = { version: sent.version, subscription: sent.subscription };
       this.#options.events.nack(this, state.typeUrl, sent.version, sent.nonce, error);
     } else {
       state.acked = sent;
-      state.ackedAt = Date.now();
       state.envoyHas = undefined;
       this.#options.events.ack(this, state.typeUrl, sent.version, sent.nonce);
     }
@@ -217,7 +210,7 @@ export class AdsStream {
       return;
     }
     if (body.nonce === state.lastNonce) return;
-    state.sent = { ...desired, nonce: body.nonce, at: Date.now() };
+    state.sent = { ...desired, nonce: body.nonce };
     state.lastNonce = body.nonce;
     state.pending = false;
     this.#options.send(body.bytes);
@@ -283,7 +276,6 @@ export class AdsStream {
         acked: undefined,
         rejected: undefined,
         envoyHas: undefined,
-        ackedAt: undefined,
       };
       this.#types.set(type, state);
     }
