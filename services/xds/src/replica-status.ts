@@ -45,5 +45,10 @@ function rejectedReport(replica: Replica): ReplicaReport["rejected"] {
     if (status?.state === "invalid") out[name] = { state: "invalid", revision: status.revision, problem: status.problem };
     else if (status?.state === "conflict") out[name] = { state: "conflict", revision: status.revision, conflicts: status.conflicts };
   }
+  // Valid records the snapshot refused (validate.ts): Envoys keep the service's previous config.
+  for (const [name, problems] of replica.failedValidation) {
+    const revision = replica.registry.served().get(name)?.revision;
+    if (revision !== undefined) out[name] ??= { state: "invalid", revision, problem: `not pushed to Envoy: ${problems.join("; ")}` };
+  }
   return out;
 }

@@ -229,7 +229,8 @@ export class Replica {
       logger.debug({ serial: stats.serial, revision: this.revision, ms: stats.durationMs }, "snapshot committed");
       this.#options.events?.commit(stats);
       for (const { name, problems } of stats.rejected) {
-        // The registry keeps domains unique, so this is a bug upstream, caught before Envoy.
+        // A route configuration grown past its limit, or a bug upstream (the registry keeps
+        // domains unique), caught before Envoy.
         logger.error({ service: name, problems }, "pre-push validation rejected a service; it keeps its previous config");
         this.failedValidation.set(name, problems);
         this.#options.events?.rejected(name, "validation");

@@ -5,7 +5,9 @@
 // by concatenating pre-encoded virtual hosts in name order (the same bytes translateRegistry's
 // RouteConfiguration encodes to, which a test checks). Before a commit is published, every
 // changed service is validated against the rest (validate.ts); one that fails keeps its previous
-// resources and is reported, and the rest of the commit goes through.
+// resources and is reported, and the rest of the commit goes through. That includes a virtual
+// host that would take the route configuration over its limit: that service is refused, not
+// every later route change.
 import { hash } from "node:crypto";
 import { Cluster } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
 import { ClusterLoadAssignment } from "@envoyage/proto/envoy/config/endpoint/v3/endpoint.js";
@@ -58,6 +60,9 @@ export interface CommitMeta {
   firstWriteAt: number | undefined;
 }
 
+/** The route configuration's bytes besides its virtual hosts (its name, the Any around it): well under this. */
+const ROUTE_CONFIGURATION_OVERHEAD = 1024;
+
 /** How many commits commitMeta() remembers. */
 const COMMIT_HISTORY = 1024;
 
@@ -76,6 +81,9 @@ export class SnapshotStore implements ResourceSource {
   /** Virtual hosts sorted by name, and an index into them. */
   readonly #virtualHosts: EncodedVirtualHost[] = [];
   readonly #virtualHostDigest = Buffer.alloc(16);
+  /** Encoded size of the virtual hosts, kept up to date per change. */
+  #virtualHostBytes = 0;
+  readonly #maxRouteConfigurationBytes: number;
   /** Committed services, and which service each committed domain belongs to. */
   readonly #services = new Map<string, EncodedService>();
   readonly #domainHolders = new Map<string, string>();
@@ -86,7 +94,8 @@ export class SnapshotStore implements ResourceSource {
   #ready = false;
   readonly #listeners = new Set<() => void>();
 
-  constructor(options: TranslateOptions) {
+  constructor(options: TranslateOptions & { maxRouteConfigurationBytes?: number }) {
+    this.#maxRouteConfigurationBytes = options.maxRouteConfigurationBytes ?? MAX_ROUTE_CONFIGURATION_BYTES;
     this.#table(LISTENER_TYPE).stage(
       makeResource(LISTENER_TYPE, LISTENER_NAME, Listener.encode(translateListener(options)).finish()),
     );
@@ -145,12 +154,7 @@ export class SnapshotStore implements ResourceSource {
     const started = performance.now();
     const rejected = this.#applyStaged();
     if (this.#routesDirty) {
-      const routes = this.#assembleRouteConfiguration();
-      if (routes.any.length > MAX_ROUTE_CONFIGURATION_BYTES) {
-        rejected.push({ name: ROUTE_CONFIG_NAME, problems: [`the route configuration would be ${routes.any.length} bytes`] });
-      } else {
-        this.#table(ROUTE_TYPE).stage(routes);
-      }
+      this.#table(ROUTE_TYPE).stage(this.#assembleRouteConfiguration());
       this.#routesDirty = false;
     }
     const serial = this.#serial + 1;
@@ -172,29 +176,12 @@ export class SnapshotStore implements ResourceSource {
 
   /** Validates the staged services against the rest and moves the valid ones into the tables. */
   #applyStaged(): Rejection[] {
-    // Who holds each domain once this commit applies: staged services drop their old domains.
-    const holders = new Map<string, string | undefined>();
-    for (const name of this.#staged.keys()) {
-      for (const domain of this.#services.get(name)?.domains ?? []) holders.set(domain, undefined);
-    }
-    const holderOf = (domain: string) => (holders.has(domain) ? holders.get(domain) : this.#domainHolders.get(domain));
-    const clusterExists = (name: string) =>
-      this.#staged.has(name) ? this.#staged.get(name) !== null : this.#services.has(name);
-    const rejected: Rejection[] = [];
-    for (const [name, next] of this.#staged) {
-      if (!next) continue;
-      const sizes = [next.cluster.any.length, next.endpoints?.any.length ?? 0, next.virtualHost.field.length];
-      const problems = next.routeClusters.flatMap((cluster) =>
-        validateService({ name, domains: next.domains, routeCluster: cluster, sizes }, holderOf, clusterExists),
-      );
-      if (problems.length > 0) {
-        rejected.push({ name, problems });
-        this.#staged.delete(name);
-        for (const domain of this.#services.get(name)?.domains ?? []) holders.set(domain, name); // kept as before
-      } else {
-        for (const domain of next.domains) holders.set(domain, name);
-      }
-    }
+    const rejected = new Map<string, string[]>();
+    // A rejected service keeps its previous resources, domains included, which another staged
+    // service may have been given in the same pass: validate again until a pass rejects nothing.
+    let again = true;
+    while (again) again = this.#rejectOnePass(rejected);
+    for (const name of rejected.keys()) this.#staged.delete(name);
     for (const [name, next] of this.#staged) {
       const previous = this.#services.get(name);
       for (const domain of previous?.domains ?? []) this.#domainHolders.delete(domain);
@@ -213,13 +200,58 @@ export class SnapshotStore implements ResourceSource {
       }
     }
     this.#staged.clear();
-    return rejected;
+    return [...rejected].map(([name, problems]) => ({ name, problems }));
+  }
+
+  /**
+   * Validates the staged services not rejected yet, given that rejected ones keep what they had;
+   * adds the ones that fail to `rejected`. Returns whether it rejected any.
+   */
+  #rejectOnePass(rejected: Map<string, string[]>): boolean {
+    // Who holds each domain once this commit applies: staged services drop their old domains.
+    const holders = new Map<string, string | undefined>();
+    for (const name of this.#staged.keys()) {
+      for (const domain of this.#services.get(name)?.domains ?? []) holders.set(domain, rejected.has(name) ? name : undefined);
+    }
+    const holderOf = (domain: string) => (holders.has(domain) ? holders.get(domain) : this.#domainHolders.get(domain));
+    const clusterExists = (name: string) =>
+      this.#staged.has(name) && !rejected.has(name) ? this.#staged.get(name) !== null : this.#services.has(name);
+    // Route configuration size: removals free their room first; a changed virtual host counts its
+    // growth, so a rejected one keeps its room and the total never passes the limit.
+    let routeBytes = ROUTE_CONFIGURATION_OVERHEAD + this.#virtualHostBytes;
+    for (const [name, next] of this.#staged) if (!next) routeBytes -= this.#virtualHostSize(name);
+    let rejectedAny = false;
+    for (const [name, next] of this.#staged) {
+      if (!next || rejected.has(name)) continue;
+      const sizes = [next.cluster.any.length, next.endpoints?.any.length ?? 0, next.virtualHost.field.length];
+      const problems = next.routeClusters.flatMap((cluster) =>
+        validateService({ name, domains: next.domains, routeCluster: cluster, sizes }, holderOf, clusterExists),
+      );
+      const growth = next.virtualHost.field.length - this.#virtualHostSize(name);
+      if (routeBytes + growth > this.#maxRouteConfigurationBytes) {
+        problems.push(`its virtual host would take the route configuration to ${routeBytes + growth} bytes, over ${this.#maxRouteConfigurationBytes}`);
+      }
+      if (problems.length > 0) {
+        rejected.set(name, problems);
+        rejectedAny = true;
+        for (const domain of this.#services.get(name)?.domains ?? []) holders.set(domain, name); // kept as before
+      } else {
+        routeBytes += growth;
+        for (const domain of next.domains) holders.set(domain, name);
+      }
+    }
+    return rejectedAny;
+  }
+
+  #virtualHostSize(name: string): number {
+    return this.#services.get(name)?.virtualHost.field.length ?? 0;
   }
 
   #removeVirtualHost(name: string): void {
     const index = this.#indexOf(name);
     if (this.#virtualHosts[index]?.name === name) {
       xorInto(this.#virtualHostDigest, this.#virtualHosts[index].digest);
+      this.#virtualHostBytes -= this.#virtualHosts[index].field.length;
       this.#virtualHosts.splice(index, 1);
       this.#routesDirty = true;
     }
@@ -231,11 +263,13 @@ export class SnapshotStore implements ResourceSource {
     if (existing?.name === entry.name) {
       if (existing.digest.equals(entry.digest)) return;
       xorInto(this.#virtualHostDigest, existing.digest);
+      this.#virtualHostBytes -= existing.field.length;
       this.#virtualHosts[index] = entry;
     } else {
       this.#virtualHosts.splice(index, 0, entry);
     }
     xorInto(this.#virtualHostDigest, entry.digest);
+    this.#virtualHostBytes += entry.field.length;
     this.#routesDirty = true;
   }
 

@@ -135,4 +135,50 @@ describe("SnapshotStore", () => {
     assert.equal(store.commit()?.rejected[0]?.name, "b");
     assert.equal(store.resources(ENDPOINT_TYPE).get("b")!.version, before);
   });
+
+  describe("the route configuration's size limit", () => {
+    const LIMIT = 4096;
+    /** A record whose virtual host is about `count` × 60 bytes. */
+    const wide = (name: string, count: number, extra: string[] = []): ServiceRecord => ({
+      domains: [...extra, ...Array.from({ length: count }, (_, i) => `${name}-${i}-${"x".repeat(40)}.example.com`)],
+      endpoints: [{ address: "10.0.0.1", port: 1 }],
+    });
+    const routes = (store: SnapshotStore) => RouteConfiguration.decode(Any.decode(store.resources(ROUTE_TYPE).get("envoyage_http")!.any).value);
+
+    it("refuses the service that would take it over the limit, and later route changes still go out", () => {
+      const store = new SnapshotStore({ ...OPTIONS, maxRouteConfigurationBytes: LIMIT });
+      store.setService("a", wide("a", 30));
+      assert.deepEqual(store.commit()?.rejected, []);
+      store.setService("b", wide("b", 40));
+      const stats = store.commit();
+      assert.equal(stats?.rejected.length, 1);
+      assert.equal(stats.rejected[0]!.name, "b");
+      assert.match(stats.rejected[0]!.problems[0]!, /would take the route configuration to \d+ bytes, over 4096/);
+      assert.equal(store.resources(CLUSTER_TYPE).has("b"), false);
+      assert.ok(store.resources(ROUTE_TYPE).get("envoyage_http")!.any.length <= LIMIT);
+
+      store.setService("c", record(3));
+      assert.deepEqual(store.commit()?.rejected, []);
+      assert.deepEqual(routes(store).virtualHosts.map((v) => v.name), ["a", "c"], "a later route change is published");
+      store.removeService("a");
+      store.setService("b", wide("b", 40));
+      assert.deepEqual(store.commit()?.rejected, [], "room freed in the same commit counts");
+      assert.deepEqual(routes(store).virtualHosts.map((v) => v.name), ["b", "c"]);
+    });
+
+    it("rejects, with a service refused for size, one given a domain the refused one keeps", () => {
+      const store = new SnapshotStore({ ...OPTIONS, maxRouteConfigurationBytes: LIMIT });
+      store.setService("a", { domains: ["shared.example.com"], endpoints: [{ address: "10.0.0.1", port: 1 }] });
+      store.setService("b", { domains: ["b.example.com"], endpoints: [{ address: "10.0.0.2", port: 2 }] });
+      store.commit();
+      // In one commit, b takes the domain a drops, but a's new virtual host does not fit: a keeps
+      // what it had, shared.example.com included, so b cannot have it either.
+      store.setService("b", { domains: ["b.example.com", "shared.example.com"], endpoints: [{ address: "10.0.0.2", port: 2 }] });
+      store.setService("a", wide("a", 80));
+      const rejected = store.commit()?.rejected.map((r) => r.name).sort();
+      assert.deepEqual(rejected, ["a", "b"]);
+      const domains = routes(store).virtualHosts.flatMap((v) => v.domains);
+      assert.deepEqual(domains.sort(), ["b.example.com", "shared.example.com"], "no domain in two virtual hosts");
+    });
+  });
 });
