@@ -216,11 +216,18 @@ export class Replica {
   #commit(): void {
     const { store, logger } = this.#options;
     const { changes, evaluated } = this.registry.resolve();
+    const changed = new Set<string>();
     for (const change of changes) {
       this.#touched.add(change.name);
-      this.failedValidation.delete(change.name);
+      changed.add(change.name);
       if (change.record) store.setService(change.name, change.record);
       else store.removeService(change.name);
+    }
+    // A service the snapshot refused is offered again with every commit: room freed in the
+    // route configuration, or a domain given up, may let it through now.
+    for (const name of this.failedValidation.keys()) {
+      const served = this.registry.served().get(name);
+      if (served && !changed.has(name)) store.setService(name, served.record);
     }
     const stats = store.commit({ revision: this.revision, firstWriteAt: this.#firstWriteAt });
     this.#firstWriteAt = undefined;
@@ -228,13 +235,17 @@ export class Replica {
     if (stats) {
       logger.debug({ serial: stats.serial, revision: this.revision, ms: stats.durationMs }, "snapshot committed");
       this.#options.events?.commit(stats);
-      for (const { name, problems } of stats.rejected) {
-        // A route configuration grown past its limit, or a bug upstream (the registry keeps
-        // domains unique), caught before Envoy.
-        logger.error({ service: name, problems }, "pre-push validation rejected a service; it keeps its previous config");
-        this.failedValidation.set(name, problems);
-        this.#options.events?.rejected(name, "validation");
-      }
+    }
+    const refused = new Map((stats?.rejected ?? []).map(({ name, problems }) => [name, problems]));
+    for (const name of this.failedValidation.keys()) if (!refused.has(name)) this.failedValidation.delete(name);
+    for (const [name, problems] of refused) {
+      const again = this.failedValidation.has(name) && !changed.has(name);
+      this.failedValidation.set(name, problems);
+      if (again) continue; // said when it was first refused
+      // A route configuration grown past its limit, or a bug upstream (the registry keeps
+      // domains unique), caught before Envoy.
+      logger.error({ service: name, problems }, "pre-push validation rejected a service; it keeps its previous config");
+      this.#options.events?.rejected(name, "validation");
     }
     this.#reportProblems();
     if (store.ready) this.#writeClaims(this.registry.claimsToWrite(evaluated));
