@@ -90,6 +90,11 @@ export class Registry {
     return true;
   }
 
+  /** Whether a history lookup for `name` at `latestRevision` still matters: no write or delete since. */
+  awaitsFallback(name: string, latestRevision: number): boolean {
+    return this.#entries.get(name)?.latestRevision === latestRevision;
+  }
+
   /** The result of a history lookup for a service whose latest value (at `latestRevision`) is invalid. */
   setFallback(name: string, latestRevision: number, fallback: EffectiveRecord | undefined): void {
     const entry = this.#entries.get(name);

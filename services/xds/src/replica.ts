@@ -5,10 +5,11 @@
 // initial load is one commit.
 // The store opens to Envoy only once the whole bucket is loaded, including the history lookups
 // that find the last good revision of services whose latest value is invalid.
-import { BucketWatcher, claimHolder, decodeRecord, openBucket, parseKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
+import { BucketWatcher, claimHolder, openBucket, parseKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
 import type { Logger } from "pino";
-import { Registry, type ClaimWrite, type EffectiveRecord } from "./registry.js";
+import { Registry, type ClaimWrite } from "./registry.js";
 import type { CommitStats, SnapshotStore } from "./snapshot.js";
+import { LastGoodLookups } from "./last-good-lookups.js";
 
 export interface ReplicaOptions {
   link: NatsLink;
@@ -52,15 +53,13 @@ export interface ReplicaEvents {
   rejected(name: string, reason: RejectionReason): void;
 }
 
-const LOOKUP_RETRY_MS = 500;
 const CLAIM_RETRY_MS = 2000;
 
 export class Replica {
   readonly registry = new Registry();
   readonly #options: ReplicaOptions;
   readonly #watcher: BucketWatcher;
-  /** History lookups in flight (two may overlap for one key): the replica is not ready while any runs. */
-  #lookupsInFlight = 0;
+  readonly #lookups: LastGoodLookups;
   /** Services changed since the last commit, whose status may need reporting. */
   readonly #touched = new Set<string>();
   /** Last reported problem per service, so each is logged once. */
@@ -91,6 +90,16 @@ export class Replica {
       logger: options.logger,
       handlers: { entry: (entry) => this.#apply(entry), loaded: () => this.#onLoaded(), recreated: () => this.#startOver() },
     });
+    this.#lookups = new LastGoodLookups({
+      history: (key) => this.#watcher.history(key),
+      wanted: (name, latest) => this.registry.awaitsFallback(name, latest),
+      settled: (name, latest, fallback) => {
+        this.registry.setFallback(name, latest, fallback);
+        this.#touched.add(name);
+        this.#scheduleCommit();
+      },
+      logger: options.logger,
+    });
   }
 
   get ready(): boolean {
@@ -114,6 +123,7 @@ export class Replica {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#lookups.stop();
     clearTimeout(this.#claimRetry);
     await this.#watcher.stop();
   }
@@ -124,7 +134,7 @@ export class Replica {
     const key = parseKey(entry.key);
     if (key.kind === "service") {
       if (this.registry.setService(key.name, entry.revision, entry.value)) {
-        void this.#lookUpLastGood(key.name, entry.key, entry.revision);
+        this.#lookups.request(key.name, entry.key, entry.revision);
       }
       this.#touched.add(key.name);
     } else if (key.kind === "claim") {
@@ -136,34 +146,6 @@ export class Replica {
     // Only a registry change is timed. An ignored key is still committed (a commit without
     // changes): Envoys holding the current snapshot hold its revision too.
     if (key.kind === "service" || key.kind === "claim") this.#firstWriteAt = Math.min(this.#firstWriteAt ?? Infinity, entry.created.getTime());
-    this.#scheduleCommit();
-  }
-
-  /** Finds the newest valid revision before `latest` in the key's history (the last good config). */
-  async #lookUpLastGood(name: string, key: string, latest: number): Promise<void> {
-    this.#lookupsInFlight++;
-    let fallback: EffectiveRecord | undefined;
-    for (;;) {
-      try {
-        for (const entry of await this.#watcher.history(key)) {
-          if (entry.revision >= latest) continue;
-          if (entry.value === undefined) break; // deleted before: nothing good to fall back to
-          const decoded = decodeRecord(entry.value);
-          if (decoded.ok) {
-            fallback = { record: decoded.record, revision: entry.revision };
-            break;
-          }
-        }
-        break;
-      } catch (error) {
-        if (this.#stopped) return;
-        this.#options.logger.warn({ err: error, service: name }, "history lookup failed; retrying");
-        await new Promise((resolve) => setTimeout(resolve, LOOKUP_RETRY_MS));
-      }
-    }
-    this.#lookupsInFlight--;
-    this.registry.setFallback(name, latest, fallback);
-    this.#touched.add(name);
     this.#scheduleCommit();
   }
 
@@ -249,7 +231,7 @@ export class Replica {
     }
     this.#reportProblems();
     if (store.ready) this.#writeClaims(this.registry.claimsToWrite(evaluated));
-    if (this.#loaded && this.#lookupsInFlight === 0 && !store.ready) {
+    if (this.#loaded && this.#lookups.pending === 0 && !store.ready) {
       store.markReady();
       logger.info(
         { services: this.registry.servedCount, revision: this.revision, ms: Math.round(performance.now() - this.#startedAt) },

@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { Kvm, type KV } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { encodeRecord, openBucket } from "@envoyage/registry";
 import { AdsClient, sleep, startNats, startXds, TYPES, waitFor, type NatsServer, type XdsProcess } from "@envoyage/test-support";
 
@@ -188,5 +189,23 @@ describe("xDS replicas on a real bucket", () => {
     const status = (await (await fetch(`${live.statusUrl}/status`)).json()) as { services: { rejected: Record<string, { state: string }> } };
     assert.equal(status.services.rejected["latecomer"]?.state, "conflict");
     assert.match(live.process.output(), /rejected a record claiming domains another service holds/);
+  });
+
+  it("rides out a burst of invalid values written all at once: each reported, no consumer left behind, a new replica starts", async () => {
+    const live = replicas[0]!;
+    const count = 400;
+    await Promise.all(Array.from({ length: count }, (_, i) => kv.put(`services.junk${i}`, `garbage ${i}`)));
+    const rejected = async (r: XdsProcess) =>
+      Object.keys(((await (await fetch(`${r.statusUrl}/status`)).json()) as { services: { rejected: Record<string, unknown> } }).services.rejected).filter((n) => n.startsWith("junk")).length;
+    await waitFor(`the ${count} invalid values to be reported`, async () => ((await rejected(live)) === count ? true : undefined), { timeoutMs: 30_000 });
+    const jsm = await jetstreamManager(nc);
+    await waitFor("the history lookups' consumers to be gone", async () => {
+      const consumers = (await jsm.streams.info("KV_envoyage")).state.consumer_count;
+      return consumers <= replicas.length ? true : undefined; // each replica's watch
+    }, { timeoutMs: 10_000 });
+    const fresh = await replica();
+    await fresh.ready(30_000);
+    assert.equal(await rejected(fresh), count);
+    await Promise.all(Array.from({ length: count }, (_, i) => kv.delete(`services.junk${i}`)));
   });
 });

@@ -4,11 +4,11 @@
 // that was deleted and created again (a restarted nats-server loses a memory bucket) has new
 // revisions: the watcher says so and starts over from it. The xDS replicas follow the registry
 // with it; the API follows the registry and the status bucket.
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
-import { BucketMissingError, claimKey } from "./kv.js";
+import { BUCKET_HISTORY, BucketMissingError, claimKey } from "./kv.js";
 import type { NatsLink } from "./nats.js";
 import type { NatsConnection } from "@nats-io/nats-core";
 
@@ -51,9 +51,16 @@ function toEntry(e: KvWatchEntry): BucketEntry {
   return { key: e.key, revision: e.revision, value: e.operation === "PUT" ? e.value : undefined, created: e.created };
 }
 
+/** A message of the bucket's stream as an entry: a KV-Operation header marks a delete or purge. */
+function storedEntry(key: string, message: StoredMsg): BucketEntry {
+  const deleted = message.header?.get("KV-Operation");
+  return { key, revision: message.seq, value: deleted ? undefined : message.data, created: message.time };
+}
+
 export class BucketWatcher {
   readonly #options: BucketWatcherOptions;
   #kv: KV | undefined;
+  #jsm: JetStreamManager | undefined;
   /** Creation time of the bucket's stream when first watched: another one means it was created again. */
   #createdAt: string | undefined;
   #watch: QueuedIterator<KvWatchEntry> | undefined;
@@ -132,11 +139,22 @@ export class BucketWatcher {
     }
   }
 
-  /** Every revision of `key` still in the bucket's history, newest first. */
+  /**
+   * Every revision of `key` still in the bucket's history, newest first. Read one revision at a
+   * time with direct gets, oldest first: kv.history() creates a consumer per call, which the
+   * server keeps for minutes after; a few hundred lookups filled the stream's consumer limit.
+   */
   async history(key: string): Promise<BucketEntry[]> {
-    if (!this.#kv) throw new Error("the bucket is not bound yet");
+    const jsm = this.#jsm;
+    if (!jsm) throw new Error("the bucket is not bound yet");
+    const { bucket } = this.#options;
     const entries: BucketEntry[] = [];
-    for await (const e of await this.#kv.history({ key })) entries.push(toEntry(e));
+    for (let seq = 1; entries.length <= BUCKET_HISTORY; ) {
+      const message = await jsm.direct.getMessage(`KV_${bucket}`, { seq, next_by_subj: `$KV.${bucket}.${key}` });
+      if (!message) break;
+      entries.push(storedEntry(key, message));
+      seq = message.seq + 1;
+    }
     return entries.reverse();
   }
 
@@ -164,6 +182,7 @@ export class BucketWatcher {
     while (!this.#stopped) {
       try {
         this.#kv = await this.#options.open(nc);
+        this.#jsm = await jetstreamManager(nc, { checkAPI: false });
         logger.info({ bucket }, "bound to KV bucket");
         return;
       } catch (error) {

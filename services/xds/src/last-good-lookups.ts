@@ -1,0 +1,95 @@
+// History lookups for services whose latest value is invalid: the newest valid revision before
+// it keeps serving (the last good config). Each lookup reads the key's history through a
+// short-lived JetStream consumer, so only a few run at once. Started all together, a burst of
+// hundreds of invalid writes overran nats-server's JetStream API queue; the lookups timed out,
+// left their consumers behind until the stream's consumer limit refused every new one, and
+// retried every 500 ms for good (a replica that restarted could not even watch the bucket).
+import { decodeRecord, type BucketEntry } from "@envoyage/registry";
+import type { Logger } from "pino";
+import type { EffectiveRecord } from "./registry.js";
+
+const CONCURRENCY = 4;
+const RETRY_MS = 500;
+const MAX_RETRY_MS = 10_000;
+
+interface Lookup {
+  name: string;
+  key: string;
+  /** Revision of the invalid value: the fallback is the newest valid one before it. */
+  latest: number;
+}
+
+export interface LastGoodLookupsOptions {
+  /** Every revision of a key still in the bucket's history, newest first. */
+  history(key: string): Promise<BucketEntry[]>;
+  /** False once a newer write (or a delete) made the lookup moot. */
+  wanted(name: string, latest: number): boolean;
+  /**
+   * A lookup ended, counted out of `pending` already: its fallback, or undefined (none, or moot:
+   * Registry.setFallback ignores a superseded one).
+   */
+  settled(name: string, latest: number, fallback: EffectiveRecord | undefined): void;
+  logger: Logger;
+}
+
+export class LastGoodLookups {
+  readonly #options: LastGoodLookupsOptions;
+  readonly #queue: Lookup[] = [];
+  #running = 0;
+  #stopped = false;
+
+  constructor(options: LastGoodLookupsOptions) {
+    this.#options = options;
+  }
+
+  /** Lookups queued or running: the replica is not ready while there are any. */
+  get pending(): number {
+    return this.#queue.length + this.#running;
+  }
+
+  request(name: string, key: string, latest: number): void {
+    this.#queue.push({ name, key, latest });
+    this.#next();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#queue.length = 0;
+  }
+
+  #next(): void {
+    while (this.#running < CONCURRENCY && this.#queue.length > 0) {
+      const lookup = this.#queue.shift()!;
+      this.#running++;
+      void this.#run(lookup).then((fallback) => {
+        this.#running--;
+        if (!this.#stopped) this.#options.settled(lookup.name, lookup.latest, fallback);
+        this.#next();
+      });
+    }
+  }
+
+  async #run({ name, key, latest }: Lookup): Promise<EffectiveRecord | undefined> {
+    const { history, wanted, logger } = this.#options;
+    for (let delay = RETRY_MS; !this.#stopped && wanted(name, latest); delay = Math.min(delay * 2, MAX_RETRY_MS)) {
+      try {
+        return lastGood(await history(key), latest);
+      } catch (error) {
+        if (delay === RETRY_MS) logger.warn({ service: name, error: (error as Error).message }, "history lookup failed; retrying with backoff");
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+    return undefined;
+  }
+}
+
+/** The newest valid revision before `latest`, unless the key was deleted in between. */
+function lastGood(entries: BucketEntry[], latest: number): EffectiveRecord | undefined {
+  for (const entry of entries) {
+    if (entry.revision >= latest) continue;
+    if (entry.value === undefined) return undefined; // deleted before: nothing good to fall back to
+    const decoded = decodeRecord(entry.value);
+    if (decoded.ok) return { record: decoded.record, revision: entry.revision };
+  }
+  return undefined;
+}
