@@ -254,6 +254,8 @@ export class ServiceStore {
    * give its claims back) is judged by the holder's record once the claim is old.
    */
   async #holds(holder: string, domain: string, claim: KvEntry): Promise<boolean> {
+    // A claim written by hand that names no possible service (empty, "x>"): nobody holds it.
+    if (parseKey(serviceKey(holder)).kind !== "service") return false;
     const entry = await this.#kv.get(serviceKey(holder));
     if (entry === null || entry.revision < claim.revision) {
       if (Date.now() - claim.created.getTime() < ORPHAN_CLAIM_MS) return true;

@@ -114,3 +114,15 @@ describe("claims a failed PUT left behind", () => {
     await assertOrphanTakenOverOnceOld(store, "h2", "orphan2.example.com");
   });
 });
+
+describe("claims written by hand", () => {
+  it("are taken over when their value names no possible service", async () => {
+    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    for (const [i, value] of ["", "   ", "x>", "garbage name!"].entries()) {
+      const domain = `hand${i}.example.com`;
+      await kv.put(claimKey(domain), value);
+      await store.put(`hand${i}`, { domains: [domain], endpoints: [{ address: "127.0.0.1", port: 5678 }] }, undefined);
+      assert.equal(await holderOf(domain), `hand${i}`, JSON.stringify(value));
+    }
+  });
+});
