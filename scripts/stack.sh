@@ -48,11 +48,20 @@ pidfile() { echo "$RUN/$1.pid"; }
 # processes reap slowly, and kill -0 still succeeds on it).
 running() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
 alive() { local f; f="$(pidfile "$1")"; [ -f "$f" ] && running "$(cat "$f")"; }
+# Whether any nats-server of the stack runs: the single one, or any node of a cluster (nats-1 may
+# be the one that died).
+any_nats_alive() {
+  local f
+  for f in "$RUN/nats.pid" "$RUN"/nats-*.pid; do
+    [ -f "$f" ] && running "$(cat "$f")" && return 0
+  done
+  return 1
+}
 # The NATS mode: as asked, else the one the running stack was started in (kept in
 # $RUN/nats-cluster while a nats-server of it runs; a file left by a crash is dropped).
 resolve_nats_mode() {
   if [ -f "$RUN/nats-cluster" ]; then
-    if alive nats || alive nats-1; then NATS_CLUSTER_RUNNING="$(cat "$RUN/nats-cluster")"; else rm -f "$RUN/nats-cluster"; fi
+    if any_nats_alive; then NATS_CLUSTER_RUNNING="$(cat "$RUN/nats-cluster")"; else rm -f "$RUN/nats-cluster"; fi
   fi
   NATS_CLUSTER="${NATS_CLUSTER_ASKED:-${NATS_CLUSTER_RUNNING:-1}}"
 }

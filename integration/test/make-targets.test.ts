@@ -2,7 +2,7 @@
 // the real Makefile and scripts, on free ports and a state folder of the test's own, so a stack
 // a developer has running on the documented ports is left alone.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -80,5 +80,22 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     assert.match(status, /^ {2}nats {8}stopped$/m, "status reads the single-server stack, not a cluster nobody runs");
     assert.doesNotMatch(status, /nats-1/);
     assert.equal(existsSync(join(runDir, "nats-cluster")), false, "the stale file is dropped");
+  });
+
+  it("keeps cluster mode while any node runs, nats-1 dead or not", async () => {
+    const node2 = spawn("sleep", ["60"], { stdio: "ignore" }); // stands for nats-2, still running
+    try {
+      await writeFile(join(runDir, "nats-cluster"), "3\n");
+      await writeFile(join(runDir, "nats-2.pid"), `${node2.pid}\n`);
+      const status = await make("status");
+      assert.match(status, /^ {2}nats-1 {6}stopped$/m);
+      assert.match(status, new RegExp(`^ {2}nats-2 {6}running \\(pid ${node2.pid}\\)$`, "m"));
+      assert.doesNotMatch(status, /^ {2}nats {8}/m, "not read as a single-server stack");
+      assert.equal(existsSync(join(runDir, "nats-cluster")), true, "the mode is kept");
+    } finally {
+      node2.kill();
+      await rm(join(runDir, "nats-2.pid"), { force: true });
+      await rm(join(runDir, "nats-cluster"), { force: true });
+    }
   });
 });
