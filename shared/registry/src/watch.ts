@@ -120,7 +120,7 @@ export class BucketWatcher {
     try {
       const { streamInfo } = await this.#kv.status();
       const last = streamInfo.state.last_seq;
-      if (this.#isAnotherBucket(streamInfo.created)) {
+      if (this.#isAnotherBucket(streamInfo)) {
         // The client's watch may have re-attached to it by itself, at revisions it will not reach.
         this.#restart();
       } else if (last <= this.#lastRevision) {
@@ -210,7 +210,7 @@ export class BucketWatcher {
         const kv = this.#kv!;
         const status = await kv.status();
         this.#createdAt ??= status.streamInfo.created;
-        if (this.#isAnotherBucket(status.streamInfo.created)) this.#startOver(status.streamInfo.created);
+        if (this.#isAnotherBucket(status.streamInfo)) this.#startOver(status.streamInfo.created);
         if (!this.#loaded && status.values === 0) this.#markLoaded(); // an empty bucket delivers nothing
         const resumeFromRevision = this.#lastRevision > 0 ? this.#lastRevision + 1 : undefined;
         const watch = await kv.watch({ key: ">", resumeFromRevision });
@@ -236,9 +236,13 @@ export class BucketWatcher {
     }
   }
 
-  /** Whether the bucket's stream is not the one first watched (every peer of a cluster agrees on its creation time). */
-  #isAnotherBucket(createdAt: string): boolean {
-    return createdAt !== this.#createdAt;
+  /**
+   * Whether the bucket's stream is not the one first watched: another creation time (every peer
+   * of a cluster agrees on it), or the same stream with its revisions gone back — a memory
+   * stream of a cluster comes back empty, with its creation time, when its only node restarts.
+   */
+  #isAnotherBucket(stream: { created: string; state: { last_seq: number } }): boolean {
+    return stream.created !== this.#createdAt || stream.state.last_seq < this.#lastRevision;
   }
 
   /** The bucket was created again: what was delivered is void; load the new one from scratch. */
