@@ -75,9 +75,22 @@ export async function buildApp(options: AppOptions) {
     loggerInstance: options.logger,
     logController: new AccessLog(),
     bodyLimit: options.bodyLimit,
-    return503OnClosing: true,
+    // Refused below instead, in the API's error shape.
+    return503OnClosing: false,
     ajv: { customOptions: AJV_OPTIONS, plugins: [addRecordFormats] },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Shutting down: a request that arrives on a kept-alive connection is refused (503, and the
+  // connection closed) so the client retries elsewhere; requests already running finish.
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onRequest", async (_request, reply) => {
+    if (!closing) return;
+    void reply.header("connection", "close");
+    throw new ApiError(503, "shutting_down", "the API is shutting down; retry");
+  });
 
   // Records are JSON only: anything else is 415, not a confusing validation error.
   app.removeContentTypeParser("text/plain");

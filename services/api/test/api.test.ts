@@ -1,10 +1,11 @@
 // The HTTP contract (DESIGN.md) against a real nats-server.
 import assert from "node:assert/strict";
+import { connect as connectSocket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { createLogger } from "@envoyage/registry";
-import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
+import { sleep, startNats, waitFor, type NatsServer } from "@envoyage/test-support";
 import { loadConfig } from "../src/config.js";
 import { startServer, type RunningApi } from "../src/server.js";
 
@@ -305,5 +306,33 @@ describe("NATS unavailable", () => {
     await nats.restart();
     await waitFor("the API to reconnect", async () => ((await call("GET", "/readyz")).status === 200 ? true : undefined));
     assert.equal((await call("PUT", "/v1/services/down", { ...web, domains: ["down.example.com"] })).status, 201);
+  });
+});
+
+describe("shutting down", () => {
+  it("finishes a request in flight and refuses the next one on its connection, in the API's error shape", async () => {
+    const config = loadConfig({ NATS_URL: nats.url, API_HOST: "127.0.0.1", API_PORT: "0" });
+    const stopping = await startServer(config, createLogger("api", "silent"));
+    await stopping.bound;
+    const body = JSON.stringify({ ...web, domains: ["inflight.example.com"] });
+    const socket = connectSocket(stopping.port, "127.0.0.1");
+    let received = "";
+    socket.on("data", (chunk) => (received += chunk));
+    const ended = new Promise((resolve) => socket.on("close", resolve));
+    await new Promise((resolve) => socket.once("connect", resolve));
+    // The first request's headers are read (its onRequest has run); its body is still to come.
+    socket.write(`PUT /v1/services/inflight HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
+    await sleep(100);
+    const closed = stopping.app.close();
+    await sleep(100);
+    // Its body, then a second request on the same connection.
+    socket.write(`${body}GET /v1/services HTTP/1.1\r\nhost: x\r\n\r\n`);
+    await ended;
+    await closed;
+    await stopping.close();
+    const statuses = [...received.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => Number(m[1]));
+    assert.deepEqual(statuses, [201, 503], received);
+    assert.match(received, /"code":"shutting_down"/);
+    assert.match(received, /connection: close/i);
   });
 });
