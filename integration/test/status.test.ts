@@ -91,6 +91,19 @@ describe("sync status", () => {
     });
     assert.deepEqual((await stack.call("GET", "/v1/services/web")).body.status.envoys, { connected: 0, acked: 0 });
   });
+
+  it("logged nothing but JSON lines from the API, after every kind of record was listed and read", () => {
+    const lines = stack.api.process.output().split("\n").filter((line) => line.trim() !== "");
+    assert.ok(lines.length > 0);
+    const notJson = lines.filter((line) => {
+      try {
+        return typeof JSON.parse(line) !== "object";
+      } catch {
+        return true;
+      }
+    });
+    assert.deepEqual(notJson, []);
+  });
 });
 
 describe("a real NACK from Envoy", () => {
