@@ -107,6 +107,15 @@ up() {
     die "the stack runs with NATS_CLUSTER=$NATS_CLUSTER_RUNNING; make down first to change it"
   fi
   [ -z "$NATS_CLUSTER_RUNNING" ] || [ -n "$NATS_CLUSTER_ASKED" ] || log "NATS_CLUSTER=$NATS_CLUSTER, as the running stack"
+  # Envoy's xDS variant: as asked, else the one the stack's Envoy was started with (kept in
+  # $RUN/envoy-ads until make down, so an Envoy restarted by make up comes back on it).
+  local ads_running="" ads
+  [ -f "$RUN/envoy-ads" ] && ads_running="$(cat "$RUN/envoy-ads")"
+  ads="${ENVOY_ADS:-${ads_running:-sotw}}"
+  case "$ads" in sotw | delta) ;; *) die "ENVOY_ADS=$ads: use sotw or delta" ;; esac
+  if alive envoy && [ -n "$ads_running" ] && [ "$ads" != "$ads_running" ]; then
+    die "Envoy runs with ENVOY_ADS=$ads_running; make down first to change it"
+  fi
   local nats_urls=() nats_names=()
   if [ "$NATS_CLUSTER" = 1 ]; then
     nats_names=(nats)
@@ -154,15 +163,16 @@ up() {
     check_port "$LISTENER_PORT" "envoy listener"
     # envoy/bootstrap.yaml with this stack's ports and ADS variant.
     local bootstrap="$RUN/bootstrap.yaml" api_type=GRPC
-    [ "${ENVOY_ADS:-sotw}" = delta ] && api_type=DELTA_GRPC
+    [ "$ads" = delta ] && api_type=DELTA_GRPC
     # The api_type line's comment names the other variant; the rendered line says which one runs.
     # Ports go through placeholders, so a new port that equals another default is not rewritten again.
-    sed -e "s/api_type: GRPC .*/api_type: $api_type # ENVOY_ADS=${ENVOY_ADS:-sotw}/" \
+    sed -e "s/api_type: GRPC .*/api_type: $api_type # ENVOY_ADS=$ads/" \
       -e "s/port_value: 9901 /port_value: @admin@ /" -e "s/port_value: 9090 /port_value: @xds1@ /" -e "s/port_value: 9091 /port_value: @xds2@ /" \
       -e "s/@admin@/$ADMIN_PORT/" -e "s/@xds1@/${XDS_PORTS[0]}/" -e "s/@xds2@/${XDS_PORTS[1]}/" \
       "$ROOT/envoy/bootstrap.yaml" >"$bootstrap"
     start envoy envoy -c "$bootstrap" --disable-hot-restart --concurrency 2 -l info
     date +%s >"$RUN/envoy.started"
+    echo "$ads" >"$RUN/envoy-ads"
   fi
   wait_for "Envoy" 30 envoy_ready
   wait_for "Envoy's listener on :$LISTENER_PORT" 15 port_busy "$LISTENER_PORT"
@@ -215,7 +225,7 @@ stop_one() {
 down() {
   # Envoy first (it would only log reconnects), NATS last (the services drain to it).
   for name in envoy upstream-a upstream-b xds-1 xds-2 api nats nats-1 nats-2 nats-3 nats-4 nats-5; do stop_one "$name"; done
-  rm -f "$RUN/envoy.started" "$RUN/nats-cluster"
+  rm -f "$RUN/envoy.started" "$RUN/nats-cluster" "$RUN/envoy-ads"
   local busy=()
   for port in "$NATS_PORT" "$API_PORT" "${XDS_PORTS[@]}" "${XDS_HTTP_PORTS[@]}" "$LISTENER_PORT" "$ADMIN_PORT" "$UPSTREAM_A_PORT" "$UPSTREAM_B_PORT"; do
     port_busy "$port" && busy+=("$port")

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -24,8 +24,8 @@ async function freePair(): Promise<number> {
 describe("make up, make test-add / test-switch / test-remove, make down", () => {
   let runDir: string;
   let ports: Record<string, number>;
-  const make = async (target: string) => {
-    const env = { ...process.env, ENVOYAGE_RUN_DIR: runDir, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) };
+  const make = async (target: string, extra: Record<string, string> = {}) => {
+    const env = { ...process.env, ENVOYAGE_RUN_DIR: runDir, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])), ...extra };
     try {
       const { stdout } = await run("make", ["--no-print-directory", target], { cwd: REPO_ROOT, env, timeout: 180_000 });
       return stdout;
@@ -59,6 +59,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
   it("brings the stack up, adds, switches and removes web.example.com through Envoy, and stops everything", async () => {
     const up = await make("up");
     assert.match(up, /\[stack\] up\./);
+    await assert.rejects(make("up", { ENVOY_ADS: "delta" }), /Envoy runs with ENVOY_ADS=sotw; make down first to change it/);
 
     const add = await make("test-add");
     assert.match(add, /ok: web\.example\.com answers from upstream A \([\d.]+ ms/);
@@ -72,6 +73,17 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     assert.match(down, /\[stack\] down/);
     const all = Object.values(ports);
     await assertPortsFree([...all, ports["XDS_PORT"]! + 1, ports["XDS_HTTP_PORT"]! + 1]);
+  });
+
+  it("brings a dead Envoy back on the xDS variant the stack was started with", async () => {
+    await make("up", { ENVOY_ADS: "delta" });
+    try {
+      process.kill(Number(await readFile(join(runDir, "envoy.pid"), "utf8")), "SIGKILL");
+      await make("up");
+      assert.match(await readFile(join(runDir, "bootstrap.yaml"), "utf8"), /api_type: DELTA_GRPC/);
+    } finally {
+      await make("down");
+    }
   });
 
   it("ignores the NATS mode a crashed stack left behind", async () => {
