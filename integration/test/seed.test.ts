@@ -2,7 +2,7 @@
 // remove it; through the HTTP API and through the nats CLI; with bad input and a dead replica.
 import assert from "node:assert/strict";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { record, startStack, upstreamGreeting, type Stack } from "@envoyage/test-support";
+import { record, startStack, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
 
 const A = upstreamGreeting("A");
 const B = upstreamGreeting("B");
@@ -107,7 +107,7 @@ function seedSuite(protocol: "sotw" | "delta"): void {
     });
 
     it("rejects a malformed value: other routes are unaffected and the service keeps its last good config", async () => {
-      await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
+      const lastGood = (await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A))).body.revision as number;
       await stack.call("PUT", "/v1/services/other", record(stack.upstreams.B, ["other.example.com"]));
       await stack.until(WEB, A);
       await stack.until("other.example.com", B);
@@ -124,6 +124,11 @@ function seedSuite(protocol: "sotw" | "delta"): void {
 
       const listed = await stack.call("GET", "/v1/services/web");
       assert.match(listed.body.problem, /not UTF-8 JSON/);
+      const status = await waitFor("the replicas to report web invalid", async () => {
+        const body = (await stack.call("GET", "/v1/services/web")).body;
+        return body.status.state === "invalid" ? body.status : undefined;
+      });
+      assert.equal(status.servingRevision, lastGood, "Envoy still routes the last good revision, and the API says so");
       await stack.call("DELETE", "/v1/services/other");
       await stack.call("DELETE", "/v1/services/broken");
       await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));

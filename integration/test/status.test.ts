@@ -77,6 +77,8 @@ describe("sync status", () => {
       return body.status.state === "invalid" ? body : undefined;
     });
     assert.match(broken.status.problem, /\/endpoints must NOT have fewer than 1 items/);
+    assert.equal(broken.status.servingRevision, null, "never valid: nothing of it is routed");
+    assert.equal(intruder.status.servingRevision, null, "it lost its domain: not routed");
     assert.equal((await stack.get("web.example.com")).body, upstreamGreeting("A"), "the holder keeps serving");
     const metrics = await (await fetch(`${stack.replicas[0]!.statusUrl}/metrics`)).text();
     assert.match(metrics, /envoyage_registry_services\{state="conflict"\} 1/);

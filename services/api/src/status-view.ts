@@ -30,6 +30,8 @@ export interface ServiceSyncStatus {
   state: "serving" | "invalid" | "conflict" | "pending";
   problem?: string;
   conflicts?: { domain: string; heldBy: string }[];
+  /** Rejected: the revision Envoys still route instead (the last good one), or null: not routed. */
+  servingRevision?: number | null;
   /** Connected Envoys, and how many of them hold this revision of the service. */
   envoys: { connected: number; acked: number };
 }
@@ -96,9 +98,10 @@ export class StatusView {
     for (const replica of this.#fresh(this.#replicas)) {
       const rejected = replica.rejected[name];
       if (rejected && rejected.revision === revision) {
+        const serving = rejected.servingRevision === undefined ? {} : { servingRevision: rejected.servingRevision };
         return rejected.state === "invalid"
-          ? { state: "invalid", problem: rejected.problem ?? "invalid", envoys }
-          : { state: "conflict", conflicts: rejected.conflicts ?? [], envoys };
+          ? { state: "invalid", problem: rejected.problem ?? "invalid", ...serving, envoys }
+          : { state: "conflict", conflicts: rejected.conflicts ?? [], ...serving, envoys };
       }
       applied ||= replica.ready && replica.revision >= revision;
     }

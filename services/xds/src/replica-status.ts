@@ -42,10 +42,12 @@ function rejectedReport(replica: Replica): ReplicaReport["rejected"] {
   const out: ReplicaReport["rejected"] = {};
   for (const name of replica.registry.rejected()) {
     const status = replica.registry.status(name);
-    if (status?.state === "invalid") out[name] = { state: "invalid", revision: status.revision, problem: status.problem };
-    else if (status?.state === "conflict") out[name] = { state: "conflict", revision: status.revision, conflicts: status.conflicts };
+    const servingRevision = replica.registry.served().get(name)?.revision ?? null;
+    if (status?.state === "invalid") out[name] = { state: "invalid", revision: status.revision, problem: status.problem, servingRevision };
+    else if (status?.state === "conflict") out[name] = { state: "conflict", revision: status.revision, conflicts: status.conflicts, servingRevision };
   }
-  // Valid records the snapshot refused (validate.ts): Envoys keep the service's previous config.
+  // Valid records the snapshot refused (validate.ts): Envoys keep the service's previous config,
+  // whose revision the snapshot does not keep (servingRevision left out).
   for (const [name, problems] of replica.failedValidation) {
     const revision = replica.registry.served().get(name)?.revision;
     if (revision !== undefined) out[name] ??= { state: "invalid", revision, problem: `not pushed to Envoy: ${problems.join("; ")}` };

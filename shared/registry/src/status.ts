@@ -69,6 +69,8 @@ export const ReplicaReportSchema = Type.Object({
       revision: Type.Integer(),
       problem: Type.Optional(Type.String()),
       conflicts: Type.Optional(Type.Array(Type.Object({ domain: Type.String(), heldBy: Type.String() }))),
+      /** The revision Envoys still route (the last good one), null when none is; absent when unknown. */
+      servingRevision: Type.Optional(Nullable(Type.Integer())),
     }),
   ),
 });

@@ -29,6 +29,11 @@ export const ServiceStatus = Type.Object(
     }),
     problem: Type.Optional(Type.String()),
     conflicts: Type.Optional(Type.Array(Type.Object({ domain: Type.String(), heldBy: Type.String() }))),
+    servingRevision: Type.Optional(
+      Type.Union([Type.Integer(), Type.Null()], {
+        description: "invalid/conflict: the revision Envoys still route instead (the last good one), or null when this service is not routed.",
+      }),
+    ),
     envoys: EnvoyCounts,
   },
   { additionalProperties: false },
