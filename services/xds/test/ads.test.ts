@@ -327,3 +327,25 @@ describe("ADS fan-out", () => {
     assert.equal(starved, 0, `${starved} of ${fleet.length} streams got nothing while the changes kept coming`);
   });
 });
+
+describe("ADS (sotw): NACKed bodies", () => {
+  it("never re-sends a NACKed body, also when Envoy goes back to the subscription it was NACKed with", async () => {
+    const { store, events, connect } = await setupWith({ a: record(1), b: record(2) });
+    let rejecting = false;
+    const client = connect({ nack: (type, names) => (rejecting && type === TYPES.endpoint && names.includes("a") ? "endpoints rejected on purpose" : undefined) });
+    await synced(client, 2);
+    rejecting = true;
+    const from = events.length;
+    store.setService("a", record(1, 7001));
+    store.setService("b", record(2, 7002));
+    store.commit();
+    const nacks = () => events.slice(from).filter((e) => e.kind === "nack").length;
+    await client.waitUntil("the NACK", () => nacks() === 1);
+    client.request(TYPES.endpoint, ["a"]); // another subscription: its body is NACKed too
+    await client.waitUntil("the second NACK", () => nacks() === 2);
+    client.request(TYPES.endpoint, ["a", "b"]); // back to the first subscription
+    await sleep(300);
+    const pushes = events.slice(from).filter((e) => e.kind === "push" && e.type === "EDS");
+    assert.deepEqual(pushes.map((e) => e.names), [2, 1], "each rejected body was sent once");
+  });
+});

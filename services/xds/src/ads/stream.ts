@@ -47,7 +47,11 @@ export interface TypeState {
   lastNonce: string | undefined;
   sent: (Delivery & { nonce: string }) | undefined;
   acked: Delivery | undefined;
-  rejected: { version: string; subscription: Subscription | undefined } | undefined;
+  /**
+   * The version Envoy last NACKed and every subscription it was NACKed with (by their names, as
+   * a list that comes back is a new Subscription): going back to one must not resend it.
+   */
+  rejected: { version: string; subscriptions: Set<string> } | undefined;
   /** Delta: resource versions Envoy said it holds when it (re)connected, until the first ACK. */
   envoyHas: ReadonlyMap<string, string> | undefined;
 }
@@ -173,7 +177,9 @@ export class AdsStream {
     const sent = state.sent!;
     state.sent = undefined;
     if (error !== undefined) {
-      state.rejected = { version: sent.version, subscription: sent.subscription };
+      const names = subscriptionKey(sent.subscription);
+      if (state.rejected?.version === sent.version) state.rejected.subscriptions.add(names);
+      else state.rejected = { version: sent.version, subscriptions: new Set([names]) };
       this.#options.events.nack(this, state.typeUrl, sent.version, sent.nonce, error);
     } else {
       state.acked = sent;
@@ -201,7 +207,7 @@ export class AdsStream {
     const desired = this.#desired(state, set);
     const acked = state.acked;
     if (acked?.version === desired.version && acked.subscription === desired.subscription && !state.envoyHas) return;
-    if (state.rejected?.version === desired.version && state.rejected.subscription === desired.subscription) return;
+    if (state.rejected?.version === desired.version && state.rejected.subscriptions.has(subscriptionKey(desired.subscription))) return;
     const body = this.#options.protocol.respond({ set, state, desired });
     if (body === undefined) {
       // Nothing Envoy holds differs from what we want: it already has this state.
@@ -288,4 +294,9 @@ function composedVersion(base: string, extra: readonly XdsResource[]): string {
   const accumulator = Buffer.from(base, "hex");
   for (const resource of extra) xorInto(accumulator, resource.digest);
   return accumulator.toString("hex");
+}
+
+/** A subscription by its names; wildcard types have none. */
+function subscriptionKey(subscription: Subscription | undefined): string {
+  return subscription?.key ?? "*";
 }
