@@ -1,0 +1,122 @@
+// Domain claims: domains.<domain> = the name of the service that holds it, written with
+// compare-and-set, so of two services racing for a domain exactly one wins. A claim whose holder
+// has since been deleted or rewritten without the domain is stale and may be taken over, again
+// with compare-and-set. ServiceStore claims a record's domains before writing it and gives back
+// the ones it dropped after.
+import type { KV, KvEntry } from "@nats-io/kv";
+import { claimHolder, claimKey, decodeRecord, parseKey, serviceKey } from "@envoyage/registry";
+import { ApiError, domainConflict } from "./errors.js";
+import { isLive, isWrongRevision } from "./kv-entries.js";
+
+const CLAIM_ATTEMPTS = 5;
+/** A claim whose holder never got its record written (its PUT failed half way) expires after this. */
+const ORPHAN_CLAIM_MS = 60_000;
+
+function holderOf(claim: KvEntry): string {
+  return claimHolder(claim.value);
+}
+
+export class DomainClaims {
+  readonly #kv: KV;
+
+  constructor(kv: KV) {
+    this.#kv = kv;
+  }
+
+  /** Creates the claims of domains nobody holds, in parallel: what was taken, and the first failure. */
+  createAll(domains: string[], name: string): Promise<{ taken: string[]; failure: unknown }> {
+    return claimEach(domains, (domain) => this.#kv.create(claimKey(domain), name));
+  }
+
+  /**
+   * Claims every domain `name` does not hold yet, in parallel, starting from the claims already
+   * read. Returns the domains this call took; if any claim fails, gives those back and throws.
+   */
+  async claimAll(domains: string[], claims: (KvEntry | null)[], name: string): Promise<string[]> {
+    const needed = domains.filter((_, i) => !(isLive(claims[i]!) && holderOf(claims[i]!) === name));
+    if (needed.length === 0) return [];
+    const { taken, failure } = await claimEach(needed, (domain) => this.#claim(domain, name, claims[domains.indexOf(domain)]!));
+    if (failure) {
+      this.releaseLater(taken, name);
+      throw failure;
+    }
+    return taken;
+  }
+
+  /** Takes `domain` for `name`: creates the claim, or takes over a stale one, with compare-and-set. */
+  async #claim(domain: string, name: string, firstRead: KvEntry | null): Promise<void> {
+    const key = claimKey(domain);
+    let claim = firstRead;
+    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      if (attempt > 0) claim = await this.#kv.get(key);
+      try {
+        if (!isLive(claim)) {
+          await this.#kv.create(key, name);
+          return;
+        }
+        const holder = holderOf(claim);
+        if (holder === name) return;
+        if (await this.#holds(holder, domain, claim)) throw domainConflict(domain, holder);
+        await this.#kv.update(key, name, claim.revision);
+        return;
+      } catch (error) {
+        if (!isWrongRevision(error)) throw error; // lost a race for the claim: look again
+      }
+    }
+    throw new ApiError(409, "domain_contended", `domain "${domain}" is being claimed concurrently; retry`, { domain });
+  }
+
+  /**
+   * Whether `holder` still holds `claim`: it does unless its record was deleted or rewritten
+   * without the domain after the claim. A claim newer than its holder's record belongs to a write
+   * in progress, and an invalid record may still be serving its last good revision: both keep
+   * the domain. A write in progress that never finished (its PUT failed half way and could not
+   * give its claims back) is judged by the holder's record once the claim is old.
+   */
+  async #holds(holder: string, domain: string, claim: KvEntry): Promise<boolean> {
+    // A claim written by hand that names no possible service (empty, "x>"): nobody holds it.
+    if (parseKey(serviceKey(holder)).kind !== "service") return false;
+    const entry = await this.#kv.get(serviceKey(holder));
+    if (entry === null || entry.revision < claim.revision) {
+      if (Date.now() - claim.created.getTime() < ORPHAN_CLAIM_MS) return true;
+      if (entry === null) return false;
+    }
+    if (entry.operation !== "PUT") return false;
+    const decoded = decodeRecord(entry.value);
+    return !decoded.ok || decoded.record.domains.includes(domain);
+  }
+
+  /**
+   * Gives back claims after a failed write without holding up the answer (NATS is likely what
+   * failed). After a successful write claims are given back before answering, so a next write
+   * of the same service cannot race with the release.
+   */
+  releaseLater(domains: string[], name: string): void {
+    if (domains.length > 0) void this.release(domains, name);
+  }
+
+  /**
+   * Gives back the claims `name` holds on `domains`. Best effort, never throws: the write it
+   * follows has happened, and a claim left behind is stale by the rules of #holds.
+   */
+  async release(domains: string[], name: string): Promise<void> {
+    await Promise.all(
+      domains.map(async (domain) => {
+        const key = claimKey(domain);
+        try {
+          const claim = await this.#kv.get(key);
+          if (isLive(claim) && holderOf(claim) === name) await this.#kv.delete(key, { previousSeq: claim.revision });
+        } catch {
+          // Left for the next claimant to take over.
+        }
+      }),
+    );
+  }
+}
+
+/** Claims domains in parallel, waiting for every attempt: what was taken, and the first failure. */
+async function claimEach(domains: string[], claim: (domain: string) => Promise<unknown>): Promise<{ taken: string[]; failure: unknown }> {
+  const results = await Promise.allSettled(domains.map(claim));
+  const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  return { taken: domains.filter((_, i) => results[i]!.status === "fulfilled"), failure: failure?.reason };
+}
