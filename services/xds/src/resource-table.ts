@@ -1,26 +1,20 @@
 // A versioned table of the resources of one type. Changes are staged and applied by commit(), so
 // readers only ever see whole commits. Versions are content hashes kept up to date in O(1) per
 // changed resource (XOR of member digests), whatever the size of the table.
-import { hash } from "node:crypto";
-import type { ResourceSet, XdsResource } from "./ads/resources.js";
+import { DIGEST_BYTES, digestOf, xorInto, type ResourceSet, type XdsResource } from "./ads/resources.js";
 import { encodeAny, lengthDelimitedField } from "./wire.js";
 
-const DIGEST_BYTES = 16;
 /** How many commits changedSince() can look back over. */
 const CHANGE_LOG_SIZE = 128;
 /** How long a removed resource is kept for streams whose routes may still use it. */
 const RETIRED_TTL_MS = 5 * 60_000;
-
-function sha256(data: string | Uint8Array): Buffer {
-  return hash("sha256", data, "buffer");
-}
 
 /**
  * Encodes a resource once: its Any, its DiscoveryResponse field, its version and digest. Every
  * resource's bytes contain its name, so one hash of them is both its version and its digest.
  */
 export function makeResource(typeUrl: string, name: string, bytes: Uint8Array): XdsResource {
-  return resourceFromAny(name, sha256(bytes).subarray(0, DIGEST_BYTES), encodeAny(typeUrl, bytes));
+  return resourceFromAny(name, digestOf(bytes), encodeAny(typeUrl, bytes));
 }
 
 /** A resource whose digest is given (one assembled from parts whose hashes are known). */
@@ -33,10 +27,6 @@ export function resourceFromAny(name: string, digest: Buffer, any: Buffer): XdsR
     sotwField,
     any: sotwField.subarray(sotwField.length - any.length),
   };
-}
-
-export function xorInto(target: Buffer, digest: Buffer): void {
-  for (let i = 0; i < DIGEST_BYTES; i++) target[i]! ^= digest[i]!;
 }
 
 interface LogEntry {

@@ -8,7 +8,6 @@
 // resources and is reported, and the rest of the commit goes through. That includes a virtual
 // host that would take the route configuration over its limit: that service is refused, not
 // every later route change.
-import { hash } from "node:crypto";
 import { Cluster } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
 import { ClusterLoadAssignment } from "@envoyage/proto/envoy/config/endpoint/v3/endpoint.js";
 import { Listener } from "@envoyage/proto/envoy/config/listener/v3/listener.js";
@@ -19,11 +18,14 @@ import {
   ENDPOINT_TYPE,
   LISTENER_TYPE,
   ROUTE_TYPE,
+  DIGEST_BYTES,
+  digestOf,
+  xorInto,
   type ResourceSet,
   type ResourceSource,
   type XdsResource,
 } from "./ads/resources.js";
-import { makeResource, ResourceTable, resourceFromAny, xorInto } from "./resource-table.js";
+import { makeResource, ResourceTable, resourceFromAny } from "./resource-table.js";
 import { LISTENER_NAME, ROUTE_CONFIG_NAME, translateListener, translateService, type TranslateOptions } from "./translate/index.js";
 import { MAX_ROUTE_CONFIGURATION_BYTES, validateService } from "./validate.js";
 import { encodeAny, lengthDelimitedField, stringField } from "./wire.js";
@@ -80,7 +82,7 @@ export class SnapshotStore implements ResourceSource {
   );
   /** Virtual hosts sorted by name, and an index into them. */
   readonly #virtualHosts: EncodedVirtualHost[] = [];
-  readonly #virtualHostDigest = Buffer.alloc(16);
+  readonly #virtualHostDigest = Buffer.alloc(DIGEST_BYTES);
   /** Encoded size of the virtual hosts, kept up to date per change. */
   #virtualHostBytes = 0;
   readonly #maxRouteConfigurationBytes: number;
@@ -300,8 +302,4 @@ export class SnapshotStore implements ResourceSource {
   #notify(): void {
     for (const listener of this.#listeners) listener();
   }
-}
-
-function digestOf(bytes: Uint8Array): Buffer {
-  return hash("sha256", bytes, "buffer").subarray(0, 16);
 }

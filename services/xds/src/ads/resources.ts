@@ -1,5 +1,6 @@
 // What the ADS layer serves: named, versioned, pre-encoded resources grouped by type. It knows
 // nothing of services, records or NATS; anything that fills ResourceSets can be served.
+import { hash } from "node:crypto";
 
 export const CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 export const ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -53,4 +54,17 @@ export interface ResourceSource {
   resources(typeUrl: string): ResourceSet;
   /** Called after every commit and when the source becomes ready. */
   onCommit(listener: () => void): () => void;
+}
+
+/** Bytes of a digest: the first 16 of a SHA-256. */
+export const DIGEST_BYTES = 16;
+
+/** The digest of a resource's (or a part's) encoded bytes. */
+export function digestOf(bytes: Uint8Array): Buffer {
+  return hash("sha256", bytes, "buffer").subarray(0, DIGEST_BYTES);
+}
+
+/** Adds a digest to a running set version, or takes it out again (XOR is its own inverse). */
+export function xorInto(target: Buffer, digest: Buffer): void {
+  for (let i = 0; i < DIGEST_BYTES; i++) target[i]! ^= digest[i]!;
 }

@@ -9,8 +9,7 @@
 //   up (every cluster they may reference is warm); a cluster that routes Envoy may still hold
 //   refer to stays until Envoy has acknowledged routes without it.
 // - A NACKed version is never resent; Envoy keeps its last accepted config meanwhile.
-import { xorInto } from "../resource-table.js";
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, type ResourceSet, type ResourceSource, type XdsResource } from "./resources.js";
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, xorInto, type ResourceSet, type ResourceSource, type XdsResource } from "./resources.js";
 import type { ResponseBody } from "./responses.js";
 import type { Subscription, SubscriptionPool } from "./subscriptions.js";
 

@@ -3,7 +3,7 @@
 // gets a STRICT_DNS cluster carrying its endpoints inline.
 import { Cluster, Cluster_DiscoveryType, Cluster_DnsLookupFamily } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
 import { ApiVersion } from "@envoyage/proto/envoy/config/core/v3/config_source.js";
-import { isIpLiteral, type ServiceRecord } from "@envoyage/registry";
+import { isIpLiteral, type ServiceRecord } from "@envoyage/registry/record";
 import { translateLoadAssignment } from "./endpoint.js";
 
 const CONNECT_TIMEOUT = { seconds: 1, nanos: 0 };

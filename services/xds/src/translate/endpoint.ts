@@ -1,5 +1,5 @@
 import { ClusterLoadAssignment } from "@envoyage/proto/envoy/config/endpoint/v3/endpoint.js";
-import type { ServiceRecord } from "@envoyage/registry";
+import type { ServiceRecord } from "@envoyage/registry/record";
 
 /** The endpoints of a service's cluster, in the order the record lists them. */
 export function translateLoadAssignment(name: string, record: ServiceRecord): ClusterLoadAssignment {

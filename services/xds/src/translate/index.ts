@@ -5,7 +5,7 @@ import type { ClusterLoadAssignment } from "@envoyage/proto/envoy/config/endpoin
 import type { Listener } from "@envoyage/proto/envoy/config/listener/v3/listener.js";
 import type { RouteConfiguration } from "@envoyage/proto/envoy/config/route/v3/route.js";
 import type { VirtualHost } from "@envoyage/proto/envoy/config/route/v3/route_components.js";
-import type { ServiceRecord } from "@envoyage/registry";
+import type { ServiceRecord } from "@envoyage/registry/record";
 import { translateCluster, usesEds } from "./cluster.js";
 import { translateLoadAssignment } from "./endpoint.js";
 import { translateListener } from "./listener.js";

@@ -2,7 +2,7 @@
 // header. A host no virtual host claims gets Envoy's own 404.
 import { RouteConfiguration } from "@envoyage/proto/envoy/config/route/v3/route.js";
 import { VirtualHost } from "@envoyage/proto/envoy/config/route/v3/route_components.js";
-import type { ServiceRecord } from "@envoyage/registry";
+import type { ServiceRecord } from "@envoyage/registry/record";
 import { ROUTE_CONFIG_NAME } from "./names.js";
 
 export function translateVirtualHost(name: string, record: ServiceRecord): VirtualHost {
