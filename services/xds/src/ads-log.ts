@@ -1,7 +1,7 @@
 // ADS stream events as log lines: connects and NACKs at info/warn, every push and ACK at debug
 // (with node id, type, version and nonce, to follow one change to one Envoy).
 import type { Logger } from "pino";
-import { TYPE_NAMES } from "./ads/resources.js";
+import { typeName } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
 import type { AdsStream } from "./ads/stream.js";
 
@@ -11,7 +11,7 @@ export function loggingEvents(logger: Logger): AdsEvents {
   const context = (stream: AdsStream, typeUrl?: string) => ({
     stream: ids.get(stream),
     node: stream.nodeId || undefined,
-    type: typeUrl ? (TYPE_NAMES[typeUrl] ?? typeUrl) : undefined,
+    type: typeUrl ? typeName(typeUrl) : undefined,
   });
   // Every push and ACK of a fan-out passes here: build their fields only when they are logged.
   const debug = (stream: AdsStream, typeUrl: string | undefined, fields: () => object, message: string) => {

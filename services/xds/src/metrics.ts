@@ -2,7 +2,7 @@
 // NACKs by type, the bucket watch, commits, rejected records, and convergence — the time from a
 // KV write to the moment an Envoy has acknowledged everything that write changed.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type CounterConfiguration, type LabelValues } from "prom-client";
-import { TYPE_NAMES } from "./ads/resources.js";
+import { TYPE_NAMES, typeName } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
 import type { AdsStream } from "./ads/stream.js";
 import { REJECTION_REASONS, type ReplicaEvents } from "./replica.js";
@@ -167,18 +167,17 @@ export class XdsMetrics {
   }
 
   adsEvents(): AdsEvents {
-    const type = (typeUrl: string) => TYPE_NAMES[typeUrl] ?? typeUrl;
     return {
       connect: (stream) => void this.#syncedAt.set(stream, 0),
       disconnect: () => {},
       error: () => {},
       push: (stream, typeUrl, body) => {
-        this.#pushes.add(stream.protocol + typeUrl, () => ({ type: type(typeUrl), protocol: stream.protocol }));
-        this.#pushBytes.add(typeUrl, () => ({ type: type(typeUrl) }), body.bytes.length);
+        this.#pushes.add(stream.protocol + typeUrl, () => ({ type: typeName(typeUrl), protocol: stream.protocol }));
+        this.#pushBytes.add(typeUrl, () => ({ type: typeName(typeUrl) }), body.bytes.length);
       },
-      ack: (_stream, typeUrl) => this.#acks.add(typeUrl, () => ({ type: type(typeUrl) })),
-      nack: (_stream, typeUrl) => this.#nacks.add(typeUrl, () => ({ type: type(typeUrl) })),
-      stale: (_stream, typeUrl) => this.#stale.add(typeUrl, () => ({ type: type(typeUrl) })),
+      ack: (_stream, typeUrl) => this.#acks.add(typeUrl, () => ({ type: typeName(typeUrl) })),
+      nack: (_stream, typeUrl) => this.#nacks.add(typeUrl, () => ({ type: typeName(typeUrl) })),
+      stale: (_stream, typeUrl) => this.#stale.add(typeUrl, () => ({ type: typeName(typeUrl) })),
       synced: (stream, serial) => this.#observeConvergence(stream, serial),
     };
   }

@@ -7,7 +7,7 @@
 import type { KV } from "@nats-io/kv";
 import { ENVOY_PAGE_BYTES, envoyPageKey, replicaReportKey, STATUS_TTL_MS, type EnvoyReport, type ReplicaReport } from "@envoyage/registry";
 import type { Logger } from "pino";
-import { TYPE_NAMES } from "./ads/resources.js";
+import { typeName } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
 import type { AdsStream } from "./ads/stream.js";
 import type { SnapshotStore } from "./snapshot.js";
@@ -184,7 +184,6 @@ export class StatusPublisher {
   }
 
   events(): AdsEvents {
-    const type = (typeUrl: string) => TYPE_NAMES[typeUrl] ?? typeUrl;
     const touch = (stream: AdsStream, change: (report: EnvoyReport) => void) => {
       const tracked = this.#streams.get(stream);
       if (!tracked) return;
@@ -193,7 +192,7 @@ export class StatusPublisher {
       this.#changedNow(tracked);
     };
     const typeReport = (report: EnvoyReport, typeUrl: string) =>
-      (report.types[type(typeUrl)] ??= { sent: null, acked: null, ackedAt: null, nacked: null });
+      (report.types[typeName(typeUrl)] ??= { sent: null, acked: null, ackedAt: null, nacked: null });
     return {
       connect: (stream) => {
         const now = this.#isoTime(Date.now());

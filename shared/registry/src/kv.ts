@@ -13,7 +13,7 @@ import {
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { DOMAIN_PATTERN, SERVICE_NAME_PATTERN } from "./record.js";
+import { DOMAIN_PATTERN, MAX_HOSTNAME_LENGTH, SERVICE_NAME_PATTERN } from "./record.js";
 
 export const SERVICE_PREFIX = "services.";
 export const CLAIM_PREFIX = "domains.";
@@ -49,7 +49,6 @@ export type ParsedKey =
 
 const SERVICE_NAME = new RegExp(SERVICE_NAME_PATTERN);
 const DOMAIN = new RegExp(DOMAIN_PATTERN);
-const MAX_DOMAIN_LENGTH = 253;
 
 /**
  * What a key is. A key under a prefix whose name is not one the API accepts (NATS subjects allow
@@ -64,7 +63,7 @@ export function parseKey(key: string): ParsedKey {
   if (key.startsWith(CLAIM_PREFIX)) {
     const stored = key.slice(CLAIM_PREFIX.length);
     const domain = stored.startsWith("_.") ? `*${stored.slice(1)}` : stored;
-    return domain.length <= MAX_DOMAIN_LENGTH && DOMAIN.test(domain) ? { kind: "claim", domain } : { kind: "invalid" };
+    return domain.length <= MAX_HOSTNAME_LENGTH && DOMAIN.test(domain) ? { kind: "claim", domain } : { kind: "invalid" };
   }
   return { kind: "other" };
 }

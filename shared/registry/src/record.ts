@@ -24,9 +24,12 @@ export const ServiceName = Type.String({
   examples: ["web"],
 });
 
+/** Longest hostname DNS allows; domains and endpoint hostnames alike. */
+export const MAX_HOSTNAME_LENGTH = 253;
+
 export const Domain = Type.String({
   pattern: DOMAIN_PATTERN,
-  maxLength: 253,
+  maxLength: MAX_HOSTNAME_LENGTH,
   description:
     "A lowercase hostname that selects this service by the Host header (port ignored); a leading `*.` matches any subdomain.",
   examples: ["web.example.com", "*.example.org"],
@@ -37,7 +40,7 @@ export const Endpoint = Type.Object(
     address: Type.String({
       format: ADDRESS_FORMAT,
       minLength: 1,
-      maxLength: 253,
+      maxLength: MAX_HOSTNAME_LENGTH,
       description:
         "IPv4 or IPv6 literal (delivered by EDS) or a hostname (the service then gets a DNS-resolved cluster).",
       examples: ["10.0.0.7", "web-a"],
@@ -69,7 +72,7 @@ const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 export function isAddress(value: string): boolean {
   if (value.includes("%")) return false;
   if (isIP(value) !== 0) return true;
-  if (value.length > 253) return false;
+  if (value.length > MAX_HOSTNAME_LENGTH) return false;
   const labels = value.split(".");
   // "999.1.1.1" is neither an IP nor a resolvable name: a numeric last label is never a TLD.
   if (/^[0-9]+$/.test(labels[labels.length - 1] ?? "")) return false;

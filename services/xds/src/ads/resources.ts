@@ -15,6 +15,11 @@ export const TYPE_NAMES: Readonly<Record<string, string>> = {
   [ROUTE_TYPE]: "RDS",
 };
 
+/** A type's short name (CDS, EDS, …), or its URL for a type Envoyage does not serve. */
+export function typeName(typeUrl: string): string {
+  return TYPE_NAMES[typeUrl] ?? typeUrl;
+}
+
 export interface XdsResource {
   readonly name: string;
   /** Content hash of the encoded resource: equal versions mean identical bytes, on any replica. */
