@@ -28,10 +28,11 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
   const registry = new RegistryAccess(link, config.registry.natsTimeoutMs + 150);
   const { bucket, bucketReplicas: replicas, natsTimeoutMs: timeoutMs, statusBucket } = config.registry;
   const openRegistry = async () => (await openBucket(await link.connect(), { bucket, create: true, replicas, timeoutMs })).kv;
-  const view = new RegistryView({ link, bucket, logger, open: openRegistry });
+  const view = new RegistryView({ link, bucket, timeoutMs, logger, open: openRegistry });
   const status = new StatusView({
     link,
     bucket: statusBucket,
+    timeoutMs,
     logger,
     open: async () => openStatusBucket(jetstream(await link.connect(), { timeout: timeoutMs }), statusBucket, replicas),
   });

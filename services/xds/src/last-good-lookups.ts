@@ -1,9 +1,8 @@
 // History lookups for services whose latest value is invalid: the newest valid revision before
-// it keeps serving (the last good config). Each lookup reads the key's history through a
-// short-lived JetStream consumer, so only a few run at once. Started all together, a burst of
-// hundreds of invalid writes overran nats-server's JetStream API queue; the lookups timed out,
-// left their consumers behind until the stream's consumer limit refused every new one, and
-// retried every 500 ms for good (a replica that restarted could not even watch the bucket).
+// it keeps serving (the last good config). A lookup is a few JetStream requests (one per
+// revision of the key, BucketWatcher.history), so only a few run at once, and a failing one backs
+// off. Started all together, a burst of hundreds of invalid writes once overran nats-server's
+// JetStream API queue; the lookups timed out and retried every 500 ms for good.
 import { decodeRecord, type BucketEntry } from "@envoyage/registry";
 import type { Logger } from "pino";
 import type { EffectiveRecord } from "./registry.js";
@@ -75,7 +74,7 @@ export class LastGoodLookups {
       try {
         return lastGood(await history(key), latest);
       } catch (error) {
-        if (delay === RETRY_MS) logger.warn({ service: name, error: (error as Error).message }, "history lookup failed; retrying with backoff");
+        if (delay === RETRY_MS) logger.warn({ service: name, err: error }, "history lookup failed; retrying with backoff");
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }

@@ -199,10 +199,10 @@ describe("xDS replicas on a real bucket", () => {
       Object.keys(((await (await fetch(`${r.statusUrl}/status`)).json()) as { services: { rejected: Record<string, unknown> } }).services.rejected).filter((n) => n.startsWith("junk")).length;
     await waitFor(`the ${count} invalid values to be reported`, async () => ((await rejected(live)) === count ? true : undefined), { timeoutMs: 30_000 });
     const jsm = await jetstreamManager(nc);
-    await waitFor("the history lookups' consumers to be gone", async () => {
-      const consumers = (await jsm.streams.info("KV_envoyage")).state.consumer_count;
-      return consumers <= replicas.length ? true : undefined; // each replica's watch
-    }, { timeoutMs: 10_000 });
+    // Lookups read history without consumers: what is left is the replicas' watches (one each, a
+    // restarted watch's old one for a few seconds), nowhere near one per invalid value.
+    const consumers = (await jsm.streams.info("KV_envoyage")).state.consumer_count;
+    assert.ok(consumers < 20, `${consumers} consumers on the stream`);
     const fresh = await replica();
     await fresh.ready(30_000);
     assert.equal(await rejected(fresh), count);

@@ -38,6 +38,8 @@ export interface BucketWatcherOptions {
   open: (nc: NatsConnection) => Promise<KV>;
   /** Names the bucket in logs. */
   bucket: string;
+  /** Bound on each request the watcher makes itself (NATS_TIMEOUT_MS), as on the bucket's. */
+  timeoutMs: number;
   logger: Logger;
   handlers: WatchHandlers;
 }
@@ -61,6 +63,8 @@ export class BucketWatcher {
   readonly #options: BucketWatcherOptions;
   #kv: KV | undefined;
   #jsm: JetStreamManager | undefined;
+  /** Whether the stream answers direct gets (allow_direct; buckets made by nats.js or the CLI do). */
+  #direct = false;
   /** Creation time of the bucket's stream when first watched: another one means it was created again. */
   #createdAt: string | undefined;
   #watch: QueuedIterator<KvWatchEntry> | undefined;
@@ -143,10 +147,17 @@ export class BucketWatcher {
    * Every revision of `key` still in the bucket's history, newest first. Read one revision at a
    * time with direct gets, oldest first: kv.history() creates a consumer per call, which the
    * server keeps for minutes after; a few hundred lookups filled the stream's consumer limit.
+   * A bucket made without direct gets (by hand) is read with kv.history() all the same.
    */
   async history(key: string): Promise<BucketEntry[]> {
     const jsm = this.#jsm;
-    if (!jsm) throw new Error("the bucket is not bound yet");
+    const kv = this.#kv;
+    if (!jsm || !kv) throw new Error("the bucket is not bound yet");
+    if (!this.#direct) {
+      const entries: BucketEntry[] = [];
+      for await (const e of await kv.history({ key })) entries.push(toEntry(e));
+      return entries.reverse();
+    }
     const { bucket } = this.#options;
     const entries: BucketEntry[] = [];
     for (let seq = 1; entries.length <= BUCKET_HISTORY; ) {
@@ -182,7 +193,7 @@ export class BucketWatcher {
     while (!this.#stopped) {
       try {
         this.#kv = await this.#options.open(nc);
-        this.#jsm = await jetstreamManager(nc, { checkAPI: false });
+        this.#jsm = await jetstreamManager(nc, { timeout: this.#options.timeoutMs, checkAPI: false });
         logger.info({ bucket }, "bound to KV bucket");
         return;
       } catch (error) {
@@ -210,6 +221,7 @@ export class BucketWatcher {
         const kv = this.#kv!;
         const status = await kv.status();
         this.#createdAt ??= status.streamInfo.created;
+        this.#direct = status.streamInfo.config.allow_direct ?? false;
         if (this.#isAnotherBucket(status.streamInfo)) this.#startOver(status.streamInfo.created);
         if (!this.#loaded && status.values === 0) this.#markLoaded(); // an empty bucket delivers nothing
         const resumeFromRevision = this.#lastRevision > 0 ? this.#lastRevision + 1 : undefined;
