@@ -9,6 +9,8 @@ import { ApiError, domainConflict } from "./errors.js";
 import { isLive, isWrongRevision } from "./kv-entries.js";
 
 const CLAIM_ATTEMPTS = 5;
+/** How long an answer waits for the claims its write dropped to be given back; the rest goes on behind it. */
+const GIVE_BACK_WAIT_MS = 100;
 /** A claim whose holder never got its record written (its PUT failed half way) expires after this. */
 const ORPHAN_CLAIM_MS = 60_000;
 
@@ -93,6 +95,19 @@ export class DomainClaims {
    */
   releaseLater(domains: string[], name: string): void {
     if (domains.length > 0) void this.release(domains, name);
+  }
+
+  /**
+   * Gives back the claims a successful write dropped. Before answering, so a next write of the
+   * same service does not race with it, but waiting GIVE_BACK_WAIT_MS at most: the write has
+   * happened, and a NATS slow to answer must not turn its answer into a 503.
+   */
+  async giveBack(domains: string[], name: string): Promise<void> {
+    if (domains.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise((resolve) => (timer = setTimeout(resolve, GIVE_BACK_WAIT_MS)));
+    await Promise.race([this.release(domains, name), waited]);
+    clearTimeout(timer);
   }
 
   /**

@@ -110,7 +110,7 @@ export class ServiceStore {
       const value = encodeRecord(record);
       const revision = existing ? await this.#kv.update(serviceKey(name), value, existing.revision) : await this.#kv.create(serviceKey(name), value);
       view.noteWrite(name, revision, record);
-      await this.#claims.release((existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d)), name);
+      await this.#claims.giveBack((existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d)), name);
       return { service: { name, revision, record, problem: undefined }, created: !existing };
     } catch (error) {
       if (!isWrongRevision(error)) {
@@ -161,7 +161,7 @@ export class ServiceStore {
         }
       }
       const dropped = (existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d));
-      await this.#claims.release(dropped, name);
+      await this.#claims.giveBack(dropped, name);
       return { service: { name, revision, record, problem: undefined }, created };
     } catch (error) {
       this.#claims.releaseLater(taken, name);
@@ -184,7 +184,7 @@ export class ServiceStore {
       if (isWrongRevision(error)) throw revisionMismatch(current.revision, await this.#storedRevision(key));
       throw error;
     }
-    await this.#claims.release(toStored(name, current).record?.domains ?? [], name);
+    await this.#claims.giveBack(toStored(name, current).record?.domains ?? [], name);
     return true;
   }
 
