@@ -210,6 +210,7 @@ describe("NATS never reached", () => {
       const exit = await process.stop("SIGTERM", 5_000);
       const ms = performance.now() - started;
       assert.equal(exit.signal, null, `${name} had to be killed after ${ms.toFixed(0)} ms:\n${process.output()}`);
+      assert.equal(exit.code, 0, `${name} did not finish its shutdown (its deadline ended it):\n${process.output()}`);
       assert.ok(ms < 2_000, `${name} took ${ms.toFixed(0)} ms to stop`);
     }
   });
