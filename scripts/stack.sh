@@ -11,7 +11,8 @@
 # ENVOY_ADS=delta starts Envoy on delta xDS (api_type DELTA_GRPC) instead of state of the world.
 # NATS_CLUSTER=3 runs NATS as a 3-node JetStream cluster (client ports 4222-4224, routes
 # 6222-6224: NATS_ROUTE_PORT, by default NATS_PORT + 2000) with the bucket replicated on all
-# three; every service is given all three URLs. The stack remembers its NATS mode until `down`.
+# three; every service is given all three URLs. The stack remembers its NATS mode and Envoy's
+# xDS variant until `down`.
 #
 # Ports and addresses follow the documented defaults; each can be overridden by the same
 # environment variable the services read (README, "Configuration"): XDS_PORT and XDS_HTTP_PORT
@@ -112,6 +113,7 @@ up() {
   local ads_running="" ads
   [ -f "$RUN/envoy-ads" ] && ads_running="$(cat "$RUN/envoy-ads")"
   ads="${ENVOY_ADS:-${ads_running:-sotw}}"
+  [ -z "$ads_running" ] || [ -n "${ENVOY_ADS:-}" ] || log "ENVOY_ADS=$ads, as the stack's Envoy was started"
   case "$ads" in sotw | delta) ;; *) die "ENVOY_ADS=$ads: use sotw or delta" ;; esac
   if alive envoy && [ -n "$ads_running" ] && [ "$ads" != "$ads_running" ]; then
     die "Envoy runs with ENVOY_ADS=$ads_running; make down first to change it"

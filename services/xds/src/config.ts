@@ -1,6 +1,7 @@
 // The replica's settings, from the environment (README, "Configuration").
 import { hostname } from "node:os";
 import { envInt, envLogLevel, envPort, envString, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
+import type { BatchSettings } from "./commit-scheduler.js";
 
 export interface XdsConfig {
   registry: RegistrySettings;
@@ -17,8 +18,8 @@ export interface XdsConfig {
   listenerPort: number;
   /** How long SIGTERM waits for Envoys to move their streams elsewhere. */
   shutdownGraceMs: number;
-  /** Burst coalescing (replica.ts, BatchSettings). */
-  batch: { windowMs: number; burst: number; standbyMs: number };
+  /** Burst coalescing and the standby's delay (commit-scheduler.ts). */
+  batch: BatchSettings;
   /** Response bytes being written to all Envoys at once, at most (ads/write-budget.ts). */
   writeBudgetBytes: number;
 }

@@ -146,7 +146,7 @@ export class XdsMetrics {
       registers,
     });
     this.#entries.counter({ name: "envoyage_kv_entries_total", help: "Bucket entries applied, by operation.", labelNames: ["kind"], registers });
-    this.#commits = new Counter({ name: "envoyage_snapshot_commits_total", help: "Snapshot commits that changed what Envoys get, or rejected a service before it reached them.", registers });
+    this.#commits = new Counter({ name: "envoyage_snapshot_commits_total", help: "Snapshot commits that changed what Envoys get.", registers });
     this.#commitDuration = new Histogram({
       name: "envoyage_snapshot_commit_duration_seconds",
       help: "Time to translate, encode and version one commit.",

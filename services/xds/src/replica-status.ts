@@ -42,7 +42,8 @@ function rejectedReport(replica: Replica): ReplicaReport["rejected"] {
   const out: ReplicaReport["rejected"] = {};
   for (const name of replica.registry.rejected()) {
     const status = replica.registry.status(name);
-    const servingRevision = replica.registry.served().get(name)?.revision ?? null;
+    // The snapshot refused what the registry would serve: Envoys hold an older revision, unknown here.
+    const servingRevision = replica.failedValidation.has(name) ? undefined : (replica.registry.served().get(name)?.revision ?? null);
     if (status?.state === "invalid") out[name] = { state: "invalid", revision: status.revision, problem: status.problem, servingRevision };
     else if (status?.state === "conflict") out[name] = { state: "conflict", revision: status.revision, conflicts: status.conflicts, servingRevision };
   }

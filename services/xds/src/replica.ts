@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { Registry, type ClaimWrite } from "./registry.js";
 import type { CommitStats, SnapshotStore } from "./snapshot.js";
 import { LastGoodLookups } from "./last-good-lookups.js";
+import { CommitScheduler, type BatchSettings } from "./commit-scheduler.js";
 
 export interface ReplicaOptions {
   link: NatsLink;
@@ -20,25 +21,6 @@ export interface ReplicaOptions {
   events?: ReplicaEvents;
   /** Whether any Envoy is connected to this replica (see BatchSettings.standbyMs). */
   served: () => boolean;
-}
-
-/**
- * Bursts: while changes arrive faster than `burst` per `windowMs`, they are gathered and
- * committed (and pushed) once per window; slower changes, and the first change after a quiet
- * spell, are committed at once.
- */
-export interface BatchSettings {
-  windowMs: number;
-  burst: number;
-  /**
-   * A standby — a ready replica no Envoy is connected to — commits a change this long after it
-   * arrives rather than at once (0: at once): nobody waits for its snapshot, and replicas that
-   * serve, often on the same cores (every replica takes every change at the same moment), get
-   * them first. With two replicas on 2 cores and one Envoy, 20 ms took ~0.5 ms off a change's
-   * way to Envoy at p50 (8 A/B runs of 150–200 changes). An Envoy that connects meanwhile gets
-   * the previous commit, then this one.
-   */
-  standbyMs: number;
 }
 
 /** Why a record is not pushed: invalid, in conflict, or refused by the pre-push validator. */
@@ -70,14 +52,10 @@ export class Replica {
   #loaded = false;
   readonly #claimsInFlight = new Set<string>();
   #claimRetry: NodeJS.Timeout | undefined;
-  #commitScheduled = false;
   #stopped = false;
   /** Earliest write (server time) applied since the last commit. */
   #firstWriteAt: number | undefined;
-  /** Moving average of the time between entries, in ms. */
-  #gapAverage = Infinity;
-  #lastEntryAt = 0;
-  #lastCommitAt = 0;
+  readonly #scheduler: CommitScheduler;
 
   constructor(options: ReplicaOptions) {
     this.#options = options;
@@ -85,10 +63,17 @@ export class Replica {
     this.#watcher = new BucketWatcher({
       link: options.link,
       bucket: settings.bucket,
+      timeoutMs: settings.natsTimeoutMs,
       open: async (nc) =>
         (await openBucket(nc, { bucket: settings.bucket, create: false, timeoutMs: settings.natsTimeoutMs })).kv,
       logger: options.logger,
       handlers: { entry: (entry) => this.#apply(entry), loaded: () => this.#onLoaded(), recreated: () => this.#startOver() },
+    });
+    this.#scheduler = new CommitScheduler({
+      batch: options.batch,
+      commit: () => this.#commit(),
+      standby: () => options.store.ready && !options.served(),
+      pendingEntries: () => this.#watcher.pending,
     });
     this.#lookups = new LastGoodLookups({
       history: (key) => this.#watcher.history(key),
@@ -130,7 +115,7 @@ export class Replica {
 
   #apply(entry: BucketEntry): void {
     this.#options.events?.entry(entry, this.#loaded);
-    this.#measureRate();
+    this.#scheduler.entryArrived();
     const key = parseKey(entry.key);
     if (key.kind === "service") {
       if (this.registry.setService(key.name, entry.revision, entry.value)) {
@@ -163,36 +148,12 @@ export class Replica {
     this.#scheduleCommit();
   }
 
-  #measureRate(): void {
-    const now = performance.now();
-    const gap = now - this.#lastEntryAt;
-    // A quiet spell of a whole window ends any burst: the next change goes out at once.
-    this.#gapAverage = gap >= this.#options.batch.windowMs || this.#gapAverage === Infinity ? gap : 0.8 * this.#gapAverage + 0.2 * gap;
-    this.#lastEntryAt = now;
-  }
-
   /**
-   * Commits after the entries at hand are applied: at once, once per window during a burst, or a
-   * little later on a standby.
    * Nothing is committed before the bucket is loaded: nobody is served until then, and one commit
    * of the whole registry costs less than one every window (each assembles the route table).
    */
   #scheduleCommit(): void {
-    if (this.#commitScheduled || !this.#loaded) return;
-    this.#commitScheduled = true;
-    const run = () => {
-      this.#commitScheduled = false;
-      this.#commit();
-    };
-    const { windowMs, burst, standbyMs } = this.#options.batch;
-    const bursting = burst > 0 && this.#gapAverage < windowMs / burst;
-    const standby = this.#options.store.ready && !this.#options.served();
-    const wait = Math.max(bursting ? this.#lastCommitAt + windowMs - performance.now() : 0, standby ? standbyMs : 0);
-    if (wait > 0) setTimeout(run, wait);
-    // Entries of the same read still to come are applied first; a lone change goes out at once,
-    // ahead of the rest of this turn (a turn of the event loop later cost ~0.2 ms, measured).
-    else if (this.#watcher.pending > 0) setImmediate(run);
-    else queueMicrotask(run);
+    if (this.#loaded) this.#scheduler.schedule();
   }
 
   #commit(): void {
@@ -213,8 +174,8 @@ export class Replica {
     }
     const stats = store.commit({ revision: this.revision, firstWriteAt: this.#firstWriteAt });
     this.#firstWriteAt = undefined;
-    this.#lastCommitAt = performance.now();
-    if (stats) {
+    // A commit that only refused again what it refused before changed nothing: not counted.
+    if (stats && stats.changed.length > 0) {
       logger.debug({ serial: stats.serial, revision: this.revision, ms: stats.durationMs }, "snapshot committed");
       this.#options.events?.commit(stats);
     }

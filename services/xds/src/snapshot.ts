@@ -218,10 +218,15 @@ export class SnapshotStore implements ResourceSource {
     const holderOf = (domain: string) => (holders.has(domain) ? holders.get(domain) : this.#domainHolders.get(domain));
     const clusterExists = (name: string) =>
       this.#staged.has(name) && !rejected.has(name) ? this.#staged.get(name) !== null : this.#services.has(name);
-    // Route configuration size: removals free their room first; a changed virtual host counts its
-    // growth, so a rejected one keeps its room and the total never passes the limit.
+    // Route configuration size: removals and shrinking virtual hosts free their room first,
+    // whatever their order in the commit (a service rejected meanwhile is re-checked in the next
+    // pass, without its credit); a growing one counts its growth, so a rejected one keeps its
+    // room and the total never passes the limit.
     let routeBytes = ROUTE_CONFIGURATION_OVERHEAD + this.#virtualHostBytes;
-    for (const [name, next] of this.#staged) if (!next) routeBytes -= this.#virtualHostSize(name);
+    for (const [name, next] of this.#staged) {
+      if (rejected.has(name)) continue;
+      routeBytes += Math.min(0, (next?.virtualHost.field.length ?? 0) - this.#virtualHostSize(name));
+    }
     let rejectedAny = false;
     for (const [name, next] of this.#staged) {
       if (!next || rejected.has(name)) continue;
@@ -229,7 +234,7 @@ export class SnapshotStore implements ResourceSource {
       const problems = next.routeClusters.flatMap((cluster) =>
         validateService({ name, domains: next.domains, routeCluster: cluster, sizes }, holderOf, clusterExists),
       );
-      const growth = next.virtualHost.field.length - this.#virtualHostSize(name);
+      const growth = Math.max(0, next.virtualHost.field.length - this.#virtualHostSize(name));
       if (routeBytes + growth > this.#maxRouteConfigurationBytes) {
         problems.push(`its virtual host would take the route configuration to ${routeBytes + growth} bytes, over ${this.#maxRouteConfigurationBytes}`);
       }

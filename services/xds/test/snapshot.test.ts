@@ -166,6 +166,16 @@ describe("SnapshotStore", () => {
       assert.deepEqual(routes(store).virtualHosts.map((v) => v.name), ["b", "c"]);
     });
 
+    it("counts room a shrinking service frees in the same commit, whatever the order", () => {
+      const store = new SnapshotStore({ ...OPTIONS, maxRouteConfigurationBytes: LIMIT });
+      store.setService("a", wide("a", 30));
+      store.commit();
+      store.setService("b", wide("b", 40)); // staged first: fits only once a has shrunk
+      store.setService("a", wide("a", 5));
+      assert.deepEqual(store.commit()?.rejected, []);
+      assert.deepEqual(routes(store).virtualHosts.map((v) => v.name), ["a", "b"]);
+    });
+
     it("rejects, with a service refused for size, one given a domain the refused one keeps", () => {
       const store = new SnapshotStore({ ...OPTIONS, maxRouteConfigurationBytes: LIMIT });
       store.setService("a", { domains: ["shared.example.com"], endpoints: [{ address: "10.0.0.1", port: 1 }] });
