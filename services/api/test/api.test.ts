@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { createLogger } from "@envoyage/registry";
-import { sleep, startNats, waitFor, type NatsServer } from "@envoyage/test-support";
+import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
 import { loadConfig } from "../src/config.js";
 import { startServer, type RunningApi } from "../src/server.js";
 
@@ -321,10 +321,12 @@ describe("shutting down", () => {
     const ended = new Promise((resolve) => socket.on("close", resolve));
     await new Promise((resolve) => socket.once("connect", resolve));
     // The first request's headers are read (its onRequest has run); its body is still to come.
+    const requestSeen = new Promise((resolve) => stopping.app.server.once("request", () => setImmediate(resolve)));
     socket.write(`PUT /v1/services/inflight HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
-    await sleep(100);
+    await requestSeen;
     const closed = stopping.app.close();
-    await sleep(100);
+    // Fastify stops listening after its preClose hooks: from then on the API is closing.
+    await waitFor("the API to stop listening", () => (stopping.app.server.listening ? undefined : true));
     // Its body, then a second request on the same connection.
     socket.write(`${body}GET /v1/services HTTP/1.1\r\nhost: x\r\n\r\n`);
     await ended;
