@@ -1,12 +1,14 @@
 // The API's view of the registry bucket (records and claims), followed with a KV watch. It lets a
 // PUT skip reading before writing: the write is a compare-and-set against the revision the view
 // holds, so a view that is behind costs a retry on the checked path, never a wrong write.
-import { BucketWatcher, claimHolder, decodeRecord, parseKey, type BucketEntry, type BucketWatcherOptions, type ServiceRecord } from "@envoyage/registry";
+import { BucketWatcher, claimHolder, decodeRecord, formatProblem, parseKey, type BucketEntry, type BucketWatcherOptions, type ServiceRecord } from "@envoyage/registry";
 
 export interface ViewedService {
   revision: number;
   /** Undefined when the stored value is not a valid record. */
   record: ServiceRecord | undefined;
+  /** Why the stored value is not a valid record. */
+  problem: string | undefined;
 }
 
 export interface ViewedClaim {
@@ -18,7 +20,10 @@ export interface ViewedClaim {
 
 
 export class RegistryView {
-  readonly #services = new Map<string, { revision: number; value: Uint8Array; record?: ServiceRecord | undefined; decoded?: boolean }>();
+  readonly #services = new Map<
+    string,
+    { revision: number; value: Uint8Array; record?: ServiceRecord | undefined; problem?: string | undefined; decoded?: boolean }
+  >();
   readonly #claims = new Map<string, ViewedClaim>();
   readonly #watcher: BucketWatcher;
   #loaded = false;
@@ -58,9 +63,15 @@ export class RegistryView {
     if (!entry.decoded) {
       const decoded = decodeRecord(entry.value);
       entry.record = decoded.ok ? decoded.record : undefined;
+      entry.problem = decoded.ok ? undefined : formatProblem(decoded.problem);
       entry.decoded = true;
     }
-    return { revision: entry.revision, record: entry.record };
+    return { revision: entry.revision, record: entry.record, problem: entry.problem };
+  }
+
+  /** Every service, by name. */
+  services(): (ViewedService & { name: string })[] {
+    return [...this.#services.keys()].sort().map((name) => ({ name, ...this.service(name)! }));
   }
 
   claim(domain: string): ViewedClaim | undefined {

@@ -60,7 +60,13 @@ export class ServiceStore {
     return isLive(entry) ? toStored(name, entry) : undefined;
   }
 
+  /**
+   * Every service, from the view once it is loaded: listing the bucket's keys creates a consumer
+   * that nats-server keeps for minutes, and a dashboard polling the list filled the stream's
+   * consumer limit (writes and replicas' watches then failed).
+   */
   async list(): Promise<StoredService[]> {
+    if (this.#view.loaded) return this.#view.services();
     const names: string[] = [];
     for await (const key of await this.#kv.keys(`${SERVICE_PREFIX}>`)) {
       // Keys with a name the API refuses (written with the CLI) are no services: the replicas ignore them too.

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { connect as connectSocket } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { createLogger } from "@envoyage/registry";
@@ -306,6 +307,22 @@ describe("NATS unavailable", () => {
     await nats.restart();
     await waitFor("the API to reconnect", async () => ((await call("GET", "/readyz")).status === 200 ? true : undefined));
     assert.equal((await call("PUT", "/v1/services/down", { ...web, domains: ["down.example.com"] })).status, 201);
+  });
+});
+
+describe("listing", () => {
+  it("lists from the view: polling the list leaves no consumer behind on the bucket's stream", async () => {
+    const nc = await connect({ servers: nats.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const consumers = async () => (await jsm.streams.info("KV_envoyage")).state.consumer_count;
+      await call("GET", "/v1/services"); // the view is loaded by now
+      const before = await consumers();
+      for (let i = 0; i < 30; i++) assert.equal((await call("GET", "/v1/services")).status, 200);
+      assert.ok((await consumers()) - before < 5, `${(await consumers()) - before} consumers more after 30 lists`);
+    } finally {
+      await nc.close();
+    }
   });
 });
 
