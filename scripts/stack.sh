@@ -49,20 +49,21 @@ pidfile() { echo "$RUN/$1.pid"; }
 # processes reap slowly, and kill -0 still succeeds on it).
 running() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
 alive() { local f; f="$(pidfile "$1")"; [ -f "$f" ] && running "$(cat "$f")"; }
-# Whether any nats-server of the stack runs: the single one, or any node of a cluster (nats-1 may
-# be the one that died).
-any_nats_alive() {
+# Whether any process of the stack runs: a nats-server (the single one, or any node of a cluster:
+# nats-1 may be the one that died), the API, a replica, Envoy or an upstream.
+any_stack_alive() {
   local f
-  for f in "$RUN/nats.pid" "$RUN"/nats-*.pid; do
+  for f in "$RUN"/nats.pid "$RUN"/nats-*.pid "$RUN"/api.pid "$RUN"/xds-*.pid "$RUN"/envoy.pid "$RUN"/upstream-*.pid; do
     [ -f "$f" ] && running "$(cat "$f")" && return 0
   done
   return 1
 }
 # The NATS mode: as asked, else the one the running stack was started in (kept in
-# $RUN/nats-cluster while a nats-server of it runs; a file left by a crash is dropped).
+# $RUN/nats-cluster while any process of it runs, even with every nats-server dead, so make up
+# restarts the same servers under the API and replicas; a file left by a whole crash is dropped).
 resolve_nats_mode() {
   if [ -f "$RUN/nats-cluster" ]; then
-    if any_nats_alive; then NATS_CLUSTER_RUNNING="$(cat "$RUN/nats-cluster")"; else rm -f "$RUN/nats-cluster"; fi
+    if any_stack_alive; then NATS_CLUSTER_RUNNING="$(cat "$RUN/nats-cluster")"; else rm -f "$RUN/nats-cluster"; fi
   fi
   NATS_CLUSTER="${NATS_CLUSTER_ASKED:-${NATS_CLUSTER_RUNNING:-1}}"
 }
@@ -109,9 +110,11 @@ up() {
   fi
   [ -z "$NATS_CLUSTER_RUNNING" ] || [ -n "$NATS_CLUSTER_ASKED" ] || log "NATS_CLUSTER=$NATS_CLUSTER, as the running stack"
   # Envoy's xDS variant: as asked, else the one the stack's Envoy was started with (kept in
-  # $RUN/envoy-ads until make down, so an Envoy restarted by make up comes back on it).
+  # $RUN/envoy-ads like the NATS mode, so an Envoy restarted by make up comes back on it).
   local ads_running="" ads
-  [ -f "$RUN/envoy-ads" ] && ads_running="$(cat "$RUN/envoy-ads")"
+  if [ -f "$RUN/envoy-ads" ]; then
+    if any_stack_alive; then ads_running="$(cat "$RUN/envoy-ads")"; else rm -f "$RUN/envoy-ads"; fi
+  fi
   ads="${ENVOY_ADS:-${ads_running:-sotw}}"
   [ -z "$ads_running" ] || [ -n "${ENVOY_ADS:-}" ] || log "ENVOY_ADS=$ads, as the stack's Envoy was started"
   case "$ads" in sotw | delta) ;; *) die "ENVOY_ADS=$ads: use sotw or delta" ;; esac

@@ -94,20 +94,22 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     assert.equal(existsSync(join(runDir, "nats-cluster")), false, "the stale file is dropped");
   });
 
-  it("keeps cluster mode while any node runs, nats-1 dead or not", async () => {
-    const node2 = spawn("sleep", ["60"], { stdio: "ignore" }); // stands for nats-2, still running
-    try {
-      await writeFile(join(runDir, "nats-cluster"), "3\n");
-      await writeFile(join(runDir, "nats-2.pid"), `${node2.pid}\n`);
-      const status = await make("status");
-      assert.match(status, /^ {2}nats-1 {6}stopped$/m);
-      assert.match(status, new RegExp(`^ {2}nats-2 {6}running \\(pid ${node2.pid}\\)$`, "m"));
-      assert.doesNotMatch(status, /^ {2}nats {8}/m, "not read as a single-server stack");
-      assert.equal(existsSync(join(runDir, "nats-cluster")), true, "the mode is kept");
-    } finally {
-      node2.kill();
-      await rm(join(runDir, "nats-2.pid"), { force: true });
-      await rm(join(runDir, "nats-cluster"), { force: true });
-    }
-  });
+  for (const survivor of ["nats-2", "api"]) {
+    it(`keeps cluster mode while any process of the stack runs (${survivor}), nats-1 dead or every node`, async () => {
+      const alive = spawn("sleep", ["60"], { stdio: "ignore" }); // stands for the survivor
+      try {
+        await writeFile(join(runDir, "nats-cluster"), "3\n");
+        await writeFile(join(runDir, `${survivor}.pid`), `${alive.pid}\n`);
+        const status = await make("status");
+        assert.match(status, /^ {2}nats-1 {6}stopped$/m);
+        assert.match(status, new RegExp(`^ {2}${survivor} +running \\(pid ${alive.pid}\\)$`, "m"));
+        assert.doesNotMatch(status, /^ {2}nats {8}/m, "not read as a single-server stack");
+        assert.equal(existsSync(join(runDir, "nats-cluster")), true, "the mode is kept");
+      } finally {
+        alive.kill();
+        await rm(join(runDir, `${survivor}.pid`), { force: true });
+        await rm(join(runDir, "nats-cluster"), { force: true });
+      }
+    });
+  }
 });
