@@ -58,6 +58,9 @@ function toApiError(error: FastifyError): ApiError {
   }
 }
 
+/** How long a closing API keeps kept-alive connections open for requests already on their way. */
+const CLOSE_DRAIN_MS = 300;
+
 /** JSON is UTF-8 (RFC 8259): a body labelled otherwise would be read as UTF-8 and its text changed. */
 const UTF8 = new Set(["utf-8", "utf8"]);
 
@@ -84,15 +87,23 @@ export async function buildApp(options: AppOptions) {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Shutting down: a request that arrives on a kept-alive connection is refused (503, and the
-  // connection closed) so the client retries elsewhere; requests already running finish.
+  // connection closed) so the client retries elsewhere; requests already running finish, and
+  // their connections close after the answer. Node closes the connections still idle when the
+  // server closes: a client sending its next request on one right then gets a reset, which says
+  // nothing about whether a PUT was stored. So closing waits CLOSE_DRAIN_MS first, for clients
+  // in the middle of sending to get their 503 (64 keep-alive writers: 2–15 resets a SIGTERM).
   let closing = false;
   app.addHook("preClose", async () => {
     closing = true;
+    await new Promise((resolve) => setTimeout(resolve, CLOSE_DRAIN_MS));
   });
   app.addHook("onRequest", async (_request, reply) => {
     if (!closing) return;
     void reply.header("connection", "close");
     throw new ApiError(503, "shutting_down", "the API is shutting down; retry");
+  });
+  app.addHook("onSend", async (_request, reply) => {
+    if (closing) void reply.header("connection", "close");
   });
 
   // Records are JSON only: anything else is 415, not a confusing validation error.

@@ -327,31 +327,48 @@ describe("listing", () => {
 });
 
 describe("shutting down", () => {
-  it("finishes a request in flight and refuses the next one on its connection, in the API's error shape", async () => {
+  /** A raw connection, to control exactly what is sent when. */
+  async function rawConnection(port: number) {
+    const socket = connectSocket(port, "127.0.0.1");
+    let received = "";
+    socket.on("data", (chunk) => (received += chunk));
+    await new Promise((resolve) => socket.once("connect", resolve));
+    return {
+      socket,
+      received: () => received,
+      /** Waits until `count` responses have arrived. */
+      responses: (count: number) =>
+        waitFor(`${count} responses`, () => {
+          const statuses = [...received.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => Number(m[1]));
+          return statuses.length >= count ? statuses : undefined;
+        }),
+    };
+  }
+
+  it("finishes a request in flight, and answers one arriving on an idle kept-alive connection with 503, not a reset", async () => {
     const config = loadConfig({ NATS_URL: nats.url, API_HOST: "127.0.0.1", API_PORT: "0" });
     const stopping = await startServer(config, createLogger("api", "silent"));
     await stopping.bound;
+    const idle = await rawConnection(stopping.port);
+    idle.socket.write("GET /v1/services/nothing HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert.deepEqual(await idle.responses(1), [404]);
+
+    // A PUT whose headers are read (its onRequest has run) and whose body is still to come.
+    const inFlight = await rawConnection(stopping.port);
     const body = JSON.stringify({ ...web, domains: ["inflight.example.com"] });
-    const socket = connectSocket(stopping.port, "127.0.0.1");
-    let received = "";
-    socket.on("data", (chunk) => (received += chunk));
-    const ended = new Promise((resolve) => socket.on("close", resolve));
-    await new Promise((resolve) => socket.once("connect", resolve));
-    // The first request's headers are read (its onRequest has run); its body is still to come.
     const requestSeen = new Promise((resolve) => stopping.app.server.once("request", () => setImmediate(resolve)));
-    socket.write(`PUT /v1/services/inflight HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
+    inFlight.socket.write(`PUT /v1/services/inflight HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
     await requestSeen;
+
     const closed = stopping.app.close();
-    // Fastify stops listening after its preClose hooks: from then on the API is closing.
-    await waitFor("the API to stop listening", () => (stopping.app.server.listening ? undefined : true));
-    // Its body, then a second request on the same connection.
-    socket.write(`${body}GET /v1/services HTTP/1.1\r\nhost: x\r\n\r\n`);
-    await ended;
+    await waitFor("the API to be closing", async () => ((await fetch(`http://127.0.0.1:${stopping.port}/healthz`)).status === 503 ? true : undefined));
+    idle.socket.write("GET /v1/services HTTP/1.1\r\nhost: x\r\n\r\n");
+    inFlight.socket.write(body);
+    assert.deepEqual(await idle.responses(2), [404, 503], idle.received());
+    assert.match(idle.received(), /"code":"shutting_down"/);
+    assert.deepEqual(await inFlight.responses(1), [201], inFlight.received());
+    for (const connection of [idle, inFlight]) assert.match(connection.received().split("HTTP/1.1").at(-1)!, /connection: close/i);
     await closed;
     await stopping.close();
-    const statuses = [...received.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => Number(m[1]));
-    assert.deepEqual(statuses, [201, 503], received);
-    assert.match(received, /"code":"shutting_down"/);
-    assert.match(received, /connection: close/i);
   });
 });
