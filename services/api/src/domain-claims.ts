@@ -20,9 +20,12 @@ function holderOf(claim: KvEntry): string {
 
 export class DomainClaims {
   readonly #kv: KV;
+  readonly #listedBy: (domain: string) => string[];
 
-  constructor(kv: KV) {
+  /** `listedBy`: the services whose record lists a domain, as far as the API knows. */
+  constructor(kv: KV, listedBy: (domain: string) => string[]) {
     this.#kv = kv;
+    this.#listedBy = listedBy;
   }
 
   /** Creates the claims of domains nobody holds, in parallel: what was taken, and the first failure. */
@@ -59,6 +62,11 @@ export class DomainClaims {
         const holder = holderOf(claim);
         if (holder === name) return;
         if (await this.#holds(holder, domain, claim)) throw domainConflict(domain, holder);
+        // A stale claim (one written by hand, say) may stand beside a service that serves the
+        // domain all the same, as the only record listing it: taking the claim would hand the
+        // domain over, and a service that serves a domain never loses it to a later write.
+        const lister = this.#listedBy(domain).find((other) => other !== name);
+        if (lister !== undefined) throw domainConflict(domain, lister);
         await this.#kv.update(key, name, claim.revision);
         return;
       } catch (error) {

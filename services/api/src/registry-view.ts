@@ -69,6 +69,12 @@ export class RegistryView {
     return { revision: entry.revision, record: entry.record, problem: entry.problem };
   }
 
+  /** The services whose record lists `domain` (none known until the view is loaded); a scan, for rare paths. */
+  servicesListing(domain: string): string[] {
+    if (!this.#loaded) return [];
+    return [...this.#services.keys()].filter((name) => this.service(name)!.record?.domains.includes(domain));
+  }
+
   /** Every service, by name. */
   services(): (ViewedService & { name: string })[] {
     return [...this.#services.keys()].sort().map((name) => ({ name, ...this.service(name)! }));

@@ -47,7 +47,7 @@ export class ServiceStore {
   constructor(kv: KV, view: RegistryView) {
     this.#kv = kv;
     this.#view = view;
-    this.#claims = new DomainClaims(kv);
+    this.#claims = new DomainClaims(kv, (domain) => view.servicesListing(domain));
   }
 
   /** The bucket's latest revision (every write counts, claims included). */

@@ -38,7 +38,7 @@ function faultyBucket(bucket: KV): KV {
 }
 
 /** A view that has not loaded: every write takes the checked path, reading the bucket first. */
-const unloadedView = { loaded: false, noteWrite() {} } as unknown as RegistryView;
+const unloadedView = { loaded: false, noteWrite() {}, servicesListing: () => [] } as unknown as RegistryView;
 
 const holderOf = async (domain: string) => (await kv.get(claimKey(domain)))?.string();
 
@@ -140,5 +140,26 @@ describe("claims written by hand", () => {
       await store.put(`hand${i}`, { domains: [domain], endpoints: [{ address: "127.0.0.1", port: 5678 }] }, undefined);
       assert.equal(await holderOf(domain), `hand${i}`, JSON.stringify(value));
     }
+  });
+});
+
+describe("a stale claim beside a service that serves its domain", () => {
+  it("is not taken over: the serving service keeps the domain (409)", async () => {
+    // cli11 serves served11.example.com (written with the CLI), and the claim names a service
+    // that does not exist: stale by its holder, but the domain is still cli11's.
+    const listing = { ...unloadedView, servicesListing: (domain: string) => (domain === "served11.example.com" ? ["cli11"] : []) } as unknown as RegistryView;
+    const store = new ServiceStore(faultyBucket(kv), listing);
+    await kv.put("services.cli11", JSON.stringify({ domains: ["served11.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
+    await kv.put(claimKey("served11.example.com"), "nonexistent");
+    agedReads.add(claimKey("served11.example.com"));
+    try {
+      await assert.rejects(
+        store.put("other11", { domains: ["served11.example.com"], endpoints: [{ address: "127.0.0.1", port: 5679 }] }, undefined),
+        { status: 409, code: "domain_conflict", details: { domain: "served11.example.com", heldBy: "cli11" } },
+      );
+    } finally {
+      agedReads.clear();
+    }
+    assert.equal(await holderOf("served11.example.com"), "nonexistent", "the claim was left alone");
   });
 });
