@@ -64,9 +64,13 @@ const CLOSE_DRAIN_MS = 300;
 /** JSON is UTF-8 (RFC 8259): a body labelled otherwise would be read as UTF-8 and its text changed. */
 const UTF8 = new Set(["utf-8", "utf8"]);
 
-function charsetOf(contentType: string | undefined): string | undefined {
-  const match = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? "");
-  return match?.[1]!.toLowerCase();
+/** The first charset parameter that is not UTF-8 (a header may repeat the parameter). */
+function foreignCharsetOf(contentType: string | undefined): string | undefined {
+  for (const match of (contentType ?? "").matchAll(/;\s*charset\s*=\s*"?([^";\s]+)"?/gi)) {
+    const charset = match[1]!.toLowerCase();
+    if (!UTF8.has(charset)) return charset;
+  }
+  return undefined;
 }
 
 function unsupportedCharset(charset: string): ApiError {
@@ -112,8 +116,8 @@ export async function buildApp(options: AppOptions) {
   const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
-    const charset = charsetOf(request.headers["content-type"]);
-    if (charset !== undefined && !UTF8.has(charset)) done(unsupportedCharset(charset), undefined);
+    const charset = foreignCharsetOf(request.headers["content-type"]);
+    if (charset !== undefined) done(unsupportedCharset(charset), undefined);
     else if (body === "" && request.method === "DELETE") done(null, undefined);
     else parseJson(request, body as string, done);
   });

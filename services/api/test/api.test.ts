@@ -131,6 +131,8 @@ describe("validation", () => {
     assert.equal(latin1.status, 415);
     assert.equal(latin1.body.error.code, "unsupported_media_type");
     assert.match(latin1.body.error.message, /charset=iso-8859-1/);
+    const twice = await call("PUT", "/v1/services/x", JSON.stringify(web), { "content-type": "application/json; charset=utf-8; charset=latin1" });
+    assert.equal(twice.status, 415, "every charset parameter counts, not the first only");
     const utf8 = await call("PUT", "/v1/services/x", JSON.stringify({ ...web, domains: ["x.example.com"] }), { "content-type": 'application/json; Charset="UTF-8"' });
     assert.equal(utf8.status, 201, "UTF-8, however it is spelled, is JSON's own charset");
     assert.equal((await call("DELETE", "/v1/services/x")).status, 204);
