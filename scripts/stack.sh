@@ -249,7 +249,7 @@ status() {
   done
   cat <<EOF
   API        http://127.0.0.1:$API_PORT   (OpenAPI at /openapi.json)
-  Envoy      http://127.0.0.1:$LISTENER_PORT (admin http://127.0.0.1:$ADMIN_PORT)
+  Envoy      http://127.0.0.1:$LISTENER_PORT (admin http://127.0.0.1:$ADMIN_PORT)$([ -f "$RUN/envoy-ads" ] && echo ", xDS $(cat "$RUN/envoy-ads")")
   xDS        127.0.0.1:${XDS_PORTS[0]}, 127.0.0.1:${XDS_PORTS[1]} (health :${XDS_HTTP_PORTS[0]}, :${XDS_HTTP_PORTS[1]})
   NATS       nats://127.0.0.1:$NATS_PORT$([ "$NATS_CLUSTER" = 1 ] || echo " (cluster of $NATS_CLUSTER: ports $NATS_PORT-$((NATS_PORT + NATS_CLUSTER - 1)))")
   upstreams  A 127.0.0.1:$UPSTREAM_A_PORT, B 127.0.0.1:$UPSTREAM_B_PORT

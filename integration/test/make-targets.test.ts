@@ -81,6 +81,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
       process.kill(Number(await readFile(join(runDir, "envoy.pid"), "utf8")), "SIGKILL");
       await make("up");
       assert.match(await readFile(join(runDir, "bootstrap.yaml"), "utf8"), /api_type: DELTA_GRPC/);
+      assert.match(await make("status"), /Envoy +http:\/\/127\.0\.0\.1:\d+ \(admin http:\/\/127\.0\.0\.1:\d+\), xDS delta$/m);
     } finally {
       await make("down");
     }
