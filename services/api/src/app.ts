@@ -101,13 +101,13 @@ export async function buildApp(options: AppOptions) {
     closing = true;
     await new Promise((resolve) => setTimeout(resolve, CLOSE_DRAIN_MS));
   });
-  app.addHook("onRequest", async (_request, reply) => {
-    if (!closing) return;
-    void reply.header("connection", "close");
-    throw new ApiError(503, "shutting_down", "the API is shutting down; retry");
+  // Callback hooks: they run on every request, and an async one costs a promise each time.
+  app.addHook("onRequest", (_request, _reply, done) => {
+    done(closing ? new ApiError(503, "shutting_down", "the API is shutting down; retry") : undefined);
   });
-  app.addHook("onSend", async (_request, reply) => {
+  app.addHook("onSend", (_request, reply, payload, done) => {
     if (closing) void reply.header("connection", "close");
+    done(null, payload);
   });
 
   // Records are JSON only: anything else is 415, not a confusing validation error.

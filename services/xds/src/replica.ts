@@ -179,12 +179,11 @@ export class Replica {
       logger.debug({ serial: stats.serial, revision: this.revision, ms: stats.durationMs }, "snapshot committed");
       this.#options.events?.commit(stats);
     }
-    const refused = new Map((stats?.rejected ?? []).map(({ name, problems }) => [name, problems]));
-    for (const name of this.failedValidation.keys()) if (!refused.has(name)) this.failedValidation.delete(name);
-    for (const [name, problems] of refused) {
-      const again = this.failedValidation.has(name) && !changed.has(name);
+    const refusedBefore = new Set(this.failedValidation.keys());
+    this.failedValidation.clear();
+    for (const { name, problems } of stats?.rejected ?? []) {
       this.failedValidation.set(name, problems);
-      if (again) continue; // said when it was first refused
+      if (refusedBefore.has(name) && !changed.has(name)) continue; // said when it was first refused
       // A route configuration grown past its limit, or a bug upstream (the registry keeps
       // domains unique), caught before Envoy.
       logger.error({ service: name, problems }, "pre-push validation rejected a service; it keeps its previous config");
