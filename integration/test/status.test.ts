@@ -85,6 +85,22 @@ describe("sync status", () => {
     assert.match(metrics, /envoyage_registry_services\{state="invalid"\} 1/);
   });
 
+  it("keeps routing the last good revision of a service the CLI rewrote into a conflict", async () => {
+    await stack.call("PUT", "/v1/services/other", record(stack.upstreams.B, ["other.example.com"]));
+    await stack.until("other.example.com", upstreamGreeting("B"));
+    const good = (await stack.call("GET", "/v1/services/web")).body.revision as number;
+    await stack.nats_("kv", "put", "envoyage", "services.web", JSON.stringify(record(stack.upstreams.B, ["web.example.com", "other.example.com"])));
+    const web = await waitFor("the conflict to be reported", async () => {
+      const body = (await stack.call("GET", "/v1/services/web")).body;
+      return body.status.state === "conflict" ? body : undefined;
+    });
+    assert.deepEqual(web.status.conflicts, [{ domain: "other.example.com", heldBy: "other" }]);
+    assert.equal(web.status.servingRevision, good);
+    assert.equal((await stack.get("web.example.com")).body, upstreamGreeting("A"), "the last good revision keeps serving");
+    await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
+    await waitFor("web to serve its latest record again", async () => ((await stack.call("GET", "/v1/services/web")).body.status.state === "serving" ? true : undefined));
+  });
+
   it("shows an Envoy that went away as DISCONNECTED", async () => {
     await stack.envoy.stop();
     await waitFor("the Envoy to be reported DISCONNECTED", async () => {

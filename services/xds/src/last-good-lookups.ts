@@ -1,5 +1,6 @@
-// History lookups for services whose latest value is invalid: the newest valid revision before
-// it keeps serving (the last good config). A lookup is a few JetStream requests (one per
+// History lookups for services whose latest value is invalid, or conflicts with another
+// service's: a valid revision before it keeps serving (the last good config, see registry.ts).
+// A lookup is a few JetStream requests (one per
 // revision of the key, BucketWatcher.history), so only a few run at once, and a failing one backs
 // off. Started all together, a burst of hundreds of invalid writes once overran nats-server's
 // JetStream API queue; the lookups timed out and retried every 500 ms for good.
@@ -14,7 +15,7 @@ const MAX_RETRY_MS = 10_000;
 interface Lookup {
   name: string;
   key: string;
-  /** Revision of the invalid value: the fallback is the newest valid one before it. */
+  /** Revision of the latest value: the candidates are the valid ones before it. */
   latest: number;
 }
 
@@ -24,10 +25,10 @@ export interface LastGoodLookupsOptions {
   /** False once a newer write (or a delete) made the lookup moot. */
   wanted(name: string, latest: number): boolean;
   /**
-   * A lookup ended, counted out of `pending` already: its fallback, or undefined (none, or moot:
-   * Registry.setFallback ignores a superseded one).
+   * A lookup ended, counted out of `pending` already: the valid revisions before `latest`, newest
+   * first (none when moot: Registry.setHistory ignores a superseded one).
    */
-  settled(name: string, latest: number, fallback: EffectiveRecord | undefined): void;
+  settled(name: string, latest: number, older: EffectiveRecord[]): void;
   logger: Logger;
 }
 
@@ -60,35 +61,36 @@ export class LastGoodLookups {
     while (this.#running < CONCURRENCY && this.#queue.length > 0) {
       const lookup = this.#queue.shift()!;
       this.#running++;
-      void this.#run(lookup).then((fallback) => {
+      void this.#run(lookup).then((older) => {
         this.#running--;
-        if (!this.#stopped) this.#options.settled(lookup.name, lookup.latest, fallback);
+        if (!this.#stopped) this.#options.settled(lookup.name, lookup.latest, older);
         this.#next();
       });
     }
   }
 
-  async #run({ name, key, latest }: Lookup): Promise<EffectiveRecord | undefined> {
+  async #run({ name, key, latest }: Lookup): Promise<EffectiveRecord[]> {
     const { history, wanted, logger } = this.#options;
     for (let delay = RETRY_MS; !this.#stopped && wanted(name, latest); delay = Math.min(delay * 2, MAX_RETRY_MS)) {
       try {
-        return lastGood(await history(key), latest);
+        return validBefore(await history(key), latest);
       } catch (error) {
         if (delay === RETRY_MS) logger.warn({ service: name, err: error }, "history lookup failed; retrying with backoff");
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
-    return undefined;
+    return [];
   }
 }
 
-/** The newest valid revision before `latest`, unless the key was deleted in between. */
-function lastGood(entries: BucketEntry[], latest: number): EffectiveRecord | undefined {
+/** The valid revisions before `latest`, newest first, back to the last delete of the key. */
+function validBefore(entries: BucketEntry[], latest: number): EffectiveRecord[] {
+  const valid: EffectiveRecord[] = [];
   for (const entry of entries) {
     if (entry.revision >= latest) continue;
-    if (entry.value === undefined) return undefined; // deleted before: nothing good to fall back to
+    if (entry.value === undefined) break; // deleted: nothing before it belongs to this service
     const decoded = decodeRecord(entry.value);
-    if (decoded.ok) return { record: decoded.record, revision: entry.revision };
+    if (decoded.ok) valid.push({ record: decoded.record, revision: entry.revision });
   }
-  return undefined;
+  return valid;
 }

@@ -1,14 +1,17 @@
 // The in-memory registry: which service records are servable, as a function of the bucket's
 // state alone, so every replica decides the same.
 //
-// - A service's effective record is its latest value when valid; when the latest value is
-//   invalid, the newest valid revision still in the key's history (looked up by the watcher),
-//   so the last good config keeps serving.
-// - A domain listed by several effective records goes to the holder of its claim
-//   (domains.<domain>, written with compare-and-set by the API) when that service lists it;
-//   otherwise to the record with the lowest revision, i.e. the one written first.
-// - A service is served only if it wins every one of its domains: a conflicting record is never
-//   pushed, and the service already serving a domain keeps it.
+// - A service's ask is its latest value when valid; when the latest value is invalid, the newest
+//   valid revision still in the key's history (looked up by the replica), so the last good
+//   config keeps serving.
+// - A domain listed by several asks goes to the holder of its claim (domains.<domain>, written
+//   with compare-and-set by the API) when that service lists it; otherwise to the ask with the
+//   lowest revision, i.e. the one written first.
+// - A service whose ask wins every one of its domains serves it. One whose ask conflicts keeps
+//   serving its last good revision: the newest earlier valid revision (history, looked up like an
+//   invalid value's) whose every domain it holds the claim for and no other ask lists. Claims
+//   and history are in the bucket, so a replica that loads it from scratch decides the same; and
+//   a conflicting record is never pushed, while the service already serving a domain keeps it.
 // - Replicas claim the domains they serve that have no claim yet (records written with the CLI),
 //   so a domain, once served, stays with its service: claims are one way. A claim is taken over
 //   only when stale: its holder was deleted, or rewritten without the domain, after the claim.
@@ -22,13 +25,18 @@ export interface EffectiveRecord {
 export type ServiceStatus =
   | { state: "serving"; revision: number }
   | { state: "invalid"; revision: number; problem: string; servingRevision: number | undefined }
-  | { state: "conflict"; revision: number; conflicts: { domain: string; heldBy: string }[] };
+  | { state: "conflict"; revision: number; conflicts: { domain: string; heldBy: string }[]; servingRevision: number | undefined };
 
 interface Entry {
   /** Revision and problem of the latest value in the bucket. */
   latestRevision: number;
   problem: string | undefined;
-  effective: EffectiveRecord | undefined;
+  /** What the service asks to serve: its latest valid value (for an invalid one, the newest valid revision before it). */
+  ask: EffectiveRecord | undefined;
+  /** The valid revisions before the latest, newest first, once looked up in the key's history. */
+  older: EffectiveRecord[] | undefined;
+  /** Whether the history of the latest revision was asked for. */
+  historyRequested: boolean;
 }
 
 /** A change to what Envoy should serve: a record to serve, or undefined to stop serving it. */
@@ -44,6 +52,12 @@ export interface ClaimWrite {
   expectedRevision: number;
 }
 
+/** A key's history to read: the valid revisions of services.<name> before `revision`, for setHistory(). */
+export interface HistoryLookup {
+  name: string;
+  revision: number;
+}
+
 interface Claim {
   owner: string;
   revision: number;
@@ -54,22 +68,27 @@ export class Registry {
   readonly #claims = new Map<string, Claim>();
   /** Revision at which each deleted service was deleted: a claim older than that is stale. */
   readonly #deletedAt = new Map<string, number>();
-  /** domain → services whose effective record lists it */
+  /** domain → services whose ask lists it */
   readonly #byDomain = new Map<string, Set<string>>();
+  /** domain → services with an earlier revision listing it in their looked-up history */
+  readonly #byOlderDomain = new Map<string, Set<string>>();
   readonly #served = new Map<string, EffectiveRecord>();
+  /** domain → the service serving it */
+  readonly #servedBy = new Map<string, string>();
   readonly #dirty = new Set<string>();
   /** Services whose latest record is not what is served, kept by resolve() for cheap reports. */
   readonly #rejected = new Set<string>();
 
   /**
    * Applies the latest value of services.<name> (undefined when deleted). Returns true when the
-   * value is invalid and the newest valid revision should be looked up in the key's history.
+   * value is invalid and the key's history should be looked up (setHistory) for its last good revision.
    */
   setService(name: string, revision: number, value: Uint8Array | undefined): boolean {
     const entry = this.#entries.get(name);
+    if (entry) this.#setOlder(name, entry, undefined);
     if (value === undefined) {
       if (entry) {
-        this.#setEffective(name, entry, undefined);
+        this.#setAsk(name, entry, undefined);
         this.#entries.delete(name);
       }
       this.#deletedAt.set(name, revision);
@@ -77,29 +96,33 @@ export class Registry {
     }
     this.#deletedAt.delete(name);
     const decoded = decodeRecord(value);
-    const target = entry ?? { latestRevision: revision, problem: undefined, effective: undefined };
+    const target = entry ?? { latestRevision: revision, problem: undefined, ask: undefined, older: undefined, historyRequested: false };
     this.#entries.set(name, target);
     target.latestRevision = revision;
+    target.historyRequested = !decoded.ok;
     if (decoded.ok) {
       target.problem = undefined;
-      this.#setEffective(name, target, { record: decoded.record, revision });
+      this.#setAsk(name, target, { record: decoded.record, revision });
       return false;
     }
+    // The ask stays what it was until the history says what the last good revision is.
     target.problem = formatProblem(decoded.problem);
     this.#dirty.add(name);
     return true;
   }
 
   /** Whether a history lookup for `name` at `latestRevision` still matters: no write or delete since. */
-  awaitsFallback(name: string, latestRevision: number): boolean {
+  awaitsHistory(name: string, latestRevision: number): boolean {
     return this.#entries.get(name)?.latestRevision === latestRevision;
   }
 
-  /** The result of a history lookup for a service whose latest value (at `latestRevision`) is invalid. */
-  setFallback(name: string, latestRevision: number, fallback: EffectiveRecord | undefined): void {
+  /** The result of a history lookup: the valid revisions of `name` before `latestRevision`, newest first. */
+  setHistory(name: string, latestRevision: number, older: EffectiveRecord[]): void {
     const entry = this.#entries.get(name);
     if (!entry || entry.latestRevision !== latestRevision) return; // superseded meanwhile
-    this.#setEffective(name, entry, fallback);
+    this.#setOlder(name, entry, older);
+    if (entry.problem !== undefined) this.#setAsk(name, entry, older[0]);
+    this.#dirty.add(name);
   }
 
   /**
@@ -107,8 +130,9 @@ export class Registry {
    * What is served is withdrawn by the next resolve(), unless the new bucket has it again.
    */
   forgetAll(): void {
-    for (const [name, entry] of this.#entries) this.#setEffective(name, entry, undefined);
+    for (const [name, entry] of this.#entries) this.#setAsk(name, entry, undefined);
     this.#entries.clear();
+    this.#byOlderDomain.clear();
     this.#claims.clear();
     this.#deletedAt.clear();
   }
@@ -117,7 +141,7 @@ export class Registry {
   setClaim(domain: string, owner: string | undefined, revision: number): void {
     if (owner === undefined) this.#claims.delete(domain);
     else this.#claims.set(domain, { owner, revision });
-    for (const name of this.#byDomain.get(domain) ?? []) this.#dirty.add(name);
+    this.#touchDomain(domain);
   }
 
   /** Claims to write for the served domains of `names` (default: every service) that lack a valid one. */
@@ -134,40 +158,44 @@ export class Registry {
   }
 
   /**
-   * Re-evaluates what changed since the last call; returns the changes to what is served, and
-   * the names evaluated (whose claims may need writing).
+   * Re-evaluates what changed since the last call; returns the changes to what is served, the
+   * names evaluated (whose claims may need writing), and the histories to look up for services
+   * whose ask conflicts. Until its history is in, such a service keeps what it serves, if it
+   * still holds every domain of it.
    */
-  resolve(): { changes: ServedChange[]; evaluated: string[] } {
+  resolve(): { changes: ServedChange[]; evaluated: string[]; historyLookups: HistoryLookup[] } {
     const changes: ServedChange[] = [];
+    const historyLookups: HistoryLookup[] = [];
     const evaluated = [...this.#dirty];
     for (const name of evaluated) {
       const entry = this.#entries.get(name);
-      const next = entry?.effective && this.#conflictsOf(name, entry.effective.record).length === 0 ? entry.effective : undefined;
-      if (entry && (entry.problem !== undefined || (entry.effective && !next))) this.#rejected.add(name);
-      else this.#rejected.delete(name);
       const current = this.#served.get(name);
+      let next: EffectiveRecord | undefined;
+      if (entry?.ask && this.#conflictsOf(name, entry.ask.record).length === 0) next = entry.ask;
+      else if (entry?.ask) {
+        if (!entry.older && !entry.historyRequested) {
+          entry.historyRequested = true;
+          historyLookups.push({ name, revision: entry.latestRevision });
+        }
+        next = this.#lastHeld(name, entry.ask.revision, entry.older ?? (current ? [current] : []));
+      }
+      if (entry && (entry.problem !== undefined || next !== entry.ask)) this.#rejected.add(name);
+      else this.#rejected.delete(name);
       if (next === current) continue;
-      if (next) this.#served.set(name, next);
-      else this.#served.delete(name);
+      this.#serve(name, current, next);
       changes.push({ name, record: next?.record });
     }
     this.#dirty.clear();
-    return { changes, evaluated };
+    return { changes, evaluated, historyLookups };
   }
 
   status(name: string): ServiceStatus | undefined {
     const entry = this.#entries.get(name);
     if (!entry) return undefined;
-    if (entry.problem !== undefined) {
-      return {
-        state: "invalid",
-        revision: entry.latestRevision,
-        problem: entry.problem,
-        servingRevision: this.#served.get(name)?.revision,
-      };
-    }
-    const conflicts = entry.effective ? this.#conflictsOf(name, entry.effective.record) : [];
-    if (conflicts.length > 0) return { state: "conflict", revision: entry.latestRevision, conflicts };
+    const servingRevision = this.#served.get(name)?.revision;
+    if (entry.problem !== undefined) return { state: "invalid", revision: entry.latestRevision, problem: entry.problem, servingRevision };
+    const conflicts = entry.ask ? this.#conflictsOf(name, entry.ask.record) : [];
+    if (conflicts.length > 0) return { state: "conflict", revision: entry.latestRevision, conflicts, servingRevision };
     return { state: "serving", revision: entry.latestRevision };
   }
 
@@ -194,26 +222,47 @@ export class Registry {
     return this.#served;
   }
 
-  #setEffective(name: string, entry: Entry, effective: EffectiveRecord | undefined): void {
-    for (const domain of entry.effective?.record.domains ?? []) this.#unindex(domain, name);
-    entry.effective = effective;
-    for (const domain of effective?.record.domains ?? []) this.#index(domain, name);
+  #setAsk(name: string, entry: Entry, ask: EffectiveRecord | undefined): void {
+    for (const domain of entry.ask?.record.domains ?? []) this.#unindex(this.#byDomain, domain, name);
+    entry.ask = ask;
+    for (const domain of ask?.record.domains ?? []) this.#index(this.#byDomain, domain, name);
     this.#dirty.add(name);
   }
 
-  #index(domain: string, name: string): void {
-    let holders = this.#byDomain.get(domain);
-    if (!holders) this.#byDomain.set(domain, (holders = new Set()));
-    holders.add(name);
-    for (const other of holders) this.#dirty.add(other);
+  #setOlder(name: string, entry: Entry, older: EffectiveRecord[] | undefined): void {
+    for (const { record } of entry.older ?? []) for (const domain of record.domains) this.#unindex(this.#byOlderDomain, domain, name);
+    entry.older = older;
+    for (const { record } of older ?? []) for (const domain of record.domains) this.#index(this.#byOlderDomain, domain, name);
   }
 
-  #unindex(domain: string, name: string): void {
-    const holders = this.#byDomain.get(domain);
-    if (!holders) return;
-    holders.delete(name);
-    for (const other of holders) this.#dirty.add(other);
-    if (holders.size === 0) this.#byDomain.delete(domain);
+  #serve(name: string, current: EffectiveRecord | undefined, next: EffectiveRecord | undefined): void {
+    for (const domain of current?.record.domains ?? []) if (this.#servedBy.get(domain) === name) this.#servedBy.delete(domain);
+    if (next) this.#served.set(name, next);
+    else this.#served.delete(name);
+    for (const domain of next?.record.domains ?? []) this.#servedBy.set(domain, name);
+  }
+
+  #index(index: Map<string, Set<string>>, domain: string, name: string): void {
+    let names = index.get(domain);
+    if (!names) index.set(domain, (names = new Set()));
+    names.add(name);
+    if (index === this.#byDomain) this.#touchDomain(domain);
+  }
+
+  #unindex(index: Map<string, Set<string>>, domain: string, name: string): void {
+    const names = index.get(domain);
+    if (!names) return;
+    names.delete(name);
+    if (names.size === 0) index.delete(domain);
+    if (index === this.#byDomain) this.#touchDomain(domain);
+  }
+
+  /** Marks dirty every service whose outcome depends on who asks for or holds `domain`. */
+  #touchDomain(domain: string): void {
+    for (const name of this.#byDomain.get(domain) ?? []) this.#dirty.add(name);
+    for (const name of this.#byOlderDomain.get(domain) ?? []) this.#dirty.add(name);
+    const server = this.#servedBy.get(domain);
+    if (server !== undefined) this.#dirty.add(server);
   }
 
   #conflictsOf(name: string, record: ServiceRecord): { domain: string; heldBy: string }[] {
@@ -225,11 +274,23 @@ export class Registry {
     return conflicts;
   }
 
+  /** The newest candidate before revision `below` whose every domain `name` holds. */
+  #lastHeld(name: string, below: number, candidates: EffectiveRecord[]): EffectiveRecord | undefined {
+    return candidates.find((c) => c.revision < below && c.record.domains.every((domain) => this.#holds(name, domain)));
+  }
+
+  /** Whether `name` holds the claim on `domain` and no other service's ask lists it. */
+  #holds(name: string, domain: string): boolean {
+    if (this.#claims.get(domain)?.owner !== name) return false;
+    const asks = this.#byDomain.get(domain);
+    return !asks || asks.has(name);
+  }
+
   /** Stale: the holder was deleted, or rewritten without the domain, after the claim was made. */
   #isStale(claim: Claim, domain: string): boolean {
     const holder = this.#entries.get(claim.owner);
     if (!holder) return (this.#deletedAt.get(claim.owner) ?? 0) > claim.revision;
-    return holder.latestRevision > claim.revision && !holder.effective?.record.domains.includes(domain);
+    return holder.latestRevision > claim.revision && !holder.ask?.record.domains.includes(domain);
   }
 
   #winnerOf(domain: string): string {
@@ -239,7 +300,7 @@ export class Registry {
     let winner = "";
     let lowest = Infinity;
     for (const name of candidates) {
-      const revision = this.#entries.get(name)!.effective!.revision;
+      const revision = this.#entries.get(name)!.ask!.revision;
       if (revision < lowest) {
         lowest = revision;
         winner = name;

@@ -4,8 +4,8 @@
 // have been applied, so a single change is pushed at once and a burst becomes a few commits; the
 // initial load is one commit.
 // The store opens to Envoy only once the whole bucket is loaded, including the history lookups
-// that find the last good revision of services whose latest value is invalid.
-import { BucketWatcher, claimHolder, openBucket, parseKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
+// that find the last good revision of services whose latest value is invalid or conflicting.
+import { BucketWatcher, claimHolder, openBucket, parseKey, serviceKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
 import type { Logger } from "pino";
 import { Registry, type ClaimWrite } from "./registry.js";
 import type { CommitStats, SnapshotStore } from "./snapshot.js";
@@ -77,9 +77,9 @@ export class Replica {
     });
     this.#lookups = new LastGoodLookups({
       history: (key) => this.#watcher.history(key),
-      wanted: (name, latest) => this.registry.awaitsFallback(name, latest),
-      settled: (name, latest, fallback) => {
-        this.registry.setFallback(name, latest, fallback);
+      wanted: (name, latest) => this.registry.awaitsHistory(name, latest),
+      settled: (name, latest, older) => {
+        this.registry.setHistory(name, latest, older);
         this.#touched.add(name);
         this.#scheduleCommit();
       },
@@ -158,7 +158,8 @@ export class Replica {
 
   #commit(): void {
     const { store, logger } = this.#options;
-    const { changes, evaluated } = this.registry.resolve();
+    const { changes, evaluated, historyLookups } = this.registry.resolve();
+    for (const { name, revision } of historyLookups) this.#lookups.request(name, serviceKey(name), revision);
     const changed = new Set<string>();
     for (const change of changes) {
       this.#touched.add(change.name);
@@ -244,7 +245,12 @@ export class Replica {
             : "rejected an invalid record; the last good revision keeps serving",
         );
       } else if (status?.state === "conflict") {
-        logger.warn({ service: name, revision: status.revision, conflicts: status.conflicts }, "rejected a record claiming domains another service holds");
+        logger.warn(
+          { service: name, revision: status.revision, conflicts: status.conflicts, servingRevision: status.servingRevision ?? null },
+          status.servingRevision === undefined
+            ? "rejected a record claiming domains another service holds; the service is not served"
+            : "rejected a record claiming domains another service holds; the last good revision keeps serving",
+        );
       }
     }
     this.#touched.clear();

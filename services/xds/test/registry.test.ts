@@ -42,7 +42,7 @@ describe("Registry", () => {
     registry.setService("b", 9, json(["d.com", "b.com"]));
     registry.resolve();
     assert.deepEqual(served(registry), { a: ["d.com", "a.com"] });
-    assert.deepEqual(registry.status("b"), { state: "conflict", revision: 9, conflicts: [{ domain: "d.com", heldBy: "a" }] });
+    assert.deepEqual(registry.status("b"), { state: "conflict", revision: 9, conflicts: [{ domain: "d.com", heldBy: "a" }], servingRevision: undefined });
     assert.deepEqual(registry.rejected(), ["b"]);
   });
 
@@ -88,7 +88,7 @@ describe("Registry", () => {
     registry.resolve();
     assert.equal(registry.setService("web", 4, new TextEncoder().encode("{not json")), true, "asks for a history lookup");
     assert.deepEqual(registry.resolve().changes, [], "nothing changes while the lookup runs");
-    registry.setFallback("web", 4, { record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] }, revision: 3 });
+    registry.setHistory("web", 4, [{ record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] }, revision: 3 }]);
     assert.deepEqual(registry.resolve().changes, [{ name: "web", record: { domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] } }]);
     const status = registry.status("web");
     assert.equal(status?.state, "invalid");
@@ -100,10 +100,10 @@ describe("Registry", () => {
   it("serves nothing for an invalid service with no good revision, and ignores stale lookups", () => {
     const registry = new Registry();
     registry.setService("web", 4, new TextEncoder().encode('{"domains":[]}'));
-    registry.setFallback("web", 4, undefined);
+    registry.setHistory("web", 4, []);
     assert.deepEqual(registry.resolve().changes, []);
     registry.setService("web", 6, json(["web.example.com"]));
-    registry.setFallback("web", 4, undefined); // an answer for a superseded revision
+    registry.setHistory("web", 4, []); // an answer for a superseded revision
     assert.equal(registry.resolve().changes[0]?.record?.domains[0], "web.example.com");
   });
 
@@ -138,5 +138,101 @@ describe("Registry", () => {
     registry.setService("c", 12, json(["x.com"]));
     registry.resolve();
     assert.deepEqual(registry.claimsToWrite(["c"]), [{ domain: "x.com", owner: "c", expectedRevision: 10 }]);
+  });
+
+  describe("a conflicting record keeps its service on its last good revision", () => {
+    const at = (revision: number, domains: string[], address = "10.0.0.1") => ({
+      record: { domains, endpoints: [{ address, port: 80 }] },
+      revision,
+    });
+    /** a serves a.com (rev 1, claimed), b serves b.com (claimed); the CLI rewrites a to take b.com too. */
+    function rewrittenIntoConflict(): Registry {
+      const registry = new Registry();
+      registry.setService("a", 1, json(["a.com"]));
+      registry.setService("b", 2, json(["b.com"]));
+      registry.setClaim("a.com", "a", 3);
+      registry.setClaim("b.com", "b", 4);
+      registry.resolve();
+      registry.setService("a", 5, json(["a.com", "b.com"], "10.0.0.5"));
+      return registry;
+    }
+
+    it("keeps what it serves while the history is looked up, then serves the newest revision holding all its domains", () => {
+      const registry = rewrittenIntoConflict();
+      const first = registry.resolve();
+      assert.deepEqual(first.historyLookups, [{ name: "a", revision: 5 }]);
+      assert.deepEqual(first.changes, [], "a keeps rev 1 meanwhile");
+      assert.deepEqual(registry.status("a"), { state: "conflict", revision: 5, conflicts: [{ domain: "b.com", heldBy: "b" }], servingRevision: 1 });
+      registry.setHistory("a", 5, [at(1, ["a.com"])]);
+      const second = registry.resolve();
+      assert.deepEqual(second.historyLookups, [], "looked up once per revision");
+      assert.deepEqual(served(registry), { a: ["a.com"], b: ["b.com"] });
+      assert.equal(registry.served().get("a")?.revision, 1);
+      assert.deepEqual(registry.rejected(), ["a"]);
+    });
+
+    it("decides the same in a replica that loads the bucket after the conflicting write", () => {
+      const fresh = new Registry();
+      fresh.setService("a", 5, json(["a.com", "b.com"], "10.0.0.5"));
+      fresh.setService("b", 2, json(["b.com"]));
+      fresh.setClaim("a.com", "a", 3);
+      fresh.setClaim("b.com", "b", 4);
+      assert.deepEqual(fresh.resolve().historyLookups, [{ name: "a", revision: 5 }]);
+      assert.deepEqual(served(fresh), { b: ["b.com"] }, "nothing of a to keep before its history is in");
+      fresh.setHistory("a", 5, [at(1, ["a.com"])]);
+      fresh.resolve();
+      const live = rewrittenIntoConflict();
+      live.resolve();
+      live.setHistory("a", 5, [at(1, ["a.com"])]);
+      live.resolve();
+      assert.deepEqual([...fresh.served()].sort(), [...live.served()].sort());
+    });
+
+    it("skips revisions listing a domain it does not hold, and serves nothing when none holds all", () => {
+      const registry = rewrittenIntoConflict();
+      registry.resolve();
+      registry.setHistory("a", 5, [at(4, ["a.com", "c.com"]), at(1, ["a.com"])]);
+      registry.resolve();
+      assert.equal(registry.served().get("a")?.revision, 1, "c.com was never claimed by a");
+      registry.setClaim("a.com", "someone-else", 6);
+      registry.resolve();
+      assert.deepEqual(served(registry), { b: ["b.com"] });
+      assert.deepEqual(registry.status("a"), {
+        state: "conflict",
+        revision: 5,
+        conflicts: [{ domain: "b.com", heldBy: "b" }],
+        servingRevision: undefined,
+      });
+    });
+
+    it("gives up a domain the latest record dropped once another service asks for it, never serving it twice", () => {
+      const registry = new Registry();
+      registry.setService("a", 1, json(["a.com", "d.com"]));
+      registry.setService("b", 2, json(["b.com"]));
+      registry.setClaim("a.com", "a", 3);
+      registry.setClaim("d.com", "a", 4);
+      registry.setClaim("b.com", "b", 5);
+      registry.resolve();
+      registry.setService("a", 6, json(["a.com", "b.com"])); // drops d.com, takes b.com: conflict
+      registry.resolve();
+      registry.setHistory("a", 6, [at(1, ["a.com", "d.com"])]);
+      registry.resolve();
+      assert.deepEqual(served(registry), { a: ["a.com", "d.com"], b: ["b.com"] }, "a keeps its last good revision");
+      registry.setService("c", 7, json(["d.com"]));
+      const { changes } = registry.resolve();
+      assert.deepEqual(changes.map((c) => [c.name, c.record?.domains]).sort(), [["a", undefined], ["c", ["d.com"]]]);
+      assert.deepEqual(registry.claimsToWrite(["c"]), [{ domain: "d.com", owner: "c", expectedRevision: 4 }], "a's claim is stale");
+    });
+
+    it("serves the latest record again once its conflict is gone", () => {
+      const registry = rewrittenIntoConflict();
+      registry.resolve();
+      registry.setHistory("a", 5, [at(1, ["a.com"])]);
+      registry.resolve();
+      registry.setService("b", 7, undefined);
+      registry.resolve();
+      assert.deepEqual(served(registry), { a: ["a.com", "b.com"] });
+      assert.deepEqual(registry.rejected(), []);
+    });
   });
 });

@@ -191,6 +191,40 @@ describe("xDS replicas on a real bucket", () => {
     assert.match(live.process.output(), /rejected a record claiming domains another service holds/);
   });
 
+  it("keeps a service on its last good revision when the CLI rewrites it into a conflict, in a replica started after too", async () => {
+    const live = replicas[0]!;
+    const c = client(live.xdsPort, "last-good");
+    const addressOf = (x: AdsClient) => x.endpoints("keeper")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.address;
+    const good = await kv.put("services.keeper", encodeRecord({ domains: ["keep.example.com"], endpoints: [{ address: "10.4.0.1", port: 80 }] }));
+    await kv.put("services.neighbour", encodeRecord({ domains: ["neighbour.example.com"], endpoints: [{ address: "10.4.0.2", port: 80 }] }));
+    await c.waitUntil("both services", (x) => addressOf(x) === "10.4.0.1" && "neighbour" in x.virtualHosts(), 10_000);
+    for (const domain of ["keep.example.com", "neighbour.example.com"]) {
+      await waitFor(`the replicas to claim ${domain}`, async () => ((await kv.get(`domains.${domain}`))?.operation === "PUT" ? true : undefined));
+    }
+    const conflicting = await kv.put(
+      "services.keeper",
+      encodeRecord({ domains: ["keep.example.com", "neighbour.example.com"], endpoints: [{ address: "10.4.0.9", port: 80 }] }),
+    );
+    type Rejected = { state: string; revision: number; servingRevision?: number | null };
+    const rejectedKeeper = async (r: XdsProcess) =>
+      ((await (await fetch(`${r.statusUrl}/status`)).json()) as { services: { rejected: Record<string, Rejected> } }).services.rejected["keeper"];
+    await waitFor("the conflict to be reported", async () => ((await rejectedKeeper(live))?.revision === conflicting ? true : undefined));
+    assert.deepEqual(await rejectedKeeper(live), { state: "conflict", revision: conflicting, conflicts: [{ domain: "neighbour.example.com", heldBy: "neighbour" }], servingRevision: good });
+    assert.equal(addressOf(c), "10.4.0.1", "the last good endpoint keeps serving");
+    assert.deepEqual(c.virtualHosts()["keeper"], ["keep.example.com"]);
+    assert.deepEqual(c.virtualHosts()["neighbour"], ["neighbour.example.com"]);
+    assert.match(live.process.output(), /the last good revision keeps serving/);
+
+    const fresh = await replica();
+    await fresh.ready(30_000);
+    assert.deepEqual(await rejectedKeeper(fresh), await rejectedKeeper(live));
+    const late = client(fresh.xdsPort, "last-good-late");
+    await late.waitUntil("the registry", (x) => "neighbour" in x.virtualHosts(), 20_000);
+    assert.equal(addressOf(late), "10.4.0.1");
+    assert.equal(late.version(TYPES.route), c.version(TYPES.route), "both replicas route the same");
+    await fresh.stop();
+  });
+
   it("rides out a burst of invalid values written all at once: each reported, no consumer left behind, a new replica starts", async () => {
     const live = replicas[0]!;
     const count = 400;
