@@ -240,12 +240,11 @@ down() {
 }
 
 status() {
-  local name
-  local names=(nats) name
+  local names=(nats) name stopped=0
   [ "$NATS_CLUSTER" = 1 ] || names=($(seq -f "nats-%g" 1 "$NATS_CLUSTER"))
   for name in "${names[@]}" api xds-1 xds-2 upstream-a upstream-b envoy; do
     if alive "$name"; then printf '  %-11s running (pid %s)\n' "$name" "$(cat "$(pidfile "$name")")"
-    else printf '  %-11s stopped\n' "$name"; fi
+    else printf '  %-11s stopped\n' "$name"; stopped=$((stopped + 1)); fi
   done
   cat <<EOF
   API        http://127.0.0.1:$API_PORT   (OpenAPI at /openapi.json)
@@ -254,6 +253,8 @@ status() {
   NATS       nats://127.0.0.1:$NATS_PORT$([ "$NATS_CLUSTER" = 1 ] || echo " (cluster of $NATS_CLUSTER: ports $NATS_PORT-$((NATS_PORT + NATS_CLUSTER - 1)))")
   upstreams  A 127.0.0.1:$UPSTREAM_A_PORT, B 127.0.0.1:$UPSTREAM_B_PORT
 EOF
+  # Like service managers' status: 0 only when everything runs, so scripts and probes can ask.
+  [ "$stopped" = 0 ] || { echo "$stopped process(es) stopped: make up starts them" >&2; exit 3; }
 }
 
 logs() {
