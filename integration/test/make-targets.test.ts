@@ -24,15 +24,25 @@ async function freePair(): Promise<number> {
 describe("make up, make test-add / test-switch / test-remove, make down", () => {
   let runDir: string;
   let ports: Record<string, number>;
+  const env = (extra: Record<string, string>) => ({ ...process.env, ENVOYAGE_RUN_DIR: runDir, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])), ...extra });
   const make = async (target: string, extra: Record<string, string> = {}) => {
-    const env = { ...process.env, ENVOYAGE_RUN_DIR: runDir, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])), ...extra };
     try {
-      const { stdout } = await run("make", ["--no-print-directory", target], { cwd: REPO_ROOT, env, timeout: 180_000 });
+      const { stdout } = await run("make", ["--no-print-directory", target], { cwd: REPO_ROOT, env: env(extra), timeout: 180_000 });
       return stdout;
     } catch (error) {
       const { stdout, stderr } = error as { stdout?: string; stderr?: string };
       assert.fail(`make ${target} failed:\n${stdout ?? ""}${stderr ?? ""}`);
     }
+  };
+  /** make status, which fails (exit status 3) while any part of the stack is stopped. */
+  const stoppedStatus = async () => {
+    const failed = await run("make", ["--no-print-directory", "status"], { cwd: REPO_ROOT, env: env({}), timeout: 30_000 }).then(
+      () => assert.fail("make status succeeded with parts of the stack stopped"),
+      (error: { stdout: string; stderr: string }) => error,
+    );
+    assert.match(failed.stderr, /process\(es\) stopped: make up starts them/);
+    assert.match(failed.stderr, /Error 3/);
+    return failed.stdout;
   };
 
   before(async () => {
@@ -59,6 +69,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
   it("brings the stack up, adds, switches and removes web.example.com through Envoy, and stops everything", async () => {
     const up = await make("up");
     assert.match(up, /\[stack\] up\./);
+    assert.match(await make("status"), /^ {2}envoy {7}running/m);
     await assert.rejects(make("up", { ENVOY_ADS: "delta" }), /Envoy runs with ENVOY_ADS=sotw; make down first to change it/);
 
     const add = await make("test-add");
@@ -71,6 +82,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
 
     const down = await make("down");
     assert.match(down, /\[stack\] down/);
+    assert.match(await stoppedStatus(), /^ {2}envoy {7}stopped$/m);
     const all = Object.values(ports);
     await assertPortsFree([...all, ports["XDS_PORT"]! + 1, ports["XDS_HTTP_PORT"]! + 1]);
   });
@@ -89,7 +101,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
 
   it("ignores the NATS mode a crashed stack left behind", async () => {
     await writeFile(join(runDir, "nats-cluster"), "3\n");
-    const status = await make("status");
+    const status = await stoppedStatus();
     assert.match(status, /^ {2}nats {8}stopped$/m, "status reads the single-server stack, not a cluster nobody runs");
     assert.doesNotMatch(status, /nats-1/);
     assert.equal(existsSync(join(runDir, "nats-cluster")), false, "the stale file is dropped");
@@ -101,7 +113,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
       try {
         await writeFile(join(runDir, "nats-cluster"), "3\n");
         await writeFile(join(runDir, `${survivor}.pid`), `${alive.pid}\n`);
-        const status = await make("status");
+        const status = await stoppedStatus();
         assert.match(status, /^ {2}nats-1 {6}stopped$/m);
         assert.match(status, new RegExp(`^ {2}${survivor} +running \\(pid ${alive.pid}\\)$`, "m"));
         assert.doesNotMatch(status, /^ {2}nats {8}/m, "not read as a single-server stack");
