@@ -79,6 +79,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     const removed = await make("test-remove");
     assert.match(removed, /ok: web\.example\.com answers 404 \([\d.]+ ms/);
     for (const output of [add, switched, removed]) assert.match(output, /never restarted/);
+    assert.match(await make("test-remove"), /web was not registered: nothing to remove[^]*ok: web\.example\.com answers 404/, "a second remove checks again");
 
     const down = await make("down");
     assert.match(down, /\[stack\] down/);
