@@ -13,6 +13,8 @@ const RETRY_MS = 500;
 const MAX_RETRY_MS = 10_000;
 
 interface Lookup {
+  /** The clear() generation it was requested in: a lookup from before a clear() settles nothing. */
+  generation: number;
   name: string;
   key: string;
   /** Revision of the latest value: the candidates are the valid ones before it. */
@@ -35,43 +37,46 @@ export interface LastGoodLookupsOptions {
 export class LastGoodLookups {
   readonly #options: LastGoodLookupsOptions;
   readonly #queue: Lookup[] = [];
-  #running = 0;
-  #stopped = false;
+  readonly #running = new Set<Lookup>();
+  #generation = 0;
 
   constructor(options: LastGoodLookupsOptions) {
     this.#options = options;
   }
 
-  /** Lookups queued or running: the replica is not ready while there are any. */
+  /** Lookups queued or running, but for cleared ones: the replica is not ready while there are any. */
   get pending(): number {
-    return this.#queue.length + this.#running;
+    let running = 0;
+    for (const lookup of this.#running) if (lookup.generation === this.#generation) running++;
+    return this.#queue.length + running;
   }
 
   request(name: string, key: string, latest: number): void {
-    this.#queue.push({ name, key, latest });
+    this.#queue.push({ generation: this.#generation, name, key, latest });
     this.#next();
   }
 
-  stop(): void {
-    this.#stopped = true;
+  /** Drops every lookup queued or running: the replica stops, or the bucket was created again. */
+  clear(): void {
+    this.#generation++;
     this.#queue.length = 0;
   }
 
   #next(): void {
-    while (this.#running < CONCURRENCY && this.#queue.length > 0) {
+    while (this.#running.size < CONCURRENCY && this.#queue.length > 0) {
       const lookup = this.#queue.shift()!;
-      this.#running++;
+      this.#running.add(lookup);
       void this.#run(lookup).then((older) => {
-        this.#running--;
-        if (!this.#stopped) this.#options.settled(lookup.name, lookup.latest, older);
+        this.#running.delete(lookup);
+        if (lookup.generation === this.#generation) this.#options.settled(lookup.name, lookup.latest, older);
         this.#next();
       });
     }
   }
 
-  async #run({ name, key, latest }: Lookup): Promise<EffectiveRecord[]> {
+  async #run({ generation, name, key, latest }: Lookup): Promise<EffectiveRecord[]> {
     const { history, wanted, logger } = this.#options;
-    for (let delay = RETRY_MS; !this.#stopped && wanted(name, latest); delay = Math.min(delay * 2, MAX_RETRY_MS)) {
+    for (let delay = RETRY_MS; generation === this.#generation && wanted(name, latest); delay = Math.min(delay * 2, MAX_RETRY_MS)) {
       try {
         return validBefore(await history(key), latest);
       } catch (error) {

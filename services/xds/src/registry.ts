@@ -7,11 +7,12 @@
 // - A domain listed by several asks goes to the holder of its claim (domains.<domain>, written
 //   with compare-and-set by the API) when that service lists it; otherwise to the ask with the
 //   lowest revision, i.e. the one written first.
-// - A service whose ask wins every one of its domains serves it. One whose ask conflicts keeps
-//   serving its last good revision: the newest earlier valid revision (history, looked up like an
-//   invalid value's) whose every domain it holds the claim for and no other ask lists. Claims
-//   and history are in the bucket, so a replica that loads it from scratch decides the same; and
-//   a conflicting record is never pushed, while the service already serving a domain keeps it.
+// - A service whose ask wins every one of its domains serves it (a winning ask). One whose ask
+//   conflicts keeps serving its last good revision: the newest earlier valid revision (history,
+//   looked up like an invalid value's) whose every domain it holds the claim for and no other
+//   service's winning ask lists. Claims and history are in the bucket, so a replica that loads
+//   it from scratch decides the same; a conflicting record is never pushed, and the service
+//   already serving a domain keeps it.
 // - Replicas claim the domains they serve that have no claim yet (records written with the CLI),
 //   so a domain, once served, stays with its service: claims are one way. A claim is taken over
 //   only when stale: its holder was deleted, or rewritten without the domain, after the claim.
@@ -70,12 +71,18 @@ export class Registry {
   readonly #deletedAt = new Map<string, number>();
   /** domain → services whose ask lists it */
   readonly #byDomain = new Map<string, Set<string>>();
+  /** domain → the service its asks give it to, cached until its asks or claim change */
+  readonly #winners = new Map<string, string>();
+  /** Services whose ask wins every one of its domains, as of resolve(). */
+  readonly #winningAsks = new Set<string>();
   /** domain → services with an earlier revision listing it in their looked-up history */
   readonly #byOlderDomain = new Map<string, Set<string>>();
   readonly #served = new Map<string, EffectiveRecord>();
   /** domain → the service serving it */
   readonly #servedBy = new Map<string, string>();
   readonly #dirty = new Set<string>();
+  /** What was served from a bucket since deleted: never kept while a history lookup runs. */
+  readonly #void = new WeakSet<EffectiveRecord>();
   /** Services whose latest record is not what is served, kept by resolve() for cheap reports. */
   readonly #rejected = new Set<string>();
 
@@ -131,9 +138,11 @@ export class Registry {
    */
   forgetAll(): void {
     for (const [name, entry] of this.#entries) this.#setAsk(name, entry, undefined);
+    for (const record of this.#served.values()) this.#void.add(record);
     this.#entries.clear();
     this.#byOlderDomain.clear();
     this.#claims.clear();
+    this.#winners.clear();
     this.#deletedAt.clear();
   }
 
@@ -164,6 +173,17 @@ export class Registry {
    * still holds every domain of it.
    */
   resolve(): { changes: ServedChange[]; evaluated: string[]; historyLookups: HistoryLookup[] } {
+    // Which asks win depends on asks and claims alone; what a conflicting service keeps depends
+    // on which asks win, so that is settled first. A set visits what is added while it is iterated:
+    // the services a flip touches are evaluated in this same pass.
+    for (const name of this.#dirty) {
+      const ask = this.#entries.get(name)?.ask;
+      const wins = ask !== undefined && this.#conflictsOf(name, ask.record).length === 0;
+      if (wins === this.#winningAsks.has(name)) continue;
+      if (wins) this.#winningAsks.add(name);
+      else this.#winningAsks.delete(name);
+      for (const domain of ask?.record.domains ?? []) this.#touchDomain(domain);
+    }
     const changes: ServedChange[] = [];
     const historyLookups: HistoryLookup[] = [];
     const evaluated = [...this.#dirty];
@@ -171,13 +191,14 @@ export class Registry {
       const entry = this.#entries.get(name);
       const current = this.#served.get(name);
       let next: EffectiveRecord | undefined;
-      if (entry?.ask && this.#conflictsOf(name, entry.ask.record).length === 0) next = entry.ask;
+      if (entry?.ask && this.#winningAsks.has(name)) next = entry.ask;
       else if (entry?.ask) {
         if (!entry.older && !entry.historyRequested) {
           entry.historyRequested = true;
           historyLookups.push({ name, revision: entry.latestRevision });
         }
-        next = this.#lastHeld(name, entry.ask.revision, entry.older ?? (current ? [current] : []));
+        const kept = current && !this.#void.has(current) ? [current] : [];
+        next = this.#lastHeld(name, entry.ask.revision, entry.older ?? kept);
       }
       if (entry && (entry.problem !== undefined || next !== entry.ask)) this.#rejected.add(name);
       else this.#rejected.delete(name);
@@ -223,16 +244,28 @@ export class Registry {
   }
 
   #setAsk(name: string, entry: Entry, ask: EffectiveRecord | undefined): void {
-    for (const domain of entry.ask?.record.domains ?? []) this.#unindex(this.#byDomain, domain, name);
+    for (const domain of entry.ask?.record.domains ?? []) this.#removeAsk(domain, name);
     entry.ask = ask;
-    for (const domain of ask?.record.domains ?? []) this.#index(this.#byDomain, domain, name);
+    for (const domain of ask?.record.domains ?? []) this.#addAsk(domain, name);
     this.#dirty.add(name);
   }
 
   #setOlder(name: string, entry: Entry, older: EffectiveRecord[] | undefined): void {
-    for (const { record } of entry.older ?? []) for (const domain of record.domains) this.#unindex(this.#byOlderDomain, domain, name);
+    for (const { record } of entry.older ?? []) {
+      for (const domain of record.domains) {
+        const names = this.#byOlderDomain.get(domain);
+        names?.delete(name);
+        if (names?.size === 0) this.#byOlderDomain.delete(domain);
+      }
+    }
     entry.older = older;
-    for (const { record } of older ?? []) for (const domain of record.domains) this.#index(this.#byOlderDomain, domain, name);
+    for (const { record } of older ?? []) {
+      for (const domain of record.domains) {
+        let names = this.#byOlderDomain.get(domain);
+        if (!names) this.#byOlderDomain.set(domain, (names = new Set()));
+        names.add(name);
+      }
+    }
   }
 
   #serve(name: string, current: EffectiveRecord | undefined, next: EffectiveRecord | undefined): void {
@@ -242,24 +275,43 @@ export class Registry {
     for (const domain of next?.record.domains ?? []) this.#servedBy.set(domain, name);
   }
 
-  #index(index: Map<string, Set<string>>, domain: string, name: string): void {
-    let names = index.get(domain);
-    if (!names) index.set(domain, (names = new Set()));
+  /**
+   * `name` asks for `domain`. The other asks need a look only when that changes who wins it:
+   * thousands of records listing one domain would otherwise cost a look at each, per record.
+   */
+  #addAsk(domain: string, name: string): void {
+    let names = this.#byDomain.get(domain);
+    const before = names ? this.#winnerOf(domain) : undefined;
+    if (!names) this.#byDomain.set(domain, (names = new Set()));
     names.add(name);
-    if (index === this.#byDomain) this.#touchDomain(domain);
+    const claimant = this.#claims.get(domain)?.owner;
+    // The newcomer wins when it holds the claim, or when nobody listing the domain does and it was written first.
+    const wins = before === undefined || (before !== claimant && (name === claimant || this.#askRevision(name) < this.#askRevision(before)));
+    if (wins) {
+      this.#touchDomain(domain);
+      this.#winners.set(domain, name);
+    } else this.#touchDomain(domain, name);
   }
 
-  #unindex(index: Map<string, Set<string>>, domain: string, name: string): void {
-    const names = index.get(domain);
-    if (!names) return;
+  #removeAsk(domain: string, name: string): void {
+    const names = this.#byDomain.get(domain);
+    if (!names?.has(name)) return;
+    const before = this.#winnerOf(domain);
     names.delete(name);
-    if (names.size === 0) index.delete(domain);
-    if (index === this.#byDomain) this.#touchDomain(domain);
+    if (names.size === 0) this.#byDomain.delete(domain);
+    this.#touchDomain(domain, before === name ? undefined : name);
   }
 
-  /** Marks dirty every service whose outcome depends on who asks for or holds `domain`. */
-  #touchDomain(domain: string): void {
-    for (const name of this.#byDomain.get(domain) ?? []) this.#dirty.add(name);
+  /**
+   * Marks dirty every service whose outcome depends on who asks for or holds `domain`; of the
+   * asks only `only` when the domain's winner stayed the same.
+   */
+  #touchDomain(domain: string, only?: string): void {
+    if (only !== undefined) this.#dirty.add(only);
+    else {
+      this.#winners.delete(domain);
+      for (const name of this.#byDomain.get(domain) ?? []) this.#dirty.add(name);
+    }
     for (const name of this.#byOlderDomain.get(domain) ?? []) this.#dirty.add(name);
     const server = this.#servedBy.get(domain);
     if (server !== undefined) this.#dirty.add(server);
@@ -279,11 +331,11 @@ export class Registry {
     return candidates.find((c) => c.revision < below && c.record.domains.every((domain) => this.#holds(name, domain)));
   }
 
-  /** Whether `name` holds the claim on `domain` and no other service's ask lists it. */
+  /** Whether `name` holds the claim on `domain` and no other service's winning ask lists it. */
   #holds(name: string, domain: string): boolean {
     if (this.#claims.get(domain)?.owner !== name) return false;
-    const asks = this.#byDomain.get(domain);
-    return !asks || asks.has(name);
+    for (const other of this.#byDomain.get(domain) ?? []) if (other !== name && this.#winningAsks.has(other)) return false;
+    return true;
   }
 
   /** Stale: the holder was deleted, or rewritten without the domain, after the claim was made. */
@@ -294,13 +346,25 @@ export class Registry {
   }
 
   #winnerOf(domain: string): string {
+    const cached = this.#winners.get(domain);
+    if (cached !== undefined) return cached;
+    const winner = this.#decideWinner(domain);
+    this.#winners.set(domain, winner);
+    return winner;
+  }
+
+  #askRevision(name: string): number {
+    return this.#entries.get(name)!.ask!.revision;
+  }
+
+  #decideWinner(domain: string): string {
     const candidates = this.#byDomain.get(domain)!;
     const claimant = this.#claims.get(domain)?.owner;
     if (claimant !== undefined && candidates.has(claimant)) return claimant;
     let winner = "";
     let lowest = Infinity;
     for (const name of candidates) {
-      const revision = this.#entries.get(name)!.ask!.revision;
+      const revision = this.#askRevision(name);
       if (revision < lowest) {
         lowest = revision;
         winner = name;

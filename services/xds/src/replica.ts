@@ -81,7 +81,9 @@ export class Replica {
       settled: (name, latest, older) => {
         this.registry.setHistory(name, latest, older);
         this.#touched.add(name);
-        this.#scheduleCommit();
+        // Loading, the results are committed together once the last lookup is in: every commit
+        // that changes what is served assembles the whole route table.
+        if (options.store.ready || this.#lookups.pending === 0) this.#scheduleCommit();
       },
       logger: options.logger,
     });
@@ -108,7 +110,7 @@ export class Replica {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#lookups.stop();
+    this.#lookups.clear();
     clearTimeout(this.#claimRetry);
     await this.#watcher.stop();
   }
@@ -140,6 +142,7 @@ export class Replica {
    */
   #startOver(): void {
     this.#loaded = false;
+    this.#lookups.clear(); // histories of the deleted bucket's keys
     this.registry.forgetAll();
   }
 

@@ -1,0 +1,54 @@
+// History lookups as the replica schedules them: results reach the registry only for the bucket
+// they were asked of, and the readiness count forgets what was cleared.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { createLogger, encodeRecord, type BucketEntry } from "@envoyage/registry";
+import { LastGoodLookups } from "../src/last-good-lookups.js";
+import type { EffectiveRecord } from "../src/registry.js";
+
+const entry = (revision: number, domains: string[] | undefined): BucketEntry => ({
+  key: "services.web",
+  revision,
+  value: domains && new TextEncoder().encode(encodeRecord({ domains, endpoints: [{ address: "10.0.0.1", port: 80 }] })),
+  created: new Date(0),
+});
+
+function lookups() {
+  const answers: ((entries: BucketEntry[]) => void)[] = [];
+  const settled: { name: string; latest: number; older: number[] }[] = [];
+  const pool = new LastGoodLookups({
+    history: () => new Promise<BucketEntry[]>((resolve) => answers.push(resolve)),
+    wanted: () => true,
+    settled: (name, latest, older: EffectiveRecord[]) => settled.push({ name, latest, older: older.map((o) => o.revision) }),
+    logger: createLogger("xds", "silent"),
+  });
+  return { pool, answers, settled };
+}
+
+describe("LastGoodLookups", () => {
+  it("settles the valid revisions before the latest, newest first, back to the last delete", async () => {
+    const { pool, answers, settled } = lookups();
+    pool.request("web", "services.web", 9);
+    assert.equal(pool.pending, 1);
+    answers[0]!([entry(9, ["web.com"]), entry(7, ["web.com"]), entry(6, []), entry(5, ["web.com"]), entry(4, undefined), entry(2, ["web.com"])]);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(settled, [{ name: "web", latest: 9, older: [7, 5] }]);
+    assert.equal(pool.pending, 0);
+  });
+
+  it("drops what was asked before clear(): it settles nothing and no longer counts as pending", async () => {
+    const { pool, answers, settled } = lookups();
+    pool.request("web", "services.web", 5); // running
+    for (let i = 0; i < 4; i++) pool.request(`queued${i}`, `services.queued${i}`, 5); // 3 run, 1 queued
+    pool.clear(); // the bucket was created again
+    assert.equal(pool.pending, 0, "nothing the new bucket waits for");
+    pool.request("web", "services.web", 5); // the new bucket's web, at the same revision: waits for a free slot
+    assert.equal(pool.pending, 1);
+    answers[0]!([entry(5, ["new.com"]), entry(2, ["old.com"])]); // the old bucket's answer
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(settled, [], "the deleted bucket's history reaches nobody");
+    answers[4]!([entry(5, ["new.com"]), entry(3, ["new.com"])]); // the new one's, started in the freed slot
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(settled, [{ name: "web", latest: 5, older: [3] }]);
+  });
+});
