@@ -1,9 +1,9 @@
 // History lookups for services whose latest value is invalid, or conflicts with another
 // service's: a valid revision before it keeps serving (the last good config, see registry.ts).
-// A lookup is a few JetStream requests (one per
-// revision of the key, BucketWatcher.history), so only a few run at once, and a failing one backs
-// off. Started all together, a burst of hundreds of invalid writes once overran nats-server's
-// JetStream API queue; the lookups timed out and retried every 500 ms for good.
+// A lookup is a few JetStream requests (one per revision of the key, BucketWatcher.history), so
+// only a few run at once, and a failing one backs off. Started all together, a burst of hundreds
+// of invalid writes once overran nats-server's JetStream API queue; the lookups timed out and
+// retried every 500 ms for good.
 import { decodeRecord, type BucketEntry } from "@envoyage/registry";
 import type { Logger } from "pino";
 import type { EffectiveRecord } from "./registry.js";
