@@ -4,7 +4,24 @@
 // replicas resume by themselves, and not one write the API acknowledged is lost.
 import assert from "node:assert/strict";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { freePort, record, sleep, startApi, startLoad, startStackServingWeb, startXds, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
+import { connect } from "@nats-io/transport-node";
+import { encodeRecord, openBucket } from "@envoyage/registry";
+import {
+  AdsClient,
+  freePort,
+  record,
+  sleep,
+  startApi,
+  startLoad,
+  startNatsCluster,
+  startStackServingWeb,
+  startXds,
+  upstreamGreeting,
+  waitFor,
+  type NatsCluster,
+  type Stack,
+  type XdsProcess,
+} from "@envoyage/test-support";
 
 const WEB = "web.example.com";
 
@@ -195,6 +212,50 @@ describe("clustered NATS (3 nodes, bucket on 3 replicas): the stream leader dies
       `; leader ${leader.name} → ${newLeader.name}; first write accepted ${(accepted - killedAt).toFixed(0)} ms after the kill, ` +
         `the change through Envoy ${convergedMs.toFixed(0)} ms after it`,
     );
+  });
+});
+
+describe("clustered NATS: the node a replica is connected to dies, not the stream leader", () => {
+  let cluster: NatsCluster;
+  let replica: XdsProcess | undefined;
+  let ads: AdsClient | undefined;
+  after(async () => {
+    ads?.close();
+    await replica?.stop();
+    await cluster?.stop();
+  });
+
+  it("keeps the replica's watch, whose consumer lives on another node, instead of setting up a new one", async () => {
+    cluster = await startNatsCluster(3);
+    const setup = await connect({ servers: cluster.urls.split(",") });
+    await openBucket(setup, { bucket: "envoyage", create: true, replicas: 3, timeoutMs: 5000 });
+    await setup.close();
+    const streamLeader = await cluster.leaderOf("KV_envoyage");
+    const doomed = cluster.nodes.find((node) => node !== streamLeader)!;
+    const writer = await connect({ servers: [streamLeader.url] }); // unaffected by the node that dies
+    const { kv } = await openBucket(writer, { bucket: "envoyage", create: false, timeoutMs: 5000 });
+    const web = (port: number) => encodeRecord({ domains: ["web.example.com"], endpoints: [{ address: "127.0.0.1", port }] });
+    const portOf = (c: AdsClient) => c.endpoints("web")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.portValue;
+    await kv.put("services.web", web(1001));
+    // Given only the doomed node, the replica connects to it; it learns the others from it.
+    replica = await startXds({ natsUrl: doomed.url, listenerPort: await freePort() });
+    await replica.ready(20_000);
+    ads = new AdsClient({ port: replica.xdsPort, nodeId: "node-death" });
+    await ads.waitUntil("web", (c) => portOf(c) === 1001, 10_000);
+
+    const before = replica.process.output().length;
+    await doomed.kill();
+    await waitFor("the replica to reconnect to another node", () => (/reconnected to NATS/.test(replica!.process.output().slice(before)) ? true : undefined));
+    for (let port = 1002; port <= 1005; port++) {
+      await kv.put("services.web", web(port));
+      await ads.waitUntil(`the change to port ${port}`, (c) => portOf(c) === port, 15_000);
+    }
+    const lines = replica.process.output().slice(before).split("\n").filter((line) => line.includes('"bucket":"envoyage"'));
+    const firstAttempt = lines.findIndex((line) => /watching the bucket|bucket watch failed/.test(line));
+    const firstStall = lines.findIndex((line) => line.includes("the bucket watch stalled"));
+    // The consumer may have lived on the node that died: then the watch stalls, and only then is a new one set up.
+    assert.ok(firstAttempt === -1 || (firstStall !== -1 && firstStall < firstAttempt), `a new watch without a stall:\n${lines.join("\n")}`);
+    await writer.close();
   });
 });
 

@@ -47,6 +47,9 @@ export interface BucketWatcherOptions {
 const RETRY_MS = 500;
 /** How often the watchdog compares the bucket's last revision with the last one applied. */
 const WATCHDOG_MS = 500;
+/** After moving to another node of a cluster: how often, and for how long, it compares closely. */
+const CLOSE_WATCH_MS = 100;
+const CLOSE_WATCH_FOR_MS = 3000;
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function toEntry(e: KvWatchEntry): BucketEntry {
@@ -76,6 +79,16 @@ export class BucketWatcher {
   #watchdog: NodeJS.Timeout | undefined;
   /** The revision seen behind at the previous watchdog check, if the watch was behind. */
   #behindAt: number | undefined;
+  /** The revision applied when the bucket was first seen behind it (its stream emptied?), if it was at the previous check. */
+  #aheadOfBucketAt: number | undefined;
+  /** The bucket's stream came back empty: the watch loop starts over. */
+  #emptied = false;
+  #nc: NatsConnection | undefined;
+  /** The NATS server the connection is on, by name: a restarted one has the same. */
+  #server: string | undefined;
+  #closeWatch: NodeJS.Timeout | undefined;
+  /** Whether a watch is set up (the loop is not between watches). */
+  #watching = false;
 
   constructor(options: BucketWatcherOptions) {
     this.#options = options;
@@ -94,12 +107,12 @@ export class BucketWatcher {
   /** Connects, binds to the bucket (waiting for it to exist) and starts watching. */
   async start(): Promise<void> {
     const nc = await this.#options.link.connect();
+    this.#nc = nc;
+    this.#server = nc.info?.server_name;
     await this.#bind(nc);
     if (this.#stopped) return;
     this.#options.link.onEvent((event) => {
-      // After a reconnect the server may be a restarted one without our consumer: start a
-      // fresh watch from where we were rather than wait for heartbeats to time out.
-      if (event === "reconnected") this.#restart();
+      if (event === "reconnected") this.#reconnected();
     });
     this.#loop = this.#watchLoop();
     this.#watchdog = setInterval(() => void this.#checkProgress(), WATCHDOG_MS);
@@ -108,6 +121,7 @@ export class BucketWatcher {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#watchdog);
+    clearInterval(this.#closeWatch);
     this.#restart();
     await this.#loop;
   }
@@ -120,11 +134,13 @@ export class BucketWatcher {
    * it too: the watch loop binds again and starts over.
    */
   async #checkProgress(): Promise<void> {
-    if (!this.#loaded || !this.#kv || !this.#options.link.isConnected) return;
+    // While the loop sets up a watch there is nothing to restart: that can take seconds while a
+    // cluster elects a meta leader, and restarting it then would only start it over and over.
+    if (!this.#loaded || !this.#watching || !this.#kv || !this.#options.link.isConnected) return;
     try {
       const { streamInfo } = await this.#kv.status();
       const last = streamInfo.state.last_seq;
-      if (this.#isAnotherBucket(streamInfo)) {
+      if (streamInfo.created !== this.#createdAt || this.#hasEmptied(last)) {
         // The client's watch may have re-attached to it by itself, at revisions it will not reach.
         this.#restart();
       } else if (last <= this.#lastRevision) {
@@ -207,6 +223,48 @@ export class BucketWatcher {
     }
   }
 
+  /**
+   * A stream that comes back empty keeps its creation time (a memory stream of a cluster whose
+   * nodes all restarted): its revisions went back. Stream info can also trail what a watch
+   * delivered by a revision or two for a moment, so it counts only when, a check later, the
+   * bucket has not even reached what was applied at the first sighting.
+   */
+  #hasEmptied(last: number): boolean {
+    if (last >= this.#lastRevision) {
+      this.#aheadOfBucketAt = undefined;
+      return false;
+    }
+    if (this.#aheadOfBucketAt === undefined || last >= this.#aheadOfBucketAt) {
+      this.#aheadOfBucketAt = this.#lastRevision;
+      return false;
+    }
+    this.#aheadOfBucketAt = undefined;
+    this.#emptied = true;
+    return true;
+  }
+
+  /**
+   * Back on the same server (by name), it restarted and our consumer died with it: watch again
+   * from where we are. On another node of a cluster the consumer most likely lives on, and
+   * creating one can fail for seconds while the cluster elects a new meta leader; only if it
+   * lived on the node that died does the watch stall, so the watchdog looks closely for a while.
+   */
+  #reconnected(): void {
+    const server = this.#nc?.info?.server_name;
+    const restarted = server === this.#server;
+    this.#server = server;
+    if (restarted) {
+      this.#restart();
+      return;
+    }
+    clearInterval(this.#closeWatch);
+    const until = performance.now() + CLOSE_WATCH_FOR_MS;
+    this.#closeWatch = setInterval(() => {
+      if (performance.now() > until) clearInterval(this.#closeWatch);
+      void this.#checkProgress();
+    }, CLOSE_WATCH_MS);
+  }
+
   #restart(): void {
     this.#generation++;
     this.#watch?.stop();
@@ -217,16 +275,19 @@ export class BucketWatcher {
     let failures = 0;
     while (!this.#stopped) {
       const generation = ++this.#generation;
+      this.#watching = false;
       try {
         const kv = this.#kv!;
         const status = await kv.status();
         this.#createdAt ??= status.streamInfo.created;
         this.#direct = status.streamInfo.config.allow_direct ?? false;
-        if (this.#isAnotherBucket(status.streamInfo)) this.#startOver(status.streamInfo.created);
+        if (status.streamInfo.created !== this.#createdAt || this.#emptied) this.#startOver(status.streamInfo.created);
         if (!this.#loaded && status.values === 0) this.#markLoaded(); // an empty bucket delivers nothing
         const resumeFromRevision = this.#lastRevision > 0 ? this.#lastRevision + 1 : undefined;
         const watch = await kv.watch({ key: ">", resumeFromRevision });
         this.#watch = watch;
+        this.#watching = true;
+        this.#behindAt = undefined;
         if (generation !== this.#generation) watch.stop();
         logger.info({ bucket: this.#options.bucket, fromRevision: resumeFromRevision ?? "latest values" }, "watching the bucket");
         failures = 0;
@@ -248,15 +309,6 @@ export class BucketWatcher {
     }
   }
 
-  /**
-   * Whether the bucket's stream is not the one first watched: another creation time (every peer
-   * of a cluster agrees on it), or the same stream with its revisions gone back — a memory
-   * stream of a cluster comes back empty, with its creation time, when its only node restarts.
-   */
-  #isAnotherBucket(stream: { created: string; state: { last_seq: number } }): boolean {
-    return stream.created !== this.#createdAt || stream.state.last_seq < this.#lastRevision;
-  }
-
   /** The bucket was created again: what was delivered is void; load the new one from scratch. */
   #startOver(createdAt: string): void {
     this.#options.logger.warn(
@@ -264,6 +316,7 @@ export class BucketWatcher {
       "the bucket was deleted and created again; starting over from its current state",
     );
     this.#createdAt = createdAt;
+    this.#emptied = false;
     this.#lastRevision = 0;
     this.#loaded = false;
     this.#options.handlers.recreated();
