@@ -43,7 +43,7 @@ describe("replica failover under load", () => {
 
   it(`loses no request while replicas are SIGKILLed and restarted, ${ROUNDS} rounds`, async (t) => {
     const before = await churn();
-    const load = startLoad({ port: stack.listenerPort, host: WEB });
+    const load = startLoad(t, { port: stack.listenerPort, host: WEB });
     let upstream: "A" | "B" = "A";
     let kills = 0;
     for (let round = 0; round < ROUNDS; round++) {
@@ -68,7 +68,7 @@ describe("replica failover under load", () => {
 
   it("loses no request while a replica shuts down on SIGTERM and hands Envoy over", async (t) => {
     const before = await churn();
-    const load = startLoad({ port: stack.listenerPort, host: WEB });
+    const load = startLoad(t, { port: stack.listenerPort, host: WEB });
     const serving = (await stack.connectedReplica()) ?? 0;
     const exit = await stack.replicas[serving]!.process.stop("SIGTERM");
     assert.equal(exit.code, 0, "the replica exits cleanly");

@@ -24,7 +24,7 @@ for (const protocol of ["sotw", "delta"] as const) {
       await stack.until(WEB, upstreamGreeting("A"));
       const before = { A: stack.upstreams.A.requests, B: stack.upstreams.B.requests };
 
-      const load = startLoad({ port: stack.listenerPort, host: WEB });
+      const load = startLoad(t, { port: stack.listenerPort, host: WEB });
 
       let churning = true;
       const churn = (async () => {

@@ -37,8 +37,8 @@ interface WriteLog {
   firstAckAfter(since: number): number | undefined;
 }
 
-/** Creates services `<prefix>-<n>` one after the other, as fast as the API answers. */
-function startWriter(stack: Stack, prefix: string): { log: WriteLog; stop(): Promise<WriteLog> } {
+/** Creates services `<prefix>-<n>` one after the other, as fast as the API answers, until stop() or the test's end. */
+function startWriter(t: TestContext, stack: Stack, prefix: string): { log: WriteLog; stop(): Promise<WriteLog> } {
   const acks: { name: string; revision: number; sentAt: number }[] = [];
   const log: WriteLog = {
     acked: new Map(),
@@ -70,14 +70,33 @@ function startWriter(stack: Stack, prefix: string): { log: WriteLog; stop(): Pro
       }
     }
   })();
-  return {
-    log,
-    async stop() {
-      running = false;
-      await loop;
-      return log;
-    },
+  const stop = async () => {
+    running = false;
+    await loop;
+    return log;
   };
+  t.after(stop);
+  return { log, stop };
+}
+
+/** Reads GET /v1/envoys every 100 ms until stop() or the test's end; what each read answered. */
+function startStatusReader(t: TestContext, stack: Stack): { stop(): Promise<string[]> } {
+  const answers: string[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const { status, body } = await stack.call("GET", "/v1/envoys");
+      answers.push(status === 200 ? "200" : `${status} ${JSON.stringify(body)}`);
+      await sleep(100);
+    }
+  })();
+  const stop = async () => {
+    running = false;
+    await loop;
+    return answers;
+  };
+  t.after(stop);
+  return { stop };
 }
 
 /** Every acknowledged write is in the bucket (eventually, for reads served by a follower). */
@@ -108,8 +127,8 @@ describe("NATS outage (one server, file storage, SIGKILL)", () => {
   });
 
   it("keeps Envoy routing, answers 503 fast, resumes by itself and loses no acknowledged write", async (t) => {
-    const load = startLoad({ port: stack.listenerPort, host: WEB });
-    const writer = startWriter(stack, "w");
+    const load = startLoad(t, { port: stack.listenerPort, host: WEB });
+    const writer = startWriter(t, stack, "w");
     await sleep(1000);
     await stack.nats!.kill();
     const killedAt = performance.now();
@@ -179,10 +198,11 @@ describe("clustered NATS (3 nodes, bucket on 3 replicas): the stream leader dies
   });
 
   it("loses no acknowledged write, and the change stream reaches Envoy again", async (t) => {
-    const load = startLoad({ port: stack.listenerPort, host: WEB });
-    const writer = startWriter(stack, "c");
+    const load = startLoad(t, { port: stack.listenerPort, host: WEB });
+    const writer = startWriter(t, stack, "c");
     await sleep(1000);
     const leader = await stack.cluster!.leaderOf("KV_envoyage");
+    const statusReader = startStatusReader(t, stack); // sync status is read all through the election
     await leader.kill();
     const killedAt = performance.now();
 
@@ -196,6 +216,10 @@ describe("clustered NATS (3 nodes, bucket on 3 replicas): the stream leader dies
     }
     await stack.until(WEB, upstreamGreeting("B"), 30_000);
     const convergedMs = performance.now() - killedAt;
+    const statusAnswers = await statusReader.stop();
+    // The API's own connection may have been on the node that died: refused until it reconnects, milliseconds.
+    const failedStatus = statusAnswers.filter((answer) => answer !== "200" && !answer.includes("disconnected from NATS"));
+    assert.deepEqual(failedStatus, [], `GET /v1/envoys during the election (${statusAnswers.length} reads)`);
     await sleep(500);
     const log = await writer.stop();
     const result = await load.stop();

@@ -77,7 +77,7 @@ describe("readiness gate at size", () => {
         samples++;
       }
     })();
-    const load = startLoad({ port: listenerPort, host: "s999.example.com" });
+    const load = startLoad(t, { port: listenerPort, host: "s999.example.com" });
 
     // NATS is frozen while the second replica starts, so it cannot load the registry yet; the
     // first one dies, and Envoy reconnects to the second before it has loaded anything.

@@ -49,6 +49,11 @@ export class RegistryView {
     return this.#loaded;
   }
 
+  /** The last revision of the bucket the view applied. */
+  get revision(): number {
+    return this.#watcher.revision;
+  }
+
   start(): Promise<void> {
     return this.#watcher.start();
   }

@@ -50,9 +50,18 @@ export class ServiceStore {
     this.#claims = new DomainClaims(kv, (domain) => view.servicesListing(domain));
   }
 
-  /** The bucket's latest revision (every write counts, claims included). */
+  /**
+   * The bucket's latest revision (every write counts, claims included). While its stream cannot
+   * say (a cluster electing its leader, when no write lands either), the last one the view
+   * applied: sync status stays readable through a failover.
+   */
   async revision(): Promise<number> {
-    return (await this.#kv.status()).streamInfo.state.last_seq;
+    try {
+      return (await this.#kv.status()).streamInfo.state.last_seq;
+    } catch (error) {
+      if (!this.#view.loaded) throw error;
+      return this.#view.revision;
+    }
   }
 
   async get(name: string): Promise<StoredService | undefined> {

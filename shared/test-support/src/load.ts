@@ -16,7 +16,11 @@ export interface Load {
   stop(): Promise<LoadResult>;
 }
 
-export function startLoad(options: { port: number; host: string; connections?: number }): Load {
+/**
+ * Traffic through Envoy until stop(). `test` stops it when the test ends, whatever happens: a
+ * failed assertion would otherwise leave it running for an hour, and the test file with it.
+ */
+export function startLoad(test: { after(fn: () => unknown): void }, options: { port: number; host: string; connections?: number }): Load {
   let instance!: autocannon.Instance;
   const finished = new Promise<autocannon.Result>((resolve, reject) => {
     instance = autocannon(
@@ -29,6 +33,10 @@ export function startLoad(options: { port: number; host: string; connections?: n
       },
       (error, result) => (error ? reject(error) : resolve(result)),
     );
+  });
+  test.after(() => {
+    instance.stop();
+    return finished.catch(() => undefined);
   });
   return {
     async stop() {
