@@ -37,6 +37,20 @@ interface WriteLog {
   firstAckAfter(since: number): number | undefined;
 }
 
+/** Runs `step` over and over until the returned stop() or the test's end. */
+function repeat(t: TestContext, step: () => Promise<void>): () => Promise<void> {
+  let running = true;
+  const loop = (async () => {
+    while (running) await step();
+  })();
+  const stop = async () => {
+    running = false;
+    await loop;
+  };
+  t.after(stop);
+  return stop;
+}
+
 /** Creates services `<prefix>-<n>` one after the other, as fast as the API answers, until stop() or the test's end. */
 function startWriter(t: TestContext, stack: Stack, prefix: string): { log: WriteLog; stop(): Promise<WriteLog> } {
   const acks: { name: string; revision: number; sentAt: number }[] = [];
@@ -47,56 +61,39 @@ function startWriter(t: TestContext, stack: Stack, prefix: string): { log: Write
     other: [],
     firstAckAfter: (since) => acks.find((a) => a.sentAt >= since)?.sentAt,
   };
-  let running = true;
-  const loop = (async () => {
-    for (let n = 0; running; n++) {
-      const name = `${prefix}-${n}`;
-      const sentAt = performance.now();
-      try {
-        const response = await stack.call("PUT", `/v1/services/${name}`, record(stack.upstreams.A, [`${name}.example.com`]));
-        if (response.status === 201) {
-          log.acked.set(name, response.body.revision);
-          acks.push({ name, revision: response.body.revision, sentAt });
-        } else if (response.status === 503) {
-          log.unavailable++;
-          log.slowest503Ms = Math.max(log.slowest503Ms, performance.now() - sentAt);
-          await sleep(20);
-        } else {
-          log.other.push(`${name}: ${response.status} ${JSON.stringify(response.body)}`);
-        }
-      } catch (error) {
-        log.other.push(`${name}: ${(error as Error).message}`);
+  let n = 0;
+  const stop = repeat(t, async () => {
+    const name = `${prefix}-${n++}`;
+    const sentAt = performance.now();
+    try {
+      const response = await stack.call("PUT", `/v1/services/${name}`, record(stack.upstreams.A, [`${name}.example.com`]));
+      if (response.status === 201) {
+        log.acked.set(name, response.body.revision);
+        acks.push({ name, revision: response.body.revision, sentAt });
+      } else if (response.status === 503) {
+        log.unavailable++;
+        log.slowest503Ms = Math.max(log.slowest503Ms, performance.now() - sentAt);
         await sleep(20);
+      } else {
+        log.other.push(`${name}: ${response.status} ${JSON.stringify(response.body)}`);
       }
+    } catch (error) {
+      log.other.push(`${name}: ${(error as Error).message}`);
+      await sleep(20);
     }
-  })();
-  const stop = async () => {
-    running = false;
-    await loop;
-    return log;
-  };
-  t.after(stop);
-  return { log, stop };
+  });
+  return { log, stop: () => stop().then(() => log) };
 }
 
 /** Reads GET /v1/envoys every 100 ms until stop() or the test's end; what each read answered. */
 function startStatusReader(t: TestContext, stack: Stack): { stop(): Promise<string[]> } {
   const answers: string[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const { status, body } = await stack.call("GET", "/v1/envoys");
-      answers.push(status === 200 ? "200" : `${status} ${JSON.stringify(body)}`);
-      await sleep(100);
-    }
-  })();
-  const stop = async () => {
-    running = false;
-    await loop;
-    return answers;
-  };
-  t.after(stop);
-  return { stop };
+  const stop = repeat(t, async () => {
+    const { status, body } = await stack.call("GET", "/v1/envoys");
+    answers.push(status === 200 ? "200" : `${status} ${JSON.stringify(body)}`);
+    await sleep(100);
+  });
+  return { stop: () => stop().then(() => answers) };
 }
 
 /** Every acknowledged write is in the bucket (eventually, for reads served by a follower). */
