@@ -4,7 +4,7 @@
 // with compare-and-set. ServiceStore claims a record's domains before writing it and gives back
 // the ones it dropped after.
 import type { KV, KvEntry } from "@nats-io/kv";
-import { claimHolder, claimKey, decodeRecord, parseKey, serviceKey } from "@envoyage/registry";
+import { claimHolder, claimKey, decodeRecord, isServiceName, serviceKey } from "@envoyage/registry";
 import { ApiError, domainConflict } from "./errors.js";
 import { isLive, isWrongRevision } from "./kv-entries.js";
 
@@ -13,10 +13,6 @@ const CLAIM_ATTEMPTS = 5;
 const GIVE_BACK_WAIT_MS = 100;
 /** A claim whose holder never got its record written (its PUT failed half way) expires after this. */
 const ORPHAN_CLAIM_MS = 60_000;
-
-function holderOf(claim: KvEntry): string {
-  return claimHolder(claim.value);
-}
 
 export class DomainClaims {
   readonly #kv: KV;
@@ -38,7 +34,7 @@ export class DomainClaims {
    * read. Returns the domains this call took; if any claim fails, gives those back and throws.
    */
   async claimAll(domains: string[], claims: (KvEntry | null)[], name: string): Promise<string[]> {
-    const needed = domains.filter((_, i) => !(isLive(claims[i]!) && holderOf(claims[i]!) === name));
+    const needed = domains.filter((_, i) => !(isLive(claims[i]!) && claimHolder(claims[i]!.value) === name));
     if (needed.length === 0) return [];
     const { taken, failure } = await claimEach(needed, (domain) => this.#claim(domain, name, claims[domains.indexOf(domain)]!));
     if (failure) {
@@ -59,7 +55,7 @@ export class DomainClaims {
           await this.#kv.create(key, name);
           return;
         }
-        const holder = holderOf(claim);
+        const holder = claimHolder(claim.value);
         if (holder === name) return;
         if (await this.#holds(holder, domain, claim)) throw domainConflict(domain, holder);
         // A stale claim (one written by hand, say) may stand beside a service that serves the
@@ -85,7 +81,7 @@ export class DomainClaims {
    */
   async #holds(holder: string, domain: string, claim: KvEntry): Promise<boolean> {
     // A claim written by hand that names no possible service (empty, "x>"): nobody holds it.
-    if (parseKey(serviceKey(holder)).kind !== "service") return false;
+    if (!isServiceName(holder)) return false;
     const entry = await this.#kv.get(serviceKey(holder));
     if (entry === null || entry.revision < claim.revision) {
       if (Date.now() - claim.created.getTime() < ORPHAN_CLAIM_MS) return true;
@@ -128,7 +124,7 @@ export class DomainClaims {
         const key = claimKey(domain);
         try {
           const claim = await this.#kv.get(key);
-          if (isLive(claim) && holderOf(claim) === name) await this.#kv.delete(key, { previousSeq: claim.revision });
+          if (isLive(claim) && claimHolder(claim.value) === name) await this.#kv.delete(key, { previousSeq: claim.revision });
         } catch {
           // Left for the next claimant to take over.
         }

@@ -284,10 +284,7 @@ export class Registry {
     const before = names ? this.#winnerOf(domain) : undefined;
     if (!names) this.#byDomain.set(domain, (names = new Set()));
     names.add(name);
-    const claimant = this.#claims.get(domain)?.owner;
-    // The newcomer wins when it holds the claim, or when nobody listing the domain does and it was written first.
-    const wins = before === undefined || (before !== claimant && (name === claimant || this.#askRevision(name) < this.#askRevision(before)));
-    if (wins) {
+    if (before === undefined || this.#beats(name, before, this.#claims.get(domain)?.owner)) {
       this.#touchDomain(domain);
       this.#winners.set(domain, name);
     } else this.#touchDomain(domain, name);
@@ -353,23 +350,16 @@ export class Registry {
     return winner;
   }
 
-  #askRevision(name: string): number {
-    return this.#entries.get(name)!.ask!.revision;
+  /** Whether `a`'s ask wins a domain over `b`'s: the claim's holder, or else the one written first. */
+  #beats(a: string, b: string, claimant: string | undefined): boolean {
+    if (a === claimant || b === claimant) return a === claimant;
+    return this.#entries.get(a)!.ask!.revision < this.#entries.get(b)!.ask!.revision;
   }
 
   #decideWinner(domain: string): string {
-    const candidates = this.#byDomain.get(domain)!;
     const claimant = this.#claims.get(domain)?.owner;
-    if (claimant !== undefined && candidates.has(claimant)) return claimant;
-    let winner = "";
-    let lowest = Infinity;
-    for (const name of candidates) {
-      const revision = this.#askRevision(name);
-      if (revision < lowest) {
-        lowest = revision;
-        winner = name;
-      }
-    }
-    return winner;
+    let winner: string | undefined;
+    for (const name of this.#byDomain.get(domain)!) if (winner === undefined || this.#beats(name, winner, claimant)) winner = name;
+    return winner!;
   }
 }

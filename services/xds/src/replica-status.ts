@@ -43,9 +43,10 @@ function rejectedReport(replica: Replica): ReplicaReport["rejected"] {
   for (const name of replica.registry.rejected()) {
     const status = replica.registry.status(name);
     // The snapshot refused what the registry would serve: Envoys hold an older revision, unknown here.
-    const servingRevision = replica.failedValidation.has(name) ? undefined : (replica.registry.served().get(name)?.revision ?? null);
-    if (status?.state === "invalid") out[name] = { state: "invalid", revision: status.revision, problem: status.problem, servingRevision };
-    else if (status?.state === "conflict") out[name] = { state: "conflict", revision: status.revision, conflicts: status.conflicts, servingRevision };
+    if (status === undefined || status.state === "serving") continue;
+    const servingRevision = replica.failedValidation.has(name) ? undefined : (status.servingRevision ?? null);
+    if (status.state === "invalid") out[name] = { state: "invalid", revision: status.revision, problem: status.problem, servingRevision };
+    else out[name] = { state: "conflict", revision: status.revision, conflicts: status.conflicts, servingRevision };
   }
   // Valid records the snapshot refused (validate.ts): Envoys keep the service's previous config,
   // whose revision the snapshot does not keep (servingRevision left out).

@@ -50,6 +50,11 @@ export type ParsedKey =
 const SERVICE_NAME = new RegExp(SERVICE_NAME_PATTERN);
 const DOMAIN = new RegExp(DOMAIN_PATTERN);
 
+/** Whether `name` is one the API would take for a service (services.<name>). */
+export function isServiceName(name: string): boolean {
+  return SERVICE_NAME.test(name);
+}
+
 /**
  * What a key is. A key under a prefix whose name is not one the API accepts (NATS subjects allow
  * `:`, `#`, upper case, UTF-8…) is invalid: outside the layout like any other key, so a stray

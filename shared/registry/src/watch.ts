@@ -70,6 +70,7 @@ export class BucketWatcher {
   #direct = false;
   /** Creation time of the bucket's stream when first watched: another one means it was created again. */
   #createdAt: string | undefined;
+  /** The watch, once the loop has set it up (undefined in between). */
   #watch: QueuedIterator<KvWatchEntry> | undefined;
   #generation = 0;
   #lastRevision = 0;
@@ -86,9 +87,8 @@ export class BucketWatcher {
   #nc: NatsConnection | undefined;
   /** The NATS server the connection is on, by name: a restarted one has the same. */
   #server: string | undefined;
-  #closeWatch: NodeJS.Timeout | undefined;
-  /** Whether a watch is set up (the loop is not between watches). */
-  #watching = false;
+  /** Until then the watchdog checks every CLOSE_WATCH_MS instead of WATCHDOG_MS. */
+  #watchCloselyUntil = 0;
 
   constructor(options: BucketWatcherOptions) {
     this.#options = options;
@@ -115,13 +115,12 @@ export class BucketWatcher {
       if (event === "reconnected") this.#reconnected();
     });
     this.#loop = this.#watchLoop();
-    this.#watchdog = setInterval(() => void this.#checkProgress(), WATCHDOG_MS);
+    this.#scheduleCheck();
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearInterval(this.#watchdog);
-    clearInterval(this.#closeWatch);
+    clearTimeout(this.#watchdog);
     this.#restart();
     await this.#loop;
   }
@@ -136,7 +135,7 @@ export class BucketWatcher {
   async #checkProgress(): Promise<void> {
     // While the loop sets up a watch there is nothing to restart: that can take seconds while a
     // cluster elects a meta leader, and restarting it then would only start it over and over.
-    if (!this.#loaded || !this.#watching || !this.#kv || !this.#options.link.isConnected) return;
+    if (!this.#loaded || !this.#watch || !this.#kv || !this.#options.link.isConnected) return;
     try {
       const { streamInfo } = await this.#kv.status();
       const last = streamInfo.state.last_seq;
@@ -257,12 +256,20 @@ export class BucketWatcher {
       this.#restart();
       return;
     }
-    clearInterval(this.#closeWatch);
-    const until = performance.now() + CLOSE_WATCH_FOR_MS;
-    this.#closeWatch = setInterval(() => {
-      if (performance.now() > until) clearInterval(this.#closeWatch);
-      void this.#checkProgress();
-    }, CLOSE_WATCH_MS);
+    this.#watchCloselyUntil = performance.now() + CLOSE_WATCH_FOR_MS;
+    clearTimeout(this.#watchdog);
+    this.#scheduleCheck();
+  }
+
+  /** The next watchdog check; one at a time, however long the bucket takes to answer. */
+  #scheduleCheck(): void {
+    const period = performance.now() < this.#watchCloselyUntil ? CLOSE_WATCH_MS : WATCHDOG_MS;
+    const timer = setTimeout(async () => {
+      await this.#checkProgress();
+      // Not if stopped, or if a reconnect scheduled a closer check meanwhile.
+      if (!this.#stopped && this.#watchdog === timer) this.#scheduleCheck();
+    }, period);
+    this.#watchdog = timer;
   }
 
   #restart(): void {
@@ -275,7 +282,7 @@ export class BucketWatcher {
     let failures = 0;
     while (!this.#stopped) {
       const generation = ++this.#generation;
-      this.#watching = false;
+      this.#watch = undefined;
       try {
         const kv = this.#kv!;
         const status = await kv.status();
@@ -286,7 +293,6 @@ export class BucketWatcher {
         const resumeFromRevision = this.#lastRevision > 0 ? this.#lastRevision + 1 : undefined;
         const watch = await kv.watch({ key: ">", resumeFromRevision });
         this.#watch = watch;
-        this.#watching = true;
         this.#behindAt = undefined;
         if (generation !== this.#generation) watch.stop();
         logger.info({ bucket: this.#options.bucket, fromRevision: resumeFromRevision ?? "latest values" }, "watching the bucket");
