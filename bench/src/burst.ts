@@ -43,6 +43,9 @@ interface BurstRun {
 class RouteProbe {
   readonly #queue: string[] = [];
   readonly #probing: Promise<void[]>;
+  /** Probers with nothing to probe wait here (not spinning: they share the cores measured). */
+  #wake: (() => void) | undefined;
+  #work = new Promise<void>((resolve) => (this.#wake = resolve));
   #closed = false;
   routed = 0;
   /** When the last service was first seen routed (performance.now()). */
@@ -50,20 +53,25 @@ class RouteProbe {
 
   constructor(listenerPort: number, expected: string, timeoutMs = 60_000) {
     const deadline = performance.now() + timeoutMs;
+    let outstanding = 0;
     const prober = async () => {
-      while (!this.#closed || this.#queue.length > 0) {
+      for (;;) {
         const name = this.#queue.shift();
         if (!name) {
-          await new Promise((resolve) => setImmediate(resolve));
+          if (this.#closed && outstanding === 0) return;
+          await this.#work;
           continue;
         }
+        outstanding++;
         if (await isRouted(listenerPort, domainOf(name), expected)) {
           this.routed++;
           this.routedAt = performance.now();
         } else {
-          this.#queue.push(name);
           await sleep(MISS_PAUSE_MS);
+          this.add(name);
         }
+        outstanding--;
+        if (this.#closed && outstanding === 0 && this.#queue.length === 0) this.#signal();
         if (performance.now() > deadline) throw new Error(`Envoy routed ${this.routed} services after ${timeoutMs / 1000} s; ${this.#queue.length} never`);
       }
     };
@@ -73,12 +81,21 @@ class RouteProbe {
 
   add(...names: string[]): void {
     this.#queue.push(...names);
+    this.#signal();
   }
 
   /** No more services join; resolves once every one is routed. */
   async finish(): Promise<void> {
     this.#closed = true;
+    this.#signal();
     await this.#probing;
+  }
+
+  /** Wakes every waiting prober. */
+  #signal(): void {
+    const wake = this.#wake!;
+    this.#work = new Promise<void>((resolve) => (this.#wake = resolve));
+    wake();
   }
 }
 
