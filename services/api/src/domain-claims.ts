@@ -1,18 +1,16 @@
 // Domain claims: domains.<domain> = the name of the service that holds it, written with
-// compare-and-set, so of two services racing for a domain exactly one wins. A claim whose holder
-// has since been deleted or rewritten without the domain is stale and may be taken over, again
-// with compare-and-set. ServiceStore claims a record's domains before writing it and gives back
+// compare-and-set, so of two services racing for a domain exactly one wins. A stale claim (see
+// claimStaleAt in @envoyage/registry: its holder was deleted or rewritten without the domain, or
+// never wrote a record listing it) may be taken over, again with compare-and-set. ServiceStore claims a record's domains before writing it and gives back
 // the ones it dropped after.
 import type { KV, KvEntry } from "@nats-io/kv";
-import { claimHolder, claimKey, decodeRecord, isServiceName, serviceKey } from "@envoyage/registry";
+import { claimHolder, claimKey, claimStaleAt, decodeRecord, isServiceName, serviceKey } from "@envoyage/registry";
 import { ApiError, domainConflict } from "./errors.js";
 import { isLive, isWrongRevision } from "./kv-entries.js";
 
 const CLAIM_ATTEMPTS = 5;
 /** How long an answer waits for the claims its write dropped to be given back; the rest goes on behind it. */
 const GIVE_BACK_WAIT_MS = 100;
-/** A claim whose holder never got its record written (its PUT failed half way) expires after this. */
-const ORPHAN_CLAIM_MS = 60_000;
 
 export class DomainClaims {
   readonly #kv: KV;
@@ -73,23 +71,16 @@ export class DomainClaims {
   }
 
   /**
-   * Whether `holder` still holds `claim`: it does unless its record was deleted or rewritten
-   * without the domain after the claim. A claim newer than its holder's record belongs to a write
-   * in progress, and an invalid record may still be serving its last good revision: both keep
-   * the domain. A write in progress that never finished (its PUT failed half way and could not
-   * give its claims back) is judged by the holder's record once the claim is old.
+   * Whether `holder` still holds `claim`, by the rule the replicas follow too (claimStaleAt). An
+   * invalid latest record may still be serving its last good revision: it counts as listing the domain.
    */
   async #holds(holder: string, domain: string, claim: KvEntry): Promise<boolean> {
-    // A claim written by hand that names no possible service (empty, "x>"): nobody holds it.
-    if (!isServiceName(holder)) return false;
-    const entry = await this.#kv.get(serviceKey(holder));
-    if (entry === null || entry.revision < claim.revision) {
-      if (Date.now() - claim.created.getTime() < ORPHAN_CLAIM_MS) return true;
-      if (entry === null) return false;
-    }
-    if (entry.operation !== "PUT") return false;
-    const decoded = decodeRecord(entry.value);
-    return !decoded.ok || decoded.record.domains.includes(domain);
+    // A value that names no possible service has no record to read (and no valid key).
+    const entry = isServiceName(holder) ? await this.#kv.get(serviceKey(holder)) : null;
+    const decoded = entry?.operation === "PUT" ? decodeRecord(entry.value) : undefined;
+    const listsDomain = decoded !== undefined && (!decoded.ok || decoded.record.domains.includes(domain));
+    const facts = { holder, revision: claim.revision, createdMs: claim.created.getTime() };
+    return claimStaleAt(facts, { listsDomain, lastWriteRevision: entry?.revision }) > Date.now();
   }
 
   /**

@@ -15,8 +15,8 @@
 //   already serving a domain keeps it.
 // - Replicas claim the domains they serve that have no claim yet (records written with the CLI),
 //   so a domain, once served, stays with its service: claims are one way. A claim is taken over
-//   only when stale: its holder was deleted, or rewritten without the domain, after the claim.
-import { decodeRecord, formatProblem, type ServiceRecord } from "@envoyage/registry";
+//   only when stale, by the rule the API follows too (claimStaleAt in @envoyage/registry).
+import { claimStaleAt, decodeRecord, formatProblem, type ServiceRecord } from "@envoyage/registry";
 
 export interface EffectiveRecord {
   record: ServiceRecord;
@@ -62,6 +62,8 @@ export interface HistoryLookup {
 interface Claim {
   owner: string;
   revision: number;
+  /** When NATS stored it (ms since the epoch). */
+  createdMs: number;
 }
 
 export class Registry {
@@ -146,24 +148,32 @@ export class Registry {
     this.#deletedAt.clear();
   }
 
-  /** Applies domains.<domain> (owner undefined when deleted). */
-  setClaim(domain: string, owner: string | undefined, revision: number): void {
+  /** Applies domains.<domain> (owner undefined when deleted), stored by NATS at `createdMs`. */
+  setClaim(domain: string, owner: string | undefined, revision: number, createdMs: number): void {
     if (owner === undefined) this.#claims.delete(domain);
-    else this.#claims.set(domain, { owner, revision });
+    else this.#claims.set(domain, { owner, revision, createdMs });
     this.#touchDomain(domain);
   }
 
-  /** Claims to write for the served domains of `names` (default: every service) that lack a valid one. */
-  claimsToWrite(names: Iterable<string> = this.#served.keys()): ClaimWrite[] {
+  /**
+   * Claims to write, as of `now`, for the served domains of `names` (default: every service) that
+   * lack a valid one; and when a claim on one of them that is not stale yet will be (ask again then).
+   */
+  claimsToWrite(now: number, names: Iterable<string> = this.#served.keys()): { writes: ClaimWrite[]; recheckAt: number | undefined } {
     const writes: ClaimWrite[] = [];
+    let recheckAt: number | undefined;
     for (const name of names) {
       for (const domain of this.#served.get(name)?.record.domains ?? []) {
         const claim = this.#claims.get(domain);
         if (!claim) writes.push({ domain, owner: name, expectedRevision: 0 });
-        else if (claim.owner !== name && this.#isStale(claim, domain)) writes.push({ domain, owner: name, expectedRevision: claim.revision });
+        else if (claim.owner !== name) {
+          const staleAt = this.#staleAt(claim, domain);
+          if (staleAt <= now) writes.push({ domain, owner: name, expectedRevision: claim.revision });
+          else if (staleAt < Infinity) recheckAt = Math.min(recheckAt ?? Infinity, staleAt);
+        }
       }
     }
-    return writes;
+    return { writes, recheckAt };
   }
 
   /**
@@ -335,11 +345,13 @@ export class Registry {
     return true;
   }
 
-  /** Stale: the holder was deleted, or rewritten without the domain, after the claim was made. */
-  #isStale(claim: Claim, domain: string): boolean {
+  /** When `claim` becomes stale (claimStaleAt), by what its holder asks for: its ask is what it may serve. */
+  #staleAt(claim: Claim, domain: string): number {
     const holder = this.#entries.get(claim.owner);
-    if (!holder) return (this.#deletedAt.get(claim.owner) ?? 0) > claim.revision;
-    return holder.latestRevision > claim.revision && !holder.ask?.record.domains.includes(domain);
+    return claimStaleAt(
+      { holder: claim.owner, revision: claim.revision, createdMs: claim.createdMs },
+      { listsDomain: holder?.ask?.record.domains.includes(domain) ?? false, lastWriteRevision: holder?.latestRevision ?? this.#deletedAt.get(claim.owner) },
+    );
   }
 
   #winnerOf(domain: string): string {

@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Registry } from "../src/registry.js";
 
+/** When the claims of these tests were stored: a claim is young at T0, stale CLAIM_PENDING_MS later. */
+const T0 = 1_700_000_000_000;
+
 const json = (domains: string[], address = "10.0.0.1") =>
   new TextEncoder().encode(JSON.stringify({ domains, endpoints: [{ address, port: 80 }] }));
 
@@ -23,7 +26,7 @@ describe("Registry", () => {
     const registry = new Registry();
     registry.setService("a", 1, json(["a.com"]));
     registry.setService("b", 2, json(["shared.com"]));
-    registry.setClaim("shared.com", "b", 3);
+    registry.setClaim("shared.com", "b", 3, T0);
     registry.setService("c", 4, json(["shared.com", "c.com"]));
     registry.resolve();
     assert.deepEqual(served(registry), { a: ["a.com"], b: ["shared.com"] });
@@ -62,7 +65,7 @@ describe("Registry", () => {
   it("keeps a claimed domain with its holder even when the holder is updated later", () => {
     const registry = new Registry();
     registry.setService("a", 5, json(["d.com"]));
-    registry.setClaim("d.com", "a", 6);
+    registry.setClaim("d.com", "a", 6, T0);
     registry.setService("b", 9, json(["d.com"]));
     registry.setService("a", 12, json(["d.com"], "10.0.0.2"));
     registry.resolve();
@@ -111,33 +114,71 @@ describe("Registry", () => {
     const registry = new Registry();
     registry.setService("a", 5, json(["d.com", "a.com"]));
     const { evaluated } = registry.resolve();
-    assert.deepEqual(registry.claimsToWrite(evaluated), [
+    assert.deepEqual(registry.claimsToWrite(T0, evaluated).writes, [
       { domain: "d.com", owner: "a", expectedRevision: 0 },
       { domain: "a.com", owner: "a", expectedRevision: 0 },
     ]);
-    registry.setClaim("d.com", "a", 6);
-    registry.setClaim("a.com", "a", 7);
+    registry.setClaim("d.com", "a", 6, T0);
+    registry.setClaim("a.com", "a", 7, T0);
     registry.setService("b", 9, json(["d.com"]));
     registry.setService("a", 12, json(["d.com", "a.com"], "10.0.0.2"));
     registry.resolve();
     assert.deepEqual(Object.keys(served(registry)), ["a"], "a keeps d.com although b's record is older now");
-    assert.deepEqual(registry.claimsToWrite(), []);
+    assert.deepEqual(registry.claimsToWrite(T0), { writes: [], recheckAt: undefined });
   });
 
-  it("takes over a claim only when it is stale", () => {
-    const registry = new Registry();
-    registry.setClaim("d.com", "a", 5); // a claimed d.com ...
-    registry.setService("b", 7, json(["d.com"]));
-    registry.resolve();
-    assert.deepEqual(registry.claimsToWrite(), [], "... and its record may be on its way: hands off");
-    registry.setService("a", 8, json(["a.com"])); // a was written without d.com after claiming it
-    registry.resolve();
-    assert.deepEqual(registry.claimsToWrite(["b"]), [{ domain: "d.com", owner: "b", expectedRevision: 5 }]);
-    registry.setClaim("x.com", "gone", 10);
-    registry.setService("gone", 11, undefined); // deleted after its claim
-    registry.setService("c", 12, json(["x.com"]));
-    registry.resolve();
-    assert.deepEqual(registry.claimsToWrite(["c"]), [{ domain: "x.com", owner: "c", expectedRevision: 10 }]);
+  describe("takes over a claim only when it is stale (the API's rule)", () => {
+    const PENDING_MS = 60_000;
+
+    it("at once when its holder was rewritten without the domain, or deleted, after claiming it", () => {
+      const registry = new Registry();
+      registry.setClaim("d.com", "a", 5, T0);
+      registry.setService("b", 7, json(["d.com"]));
+      registry.setService("a", 8, json(["a.com"]));
+      registry.setClaim("x.com", "gone", 10, T0);
+      registry.setService("gone", 11, undefined);
+      registry.setService("c", 12, json(["x.com"]));
+      registry.resolve();
+      assert.deepEqual(registry.claimsToWrite(T0, ["b", "c"]).writes, [
+        { domain: "d.com", owner: "b", expectedRevision: 5 },
+        { domain: "x.com", owner: "c", expectedRevision: 10 },
+      ]);
+    });
+
+    it("once old when its holder has no newer record: a PUT in progress, or one that failed half way", () => {
+      const registry = new Registry();
+      registry.setService("a", 3, json(["a.com"])); // a's record, then a claim it never got to list
+      registry.setClaim("d.com", "a", 5, T0);
+      registry.setService("b", 7, json(["d.com"]));
+      registry.resolve();
+      assert.deepEqual(served(registry), { a: ["a.com"], b: ["d.com"] });
+      assert.deepEqual(registry.claimsToWrite(T0 + PENDING_MS - 1, ["b"]), { writes: [], recheckAt: T0 + PENDING_MS }, "its record may be on its way");
+      assert.deepEqual(registry.claimsToWrite(T0 + PENDING_MS, ["b"]).writes, [{ domain: "d.com", owner: "b", expectedRevision: 5 }]);
+    });
+
+    it("once old when it names a service that never was (written by hand), at once when it names none", () => {
+      const registry = new Registry();
+      registry.setClaim("d.com", "ghost", 1, T0);
+      registry.setClaim("e.com", "not a name!", 2, T0);
+      registry.setService("b", 3, json(["d.com", "e.com"]));
+      registry.resolve();
+      assert.deepEqual(served(registry), { b: ["d.com", "e.com"] });
+      assert.deepEqual(registry.claimsToWrite(T0), { writes: [{ domain: "e.com", owner: "b", expectedRevision: 2 }], recheckAt: T0 + PENDING_MS });
+      assert.deepEqual(registry.claimsToWrite(T0 + PENDING_MS).writes, [
+        { domain: "d.com", owner: "b", expectedRevision: 1 },
+        { domain: "e.com", owner: "b", expectedRevision: 2 },
+      ]);
+    });
+
+    it("never while its holder lists the domain, even in a record older than the claim", () => {
+      const registry = new Registry();
+      registry.setService("a", 3, json(["d.com"]));
+      registry.setClaim("d.com", "a", 5, T0);
+      registry.setService("b", 7, json(["b.com", "d.com"]));
+      registry.resolve();
+      assert.deepEqual(served(registry), { a: ["d.com"] });
+      assert.deepEqual(registry.claimsToWrite(T0 + 10 * PENDING_MS, ["a", "b"]).writes, []);
+    });
   });
 
   describe("a conflicting record keeps its service on its last good revision", () => {
@@ -150,8 +191,8 @@ describe("Registry", () => {
       const registry = new Registry();
       registry.setService("a", 1, json(["a.com"]));
       registry.setService("b", 2, json(["b.com"]));
-      registry.setClaim("a.com", "a", 3);
-      registry.setClaim("b.com", "b", 4);
+      registry.setClaim("a.com", "a", 3, T0);
+      registry.setClaim("b.com", "b", 4, T0);
       registry.resolve();
       registry.setService("a", 5, json(["a.com", "b.com"], "10.0.0.5"));
       return registry;
@@ -175,8 +216,8 @@ describe("Registry", () => {
       const fresh = new Registry();
       fresh.setService("a", 5, json(["a.com", "b.com"], "10.0.0.5"));
       fresh.setService("b", 2, json(["b.com"]));
-      fresh.setClaim("a.com", "a", 3);
-      fresh.setClaim("b.com", "b", 4);
+      fresh.setClaim("a.com", "a", 3, T0);
+      fresh.setClaim("b.com", "b", 4, T0);
       assert.deepEqual(fresh.resolve().historyLookups, [{ name: "a", revision: 5 }]);
       assert.deepEqual(served(fresh), { b: ["b.com"] }, "nothing of a to keep before its history is in");
       fresh.setHistory("a", 5, [at(1, ["a.com"])]);
@@ -194,7 +235,7 @@ describe("Registry", () => {
       registry.setHistory("a", 5, [at(4, ["a.com", "c.com"]), at(1, ["a.com"])]);
       registry.resolve();
       assert.equal(registry.served().get("a")?.revision, 1, "c.com was never claimed by a");
-      registry.setClaim("a.com", "someone-else", 6);
+      registry.setClaim("a.com", "someone-else", 6, T0);
       registry.resolve();
       assert.deepEqual(served(registry), { b: ["b.com"] });
       assert.deepEqual(registry.status("a"), {
@@ -209,9 +250,9 @@ describe("Registry", () => {
       const registry = new Registry();
       registry.setService("a", 1, json(["a.com", "d.com"]));
       registry.setService("b", 2, json(["b.com"]));
-      registry.setClaim("a.com", "a", 3);
-      registry.setClaim("d.com", "a", 4);
-      registry.setClaim("b.com", "b", 5);
+      registry.setClaim("a.com", "a", 3, T0);
+      registry.setClaim("d.com", "a", 4, T0);
+      registry.setClaim("b.com", "b", 5, T0);
       registry.resolve();
       registry.setService("a", 6, json(["a.com", "b.com"])); // drops d.com, takes b.com: conflict
       registry.resolve();
@@ -221,7 +262,7 @@ describe("Registry", () => {
       registry.setService("c", 7, json(["d.com"]));
       const { changes } = registry.resolve();
       assert.deepEqual(changes.map((c) => [c.name, c.record?.domains]).sort(), [["a", undefined], ["c", ["d.com"]]]);
-      assert.deepEqual(registry.claimsToWrite(["c"]), [{ domain: "d.com", owner: "c", expectedRevision: 4 }], "a's claim is stale");
+      assert.deepEqual(registry.claimsToWrite(T0, ["c"]).writes, [{ domain: "d.com", owner: "c", expectedRevision: 4 }], "a's claim is stale");
     });
 
     it("serves the latest record again once its conflict is gone", () => {
@@ -240,7 +281,7 @@ describe("Registry", () => {
       registry.setService("a", 1, json(["a.com", "d.com"]));
       registry.setService("b", 2, json(["b.com"]));
       registry.setService("w", 3, json(["w.com"]));
-      for (const [domain, owner, revision] of [["a.com", "a", 4], ["d.com", "a", 5], ["b.com", "b", 6], ["w.com", "w", 7]] as const) registry.setClaim(domain, owner, revision);
+      for (const [domain, owner, revision] of [["a.com", "a", 4], ["d.com", "a", 5], ["b.com", "b", 6], ["w.com", "w", 7]] as const) registry.setClaim(domain, owner, revision, T0);
       registry.resolve();
       registry.setService("a", 8, json(["a.com", "b.com"]));
       registry.resolve();
@@ -260,7 +301,7 @@ describe("Registry", () => {
       registry.setHistory("a", 5, [at(4, ["a.com", "c.com"]), at(1, ["a.com"])]);
       registry.resolve();
       assert.equal(registry.served().get("a")?.revision, 1);
-      registry.setClaim("c.com", "a", 6);
+      registry.setClaim("c.com", "a", 6, T0);
       registry.resolve();
       assert.equal(registry.served().get("a")?.revision, 4);
     });
@@ -269,7 +310,7 @@ describe("Registry", () => {
       const registry = new Registry();
       registry.setService("a", 1, json(["a.com", "d.com"]));
       registry.setService("b", 2, json(["b.com"]));
-      for (const [domain, owner, revision] of [["a.com", "a", 3], ["d.com", "a", 4], ["b.com", "b", 5]] as const) registry.setClaim(domain, owner, revision);
+      for (const [domain, owner, revision] of [["a.com", "a", 3], ["d.com", "a", 4], ["b.com", "b", 5]] as const) registry.setClaim(domain, owner, revision, T0);
       registry.resolve();
       registry.setService("a", 6, json(["a.com", "b.com"])); // lookup pending: a keeps rev 1
       registry.resolve();
@@ -286,8 +327,8 @@ describe("Registry", () => {
       registry.forgetAll();
       registry.setService("b", 1, json(["b.com"]));
       registry.setService("a", 2, json(["a.com", "b.com"]));
-      registry.setClaim("a.com", "a", 3);
-      registry.setClaim("b.com", "b", 4);
+      registry.setClaim("a.com", "a", 3, T0);
+      registry.setClaim("b.com", "b", 4, T0);
       assert.deepEqual(registry.resolve().historyLookups, [{ name: "a", revision: 2 }]);
       assert.deepEqual(served(registry), { b: ["b.com"] }, "rev 1 of the deleted bucket is not a's history");
     });
@@ -311,11 +352,13 @@ function checkAgainstFreshLoad(seed: number): void {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const names = ["a", "b", "c", "d"];
   const domains = ["w.com", "x.com", "y.com", "z.com"];
-  const bucket = new Map<string, { revision: number; value: Uint8Array | string | undefined }[]>();
+  const bucket = new Map<string, { revision: number; value: Uint8Array | string | undefined; createdMs: number }[]>();
   let revision = 0;
+  /** Time goes by 10 s a step: claims that may be a PUT in progress turn stale within the run. */
+  let now = T0;
   const write = (key: string, value: Uint8Array | string | undefined) => {
     const history = bucket.get(key) ?? [];
-    history.push({ revision: ++revision, value });
+    history.push({ revision: ++revision, value, createdMs: now });
     bucket.set(key, history.slice(-10));
   };
   const historyOf = (name: string, latest: number) => {
@@ -328,11 +371,11 @@ function checkAgainstFreshLoad(seed: number): void {
     }
     return older;
   };
-  const apply = (registry: Registry, lookups: { name: string; latest: number }[], key: string, entry: { revision: number; value: Uint8Array | string | undefined }) => {
+  const apply = (registry: Registry, lookups: { name: string; latest: number }[], key: string, entry: { revision: number; value: Uint8Array | string | undefined; createdMs: number }) => {
     if (key.startsWith("services.")) {
       const name = key.slice("services.".length);
       if (registry.setService(name, entry.revision, entry.value as Uint8Array | undefined)) lookups.push({ name, latest: entry.revision });
-    } else registry.setClaim(key.slice("domains.".length), entry.value as string | undefined, entry.revision);
+    } else registry.setClaim(key.slice("domains.".length), entry.value as string | undefined, entry.revision, entry.createdMs);
   };
   const resolve = (registry: Registry, lookups: { name: string; latest: number }[]) => {
     for (const { name, revision } of registry.resolve().historyLookups) lookups.push({ name, latest: revision });
@@ -357,12 +400,13 @@ function checkAgainstFreshLoad(seed: number): void {
     apply(live, lookups, key, bucket.get(key)!.at(-1)!);
   };
   const writeClaims = () => {
-    for (const { domain, owner, expectedRevision } of live.claimsToWrite()) {
+    for (const { domain, owner, expectedRevision } of live.claimsToWrite(now).writes) {
       const latest = bucket.get(`domains.${domain}`)?.at(-1);
       if ((latest?.value === undefined ? 0 : latest.revision) === expectedRevision) writeAndApply(`domains.${domain}`, owner);
     }
   };
   for (let step = 0; step < 40; step++) {
+    now += 10_000;
     const roll = random();
     if (roll < 0.35) {
       const listed = domains.filter(() => random() < 0.4);
@@ -370,13 +414,14 @@ function checkAgainstFreshLoad(seed: number): void {
     } else if (roll < 0.42) {
       const name = pick(names);
       if (bucket.get(`services.${name}`)?.at(-1)?.value !== undefined) writeAndApply(`services.${name}`, undefined);
-    } else if (roll < 0.47) writeAndApply(`domains.${pick(domains)}`, random() < 0.2 ? undefined : pick(names));
+    } else if (roll < 0.47) writeAndApply(`domains.${pick(domains)}`, random() < 0.2 ? undefined : pick([...names, "ghost"]));
     else if (roll < 0.7) {
       resolve(live, lookups);
       if (random() < 0.7) writeClaims();
     } else if (lookups.length > 0) settle(live, lookups, Math.floor(random() * lookups.length));
   }
   for (let round = 0; round < 10; round++) {
+    now += 10_000;
     while (lookups.length > 0) settle(live, lookups, 0);
     resolve(live, lookups);
     writeClaims();

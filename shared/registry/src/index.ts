@@ -1,3 +1,4 @@
+export * from "./claims.js";
 export * from "./config.js";
 export * from "./kv.js";
 export * from "./lifecycle.js";
