@@ -176,12 +176,6 @@ export class Replica {
       if (change.record) store.setService(change.name, change.record);
       else store.removeService(change.name);
     }
-    // A service the snapshot refused is offered again with every commit: room freed in the
-    // route configuration, or a domain given up, may let it through now.
-    for (const name of this.failedValidation.keys()) {
-      const served = this.registry.served().get(name);
-      if (served && !changed.has(name)) store.setService(name, served.record);
-    }
     const stats = store.commit({ revision: this.revision, firstWriteAt: this.#firstWriteAt });
     this.#firstWriteAt = undefined;
     // A commit that only refused again what it refused before changed nothing: not counted.

@@ -7,7 +7,7 @@
 // changed service is validated against the rest (validate.ts); one that fails keeps its previous
 // resources and is reported, and the rest of the commit goes through. That includes a virtual
 // host that would take the route configuration over its limit: that service is refused, not
-// every later route change.
+// every later route change. A refused service is offered again, as translated, by every commit.
 import { Cluster } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
 import { ClusterLoadAssignment } from "@envoyage/proto/envoy/config/endpoint/v3/endpoint.js";
 import { Listener } from "@envoyage/proto/envoy/config/listener/v3/listener.js";
@@ -90,6 +90,11 @@ export class SnapshotStore implements ResourceSource {
   readonly #services = new Map<string, EncodedService>();
   readonly #domainHolders = new Map<string, string>();
   readonly #staged = new Map<string, EncodedService | null>();
+  /**
+   * Services the last commit refused, translated: offered again with every commit (room freed in
+   * the route configuration, or a domain given up, may let one through) until replaced or removed.
+   */
+  readonly #refused = new Map<string, EncodedService>();
   #routesDirty = true;
   #serial = 0;
   readonly #history = new Map<number, CommitMeta>([[0, { revision: 0, firstWriteAt: undefined }]]);
@@ -122,6 +127,7 @@ export class SnapshotStore implements ResourceSource {
 
   /** Stages a servable service (added or changed). */
   setService(name: string, record: ServiceRecord): void {
+    this.#refused.delete(name);
     const { cluster, loadAssignment, virtualHost } = translateService(name, record);
     const bytes = VirtualHost.encode(virtualHost).finish();
     this.#staged.set(name, {
@@ -136,6 +142,7 @@ export class SnapshotStore implements ResourceSource {
 
   /** Stages the removal of a service that is no longer servable. */
   removeService(name: string): void {
+    this.#refused.delete(name);
     this.#staged.set(name, null);
   }
 
@@ -181,9 +188,14 @@ export class SnapshotStore implements ResourceSource {
     const rejected = new Map<string, string[]>();
     // A rejected service keeps its previous resources, domains included, which another staged
     // service may have been given in the same pass: validate again until a pass rejects nothing.
+    for (const [name, service] of this.#refused) this.#staged.set(name, service);
+    this.#refused.clear();
     let again = true;
     while (again) again = this.#rejectOnePass(rejected);
-    for (const name of rejected.keys()) this.#staged.delete(name);
+    for (const name of rejected.keys()) {
+      this.#refused.set(name, this.#staged.get(name)!);
+      this.#staged.delete(name);
+    }
     for (const [name, next] of this.#staged) {
       const previous = this.#services.get(name);
       for (const domain of previous?.domains ?? []) this.#domainHolders.delete(domain);

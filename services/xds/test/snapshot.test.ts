@@ -158,12 +158,26 @@ describe("SnapshotStore", () => {
       assert.ok(store.resources(ROUTE_TYPE).get("envoyage_http")!.any.length <= LIMIT);
 
       store.setService("c", record(3));
-      assert.deepEqual(store.commit()?.rejected, []);
+      assert.deepEqual(store.commit()?.rejected.map((r) => r.name), ["b"], "b is offered again, and still refused");
       assert.deepEqual(routes(store).virtualHosts.map((v) => v.name), ["a", "c"], "a later route change is published");
       store.removeService("a");
-      store.setService("b", wide("b", 40));
-      assert.deepEqual(store.commit()?.rejected, [], "room freed in the same commit counts");
+      assert.deepEqual(store.commit()?.rejected, [], "b goes through by itself once there is room");
       assert.deepEqual(routes(store).virtualHosts.map((v) => v.name), ["b", "c"]);
+    });
+
+    it("forgets a refused service once it is replaced or removed", () => {
+      const store = new SnapshotStore({ ...OPTIONS, maxRouteConfigurationBytes: LIMIT });
+      store.setService("a", wide("a", 30));
+      store.commit();
+      store.setService("b", wide("b", 40));
+      assert.equal(store.commit()?.rejected.length, 1);
+      store.removeService("b");
+      assert.equal(store.commit(), undefined, "nothing to publish, nothing refused");
+      store.setService("b", wide("b", 40));
+      assert.equal(store.commit()?.rejected.length, 1);
+      store.setService("b", wide("b", 2));
+      assert.deepEqual(store.commit()?.rejected, [], "the replacement is what is offered");
+      assert.deepEqual(routes(store).virtualHosts.map((v) => v.name), ["a", "b"]);
     });
 
     it("counts room a shrinking service frees in the same commit, whatever the order", () => {
