@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { encodeRecord } from "@envoyage/registry";
-import { freePort, record, startStackServingWeb, startUpstream, upstreamGreeting, type Upstream } from "@envoyage/test-support";
+import { freePort, record, startNats, startStackServingWeb, startUpstream, upstreamGreeting, type Upstream } from "@envoyage/test-support";
 import { startFloor } from "./floor.js";
 import { httpRequest, seen } from "./http.js";
 import type { Section } from "./report.js";
@@ -51,6 +51,44 @@ interface StackSamples {
   api: number[];
   /** Round trips to the API's /healthz: paced like the changes, and back to back. */
   hop: { paced: number[]; busy: number[] };
+}
+
+/** Acknowledgements of KV puts paced like the changes: durable (the stack's nats-server) and with default sync. */
+interface WriteSamples {
+  durable: number[];
+  defaultSync: number[];
+}
+
+/** What a paced KV put costs until NATS acknowledges it, on `natsUrl`, to a bucket nobody watches. */
+async function ackCost(natsUrl: string, samples: number): Promise<number[]> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const kv = await new Kvm(nc).create("bench-ack", { history: 1 });
+    const acks: number[] = [];
+    for (let i = 0; i < samples; i++) {
+      await sleep(PACE_MS);
+      const started = performance.now();
+      await kv.put("key", String(i));
+      acks.push(performance.now() - started);
+    }
+    return acks;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The durable write's share of a change's way: paced acks with sync_interval: always, then with NATS's default sync. */
+async function writeCost(samples: number): Promise<WriteSamples> {
+  const results: WriteSamples = { durable: [], defaultSync: [] };
+  for (const durable of [true, false]) {
+    const nats = await startNats({ durable });
+    try {
+      results[durable ? "durable" : "defaultSync"] = await ackCost(nats.url, samples);
+    } finally {
+      await nats.stop();
+    }
+  }
+  return results;
 }
 
 /** What one round trip to a local process costs, when it sat idle before and when it did not. */
@@ -122,6 +160,9 @@ export async function propagation(quick: boolean): Promise<Section> {
   const floorRatio = Math.max(...results.filter((r) => !r.path.startsWith("floor")).map((r) => r.d.p50 / r.floor.p50));
   const hopPaced = distribution(hops.paced).p50;
   const hopBusy = distribution(hops.busy).p50;
+  const writes = await writeCost(Math.min(changes, 100));
+  const ackDurable = distribution(writes.durable).p50;
+  const ackDefault = distribution(writes.defaultSync).p50;
   return {
     title: "1. Propagation through a real Envoy",
     description:
@@ -146,6 +187,10 @@ export async function propagation(quick: boolean): Promise<Section> {
         `/healthz takes ${ms(hopPaced)} ms at p50 when made ${PACE_MS} ms apart, like the changes, against ${ms(hopBusy)} ms back to back ` +
         `(n = ${hops.paced.length} each, in this run). The floor wakes two processes (its ADS server, then Envoy); a KV put wakes ` +
         "nats-server, the replica and Envoy, and an API PUT the API first.",
+      `The durable write's share: a KV put made ${PACE_MS} ms apart is acknowledged in ${ms(ackDurable)} ms at p50 by a nats-server with ` +
+        `sync_interval: always, as the stack runs it, against ${ms(ackDefault)} ms with NATS's default sync (a fresh nats-server each, ` +
+        `nothing else running, n = ${writes.durable.length} each, in this run). nats-server delivers a write to watchers once it has stored ` +
+        "it, synced included, so the replicas wait for the sync as the writer does.",
       "Every process that follows the bucket wakes for the same change at the same moment: here two replicas and the API's views, on 2 cores " +
         "shared with nats-server, Envoy and the probes. Measured with packet captures (150–200 paced KV puts a run): with the API and the " +
         "standby replica stopped, the serving replica's hop from NATS message to push fell from ~2.4 to ~1.55 ms and the whole path by " +
