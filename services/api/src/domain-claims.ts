@@ -1,16 +1,23 @@
 // Domain claims: domains.<domain> = the name of the service that holds it, written with
-// compare-and-set, so of two services racing for a domain exactly one wins. A stale claim (see
-// claimStaleAt in @envoyage/registry: its holder was deleted or rewritten without the domain, or
-// never wrote a record listing it) may be taken over, again with compare-and-set. ServiceStore claims a record's domains before writing it and gives back
-// the ones it dropped after.
+// compare-and-set, so of two services racing for a domain exactly one wins. ServiceStore claims a
+// record's domains before writing it and gives back the ones it dropped after. A stale claim
+// (#holds) may be taken over, again with compare-and-set, unless another service's record lists
+// the domain: the replicas give a domain whose claim's holder does not list it to the service
+// serving it, and take the claim over for that service.
 import type { KV, KvEntry } from "@nats-io/kv";
-import { claimHolder, claimKey, claimStaleAt, decodeRecord, isServiceName, serviceKey } from "@envoyage/registry";
+import { claimHolder, claimKey, decodeRecord, isServiceName, serviceKey } from "@envoyage/registry";
 import { ApiError, domainConflict } from "./errors.js";
 import { isLive, isWrongRevision } from "./kv-entries.js";
 
 const CLAIM_ATTEMPTS = 5;
 /** How long an answer waits for the claims its write dropped to be given back; the rest goes on behind it. */
 const GIVE_BACK_WAIT_MS = 100;
+/**
+ * How long a claim its holder's record does not list stays the holder's: a PUT writes the claim
+ * first and the record after, so until then it may be a PUT on its way (or one that failed half
+ * way and could not give the claim back).
+ */
+const CLAIM_PENDING_MS = 60_000;
 
 export class DomainClaims {
   readonly #kv: KV;
@@ -29,10 +36,17 @@ export class DomainClaims {
 
   /**
    * Claims every domain `name` does not hold yet, in parallel, starting from the claims already
-   * read. Returns the domains this call took; if any claim fails, gives those back and throws.
+   * read; `listed` is what its current record lists. Returns the domains this call took; if any
+   * claim fails, gives those back and throws.
    */
-  async claimAll(domains: string[], claims: (KvEntry | null)[], name: string): Promise<string[]> {
-    const needed = domains.filter((_, i) => !(isLive(claims[i]!) && claimHolder(claims[i]!.value) === name));
+  async claimAll(domains: string[], claims: (KvEntry | null)[], name: string, listed: readonly string[]): Promise<string[]> {
+    const held = (i: number) => isLive(claims[i]!) && claimHolder(claims[i]!.value) === name;
+    // A claim it holds but does not list (a PUT that failed half way, one written by hand) is no
+    // right over a service listing the domain: the replicas serve that one and take the claim.
+    domains.forEach((domain, i) => {
+      if (held(i) && !listed.includes(domain)) this.#refuseIfListedByAnother(domain, name);
+    });
+    const needed = domains.filter((_, i) => !held(i));
     if (needed.length === 0) return [];
     const { taken, failure } = await claimEach(needed, (domain) => this.#claim(domain, name, claims[domains.indexOf(domain)]!));
     if (failure) {
@@ -55,12 +69,11 @@ export class DomainClaims {
         }
         const holder = claimHolder(claim.value);
         if (holder === name) return;
-        if (await this.#holds(holder, domain, claim)) throw domainConflict(domain, holder);
+        if (await this.#holds(holder, domain, claim)) throw domainConflict(domain, holder, "claim");
         // A stale claim (one written by hand, say) may stand beside a service that serves the
         // domain all the same, as the only record listing it: taking the claim would hand the
         // domain over, and a service that serves a domain never loses it to a later write.
-        const lister = this.#listedBy(domain).find((other) => other !== name);
-        if (lister !== undefined) throw domainConflict(domain, lister);
+        this.#refuseIfListedByAnother(domain, name);
         await this.#kv.update(key, name, claim.revision);
         return;
       } catch (error) {
@@ -70,17 +83,38 @@ export class DomainClaims {
     throw new ApiError(409, "domain_contended", `domain "${domain}" is being claimed concurrently; retry`, { domain });
   }
 
+  #refuseIfListedByAnother(domain: string, name: string): void {
+    const lister = this.#listedBy(domain).find((other) => other !== name);
+    if (lister !== undefined) throw domainConflict(domain, lister, "record");
+  }
+
   /**
-   * Whether `holder` still holds `claim`, by the rule the replicas follow too (claimStaleAt). An
-   * invalid latest record may still be serving its last good revision: it counts as listing the domain.
+   * Whether `holder` still holds `claim`: while its record lists the domain (an invalid latest
+   * record by its last good revision, which the replicas serve instead); otherwise until it is
+   * rewritten or deleted after the claim, and for CLAIM_PENDING_MS at most.
    */
   async #holds(holder: string, domain: string, claim: KvEntry): Promise<boolean> {
-    // A value that names no possible service has no record to read (and no valid key).
-    const entry = isServiceName(holder) ? await this.#kv.get(serviceKey(holder)) : null;
-    const decoded = entry?.operation === "PUT" ? decodeRecord(entry.value) : undefined;
-    const listsDomain = decoded !== undefined && (!decoded.ok || decoded.record.domains.includes(domain));
-    const facts = { holder, revision: claim.revision, createdMs: claim.created.getTime() };
-    return claimStaleAt(facts, { listsDomain, lastWriteRevision: entry?.revision }) > Date.now();
+    // A value that names no possible service (empty, "x>"): nobody holds it.
+    if (!isServiceName(holder)) return false;
+    const entry = await this.#kv.get(serviceKey(holder));
+    if (isLive(entry) && (await this.#lists(entry, domain))) return true;
+    if (entry !== null && entry.revision > claim.revision) return false;
+    return Date.now() - claim.created.getTime() < CLAIM_PENDING_MS;
+  }
+
+  /** Whether a record lists `domain`: an invalid one by the newest valid revision before it, if any since the last delete. */
+  async #lists(entry: KvEntry, domain: string): Promise<boolean> {
+    const decoded = decodeRecord(entry.value);
+    if (decoded.ok) return decoded.record.domains.includes(domain);
+    const history: KvEntry[] = [];
+    for await (const older of await this.#kv.history({ key: entry.key })) history.push(older);
+    for (const older of history.reverse()) {
+      if (older.revision >= entry.revision) continue;
+      if (!isLive(older)) return false;
+      const valid = decodeRecord(older.value);
+      if (valid.ok) return valid.record.domains.includes(domain);
+    }
+    return false;
   }
 
   /**

@@ -21,8 +21,9 @@ export class ApiError extends Error {
 
 export const notFound = (name: string) => new ApiError(404, "not_found", `service "${name}" does not exist`);
 
-export const domainConflict = (domain: string, heldBy: string) =>
-  new ApiError(409, "domain_conflict", `domain "${domain}" is already served by service "${heldBy}"`, { domain, heldBy });
+/** `heldBy` holds the domain's claim, or its record lists the domain (replicas give it the domain, and the claim). */
+export const domainConflict = (domain: string, heldBy: string, by: "claim" | "record") =>
+  new ApiError(409, "domain_conflict", `domain "${domain}" ${by === "claim" ? "is held" : "is listed"} by service "${heldBy}"`, { domain, heldBy });
 
 export const revisionMismatch = (expected: number, current: number | undefined) =>
   new ApiError(

@@ -103,7 +103,7 @@ export class ServiceStore {
 
   /**
    * The common cases without reading first: the view says every domain of the record is free or
-   * held by this service already. Free domains are claimed with compare-and-set creates (one
+   * held by this service already, which lists it. Free domains are claimed with compare-and-set creates (one
    * round trip for all), then the record is written compare-and-set against the revision the
    * view holds; a replacement that keeps its domains is a single write. Undefined when the view
    * cannot vouch (not loaded, a domain held by another service) or turns out to be behind: the
@@ -112,13 +112,15 @@ export class ServiceStore {
   async #putAsViewed(name: string, record: ServiceRecord): Promise<WriteResult | undefined> {
     const view = this.#view;
     if (!view.loaded) return undefined;
+    const existing = view.service(name);
     const free: string[] = [];
     for (const domain of record.domains) {
       const holder = view.claim(domain)?.holder;
       if (holder === undefined) free.push(domain);
-      else if (holder !== name) return undefined;
+      // Held by another, or by this one without its record listing it (the checked path looks
+      // for a service that lists it).
+      else if (holder !== name || !existing?.record?.domains.includes(domain)) return undefined;
     }
-    const existing = view.service(name);
     const { taken, failure } = await this.#claims.createAll(free, name);
     try {
       if (failure) throw failure;
@@ -148,7 +150,7 @@ export class ServiceStore {
     const existing = isLive(current) ? toStored(name, current) : undefined;
     checkPrecondition(precondition, existing?.revision);
 
-    const taken = await this.#claims.claimAll(record.domains, claims, name);
+    const taken = await this.#claims.claimAll(record.domains, claims, name, existing?.record?.domains ?? []);
     try {
       const value = encodeRecord(record);
       let revision: number;

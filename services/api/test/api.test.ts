@@ -222,7 +222,7 @@ describe("domain claims", () => {
     assert.equal(conflict.status, 409);
     assert.deepEqual(conflict.body.error, {
       code: "domain_conflict",
-      message: 'domain "shared.example.com" is already served by service "holder"',
+      message: 'domain "shared.example.com" is held by service "holder"',
       domain: "shared.example.com",
       heldBy: "holder",
     });

@@ -131,6 +131,39 @@ describe("claims a failed PUT left behind", () => {
   });
 });
 
+describe("a claim its own service holds without listing the domain", () => {
+  it("gives no right over another service whose record lists the domain (409), however old", async () => {
+    // ghost12's claim was written by hand; cli12 (written with the CLI) lists the domain and is
+    // what the replicas serve: ghost12 writing a record would take the domain from it.
+    const listing = { ...unloadedView, servicesListing: (domain: string) => (domain === "own12.example.com" ? ["cli12"] : []) } as unknown as RegistryView;
+    const store = new ServiceStore(faultyBucket(kv), listing);
+    await kv.put(claimKey("own12.example.com"), "ghost12");
+    await kv.put("services.cli12", JSON.stringify({ domains: ["own12.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
+    await assert.rejects(
+      store.put("ghost12", { domains: ["own12.example.com"], endpoints: [{ address: "127.0.0.1", port: 5679 }] }, undefined),
+      { status: 409, code: "domain_conflict", message: 'domain "own12.example.com" is listed by service "cli12"', details: { domain: "own12.example.com", heldBy: "cli12" } },
+    );
+    assert.equal(await store.get("ghost12"), undefined, "nothing written");
+  });
+});
+
+describe("a claim whose holder's latest record is invalid", () => {
+  const endpoints = [{ address: "127.0.0.1", port: 5678 }];
+
+  it("is judged by the holder's last good revision, as the replicas serve it", async () => {
+    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    await store.put("inv13", { domains: ["kept13.example.com", "dropped13.example.com"], endpoints }, undefined);
+    await kv.put("services.inv13", JSON.stringify({ domains: ["kept13.example.com"], endpoints })); // dropped13's claim left behind
+    await kv.put("services.inv13", "{not json");
+    await assert.rejects(store.put("taker13", { domains: ["kept13.example.com"], endpoints }, undefined), {
+      status: 409,
+      message: 'domain "kept13.example.com" is held by service "inv13"',
+    });
+    await store.put("taker13", { domains: ["dropped13.example.com"], endpoints }, undefined);
+    assert.equal(await holderOf("dropped13.example.com"), "taker13");
+  });
+});
+
 describe("claims written by hand", () => {
   it("are taken over when their value names no possible service", async () => {
     const store = new ServiceStore(faultyBucket(kv), unloadedView);

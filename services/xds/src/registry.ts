@@ -13,10 +13,12 @@
 //   service's winning ask lists. Claims and history are in the bucket, so a replica that loads
 //   it from scratch decides the same; a conflicting record is never pushed, and the service
 //   already serving a domain keeps it.
-// - Replicas claim the domains they serve that have no claim yet (records written with the CLI),
-//   so a domain, once served, stays with its service: claims are one way. A claim is taken over
-//   only when stale, by the rule the API follows too (claimStaleAt in @envoyage/registry).
-import { claimStaleAt, decodeRecord, formatProblem, type ServiceRecord } from "@envoyage/registry";
+// - Replicas claim every domain they serve whose claim is missing or names another service
+//   (records written with the CLI; a claim written by hand, or left by a PUT that failed half
+//   way), so a domain, once served, stays with its service: claims are one way. A service serving
+//   a domain never conflicts with the claim's holder: the holder would win the domain if its ask
+//   listed it, and a service keeping its last good revision holds every claim of it.
+import { decodeRecord, formatProblem, type ServiceRecord } from "@envoyage/registry";
 
 export interface EffectiveRecord {
   record: ServiceRecord;
@@ -62,15 +64,11 @@ export interface HistoryLookup {
 interface Claim {
   owner: string;
   revision: number;
-  /** When NATS stored it (ms since the epoch). */
-  createdMs: number;
 }
 
 export class Registry {
   readonly #entries = new Map<string, Entry>();
   readonly #claims = new Map<string, Claim>();
-  /** Revision at which each deleted service was deleted: a claim older than that is stale. */
-  readonly #deletedAt = new Map<string, number>();
   /** domain → services whose ask lists it */
   readonly #byDomain = new Map<string, Set<string>>();
   /** domain → the service its asks give it to, cached until its asks or claim change */
@@ -100,10 +98,8 @@ export class Registry {
         this.#setAsk(name, entry, undefined);
         this.#entries.delete(name);
       }
-      this.#deletedAt.set(name, revision);
       return false;
     }
-    this.#deletedAt.delete(name);
     const decoded = decodeRecord(value);
     const target = entry ?? { latestRevision: revision, problem: undefined, ask: undefined, older: undefined, historyRequested: false };
     this.#entries.set(name, target);
@@ -145,35 +141,31 @@ export class Registry {
     this.#byOlderDomain.clear();
     this.#claims.clear();
     this.#winners.clear();
-    this.#deletedAt.clear();
   }
 
-  /** Applies domains.<domain> (owner undefined when deleted), stored by NATS at `createdMs`. */
-  setClaim(domain: string, owner: string | undefined, revision: number, createdMs: number): void {
+  /** Applies domains.<domain> (owner undefined when deleted). */
+  setClaim(domain: string, owner: string | undefined, revision: number): void {
     if (owner === undefined) this.#claims.delete(domain);
-    else this.#claims.set(domain, { owner, revision, createdMs });
+    else this.#claims.set(domain, { owner, revision });
     this.#touchDomain(domain);
   }
 
   /**
-   * Claims to write, as of `now`, for the served domains of `names` (default: every service) that
-   * lack a valid one; and when a claim on one of them that is not stale yet will be (ask again then).
+   * Claims to write for the domains `names` (default: every service) serve whose claim is missing
+   * or names another service. Nothing for what is served from a bucket since deleted: its claims
+   * are not in the new one, and the next resolve() decides what of it stays.
    */
-  claimsToWrite(now: number, names: Iterable<string> = this.#served.keys()): { writes: ClaimWrite[]; recheckAt: number | undefined } {
+  claimsToWrite(names: Iterable<string> = this.#served.keys()): ClaimWrite[] {
     const writes: ClaimWrite[] = [];
-    let recheckAt: number | undefined;
     for (const name of names) {
-      for (const domain of this.#served.get(name)?.record.domains ?? []) {
+      const served = this.#served.get(name);
+      if (!served || this.#void.has(served)) continue;
+      for (const domain of served.record.domains) {
         const claim = this.#claims.get(domain);
-        if (!claim) writes.push({ domain, owner: name, expectedRevision: 0 });
-        else if (claim.owner !== name) {
-          const staleAt = this.#staleAt(claim, domain);
-          if (staleAt <= now) writes.push({ domain, owner: name, expectedRevision: claim.revision });
-          else if (staleAt < Infinity) recheckAt = Math.min(recheckAt ?? Infinity, staleAt);
-        }
+        if (claim?.owner !== name) writes.push({ domain, owner: name, expectedRevision: claim?.revision ?? 0 });
       }
     }
-    return { writes, recheckAt };
+    return writes;
   }
 
   /**
@@ -343,15 +335,6 @@ export class Registry {
     if (this.#claims.get(domain)?.owner !== name) return false;
     for (const other of this.#byDomain.get(domain) ?? []) if (other !== name && this.#winningAsks.has(other)) return false;
     return true;
-  }
-
-  /** When `claim` becomes stale (claimStaleAt), by what its holder asks for: its ask is what it may serve. */
-  #staleAt(claim: Claim, domain: string): number {
-    const holder = this.#entries.get(claim.owner);
-    return claimStaleAt(
-      { holder: claim.owner, revision: claim.revision, createdMs: claim.createdMs },
-      { listsDomain: holder?.ask?.record.domains.includes(domain) ?? false, lastWriteRevision: holder?.latestRevision ?? this.#deletedAt.get(claim.owner) },
-    );
   }
 
   #winnerOf(domain: string): string {

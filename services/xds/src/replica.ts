@@ -21,8 +21,6 @@ export interface ReplicaOptions {
   events?: ReplicaEvents;
   /** Whether any Envoy is connected to this replica (see BatchSettings.standbyMs). */
   served: () => boolean;
-  /** Wall-clock time in ms, which claims are aged by (default Date.now; tests move it). */
-  clock?: () => number;
 }
 
 /** Why a record is not pushed: invalid, in conflict, or refused by the pre-push validator. */
@@ -54,9 +52,6 @@ export class Replica {
   #loaded = false;
   readonly #claimsInFlight = new Set<string>();
   #claimRetry: NodeJS.Timeout | undefined;
-  /** The next look at claims that turn stale, and when (Infinity: none due). */
-  #claimRecheck: NodeJS.Timeout | undefined;
-  #claimRecheckAt = Infinity;
   #stopped = false;
   /** Earliest write (server time) applied since the last commit. */
   #firstWriteAt: number | undefined;
@@ -117,7 +112,6 @@ export class Replica {
     this.#stopped = true;
     this.#lookups.clear();
     clearTimeout(this.#claimRetry);
-    clearTimeout(this.#claimRecheck);
     await this.#watcher.stop();
   }
 
@@ -131,7 +125,7 @@ export class Replica {
       }
       this.#touched.add(key.name);
     } else if (key.kind === "claim") {
-      this.registry.setClaim(key.domain, entry.value ? claimHolder(entry.value) : undefined, entry.revision, entry.created.getTime());
+      this.registry.setClaim(key.domain, entry.value ? claimHolder(entry.value) : undefined, entry.revision);
     } else {
       const invalid = key.kind === "invalid"; // a service or claim key with a name the API would refuse
       this.#options.logger[invalid ? "warn" : "debug"]({ key: entry.key }, "ignoring a key outside the registry layout");
@@ -194,36 +188,21 @@ export class Replica {
       this.#options.events?.rejected(name, "validation");
     }
     this.#reportProblems();
-    if (store.ready) this.#claimServedDomains(evaluated);
+    if (store.ready) this.#writeClaims(this.registry.claimsToWrite(evaluated));
     if (this.#loaded && this.#lookups.pending === 0 && !store.ready) {
       store.markReady();
       logger.info(
         { services: this.registry.servedCount, revision: this.revision, ms: Math.round(performance.now() - this.#startedAt) },
         "registry loaded: serving Envoy",
       );
-      this.#claimServedDomains();
+      this.#writeClaims(this.registry.claimsToWrite());
     }
   }
 
   /**
-   * Claims the served domains of `names` (default: all) that have no valid claim. A claim that
-   * may belong to a write in progress is looked at again when it turns stale: nothing in the
-   * bucket changes then to make the replica look.
+   * Claims served domains whose claim is missing or names another service (records written with
+   * the CLI, claims written by hand or left by a failed PUT); every replica tries, one wins.
    */
-  #claimServedDomains(names?: Iterable<string>): void {
-    const now = (this.#options.clock ?? Date.now)();
-    const { writes, recheckAt } = this.registry.claimsToWrite(now, names);
-    this.#writeClaims(writes);
-    if (recheckAt === undefined || this.#stopped || recheckAt >= this.#claimRecheckAt) return;
-    clearTimeout(this.#claimRecheck);
-    this.#claimRecheckAt = recheckAt;
-    this.#claimRecheck = setTimeout(() => {
-      this.#claimRecheckAt = Infinity;
-      if (this.#options.store.ready) this.#claimServedDomains();
-    }, recheckAt - now);
-  }
-
-  /** Claims served domains that have none (records written with the CLI); every replica tries, one wins. */
   #writeClaims(writes: ClaimWrite[]): void {
     const { logger } = this.#options;
     for (const { domain, owner, expectedRevision } of writes) {
@@ -239,7 +218,7 @@ export class Replica {
           logger.warn({ err: error, domain, service: owner }, "could not claim a served domain; retrying");
           this.#claimRetry ??= setTimeout(() => {
             this.#claimRetry = undefined;
-            this.#claimServedDomains();
+            this.#writeClaims(this.registry.claimsToWrite());
           }, CLAIM_RETRY_MS);
         })
         .finally(() => this.#claimsInFlight.delete(domain));

@@ -2,9 +2,6 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Registry } from "../src/registry.js";
 
-/** When the claims of these tests were stored: a claim is young at T0, stale CLAIM_PENDING_MS later. */
-const T0 = 1_700_000_000_000;
-
 const json = (domains: string[], address = "10.0.0.1") =>
   new TextEncoder().encode(JSON.stringify({ domains, endpoints: [{ address, port: 80 }] }));
 
@@ -26,7 +23,7 @@ describe("Registry", () => {
     const registry = new Registry();
     registry.setService("a", 1, json(["a.com"]));
     registry.setService("b", 2, json(["shared.com"]));
-    registry.setClaim("shared.com", "b", 3, T0);
+    registry.setClaim("shared.com", "b", 3);
     registry.setService("c", 4, json(["shared.com", "c.com"]));
     registry.resolve();
     assert.deepEqual(served(registry), { a: ["a.com"], b: ["shared.com"] });
@@ -65,7 +62,7 @@ describe("Registry", () => {
   it("keeps a claimed domain with its holder even when the holder is updated later", () => {
     const registry = new Registry();
     registry.setService("a", 5, json(["d.com"]));
-    registry.setClaim("d.com", "a", 6, T0);
+    registry.setClaim("d.com", "a", 6);
     registry.setService("b", 9, json(["d.com"]));
     registry.setService("a", 12, json(["d.com"], "10.0.0.2"));
     registry.resolve();
@@ -114,70 +111,66 @@ describe("Registry", () => {
     const registry = new Registry();
     registry.setService("a", 5, json(["d.com", "a.com"]));
     const { evaluated } = registry.resolve();
-    assert.deepEqual(registry.claimsToWrite(T0, evaluated).writes, [
+    assert.deepEqual(registry.claimsToWrite(evaluated), [
       { domain: "d.com", owner: "a", expectedRevision: 0 },
       { domain: "a.com", owner: "a", expectedRevision: 0 },
     ]);
-    registry.setClaim("d.com", "a", 6, T0);
-    registry.setClaim("a.com", "a", 7, T0);
+    registry.setClaim("d.com", "a", 6);
+    registry.setClaim("a.com", "a", 7);
     registry.setService("b", 9, json(["d.com"]));
     registry.setService("a", 12, json(["d.com", "a.com"], "10.0.0.2"));
     registry.resolve();
     assert.deepEqual(Object.keys(served(registry)), ["a"], "a keeps d.com although b's record is older now");
-    assert.deepEqual(registry.claimsToWrite(T0), { writes: [], recheckAt: undefined });
+    assert.deepEqual(registry.claimsToWrite(), []);
   });
 
-  describe("takes over a claim only when it is stale (the API's rule)", () => {
-    const PENDING_MS = 60_000;
-
-    it("at once when its holder was rewritten without the domain, or deleted, after claiming it", () => {
+  describe("takes over, for the service serving a domain, a claim naming another service", () => {
+    it("left by a holder rewritten without the domain, or deleted", () => {
       const registry = new Registry();
-      registry.setClaim("d.com", "a", 5, T0);
-      registry.setService("b", 7, json(["d.com"]));
-      registry.setService("a", 8, json(["a.com"]));
-      registry.setClaim("x.com", "gone", 10, T0);
-      registry.setService("gone", 11, undefined);
-      registry.setService("c", 12, json(["x.com"]));
+      registry.setService("a", 1, json(["d.com"]));
+      registry.setService("gone", 2, json(["x.com"]));
+      registry.setClaim("d.com", "a", 3);
+      registry.setClaim("x.com", "gone", 4);
+      registry.setService("b", 5, json(["d.com"]));
+      registry.setService("c", 6, json(["x.com"]));
       registry.resolve();
-      assert.deepEqual(registry.claimsToWrite(T0, ["b", "c"]).writes, [
-        { domain: "d.com", owner: "b", expectedRevision: 5 },
-        { domain: "x.com", owner: "c", expectedRevision: 10 },
+      assert.deepEqual(served(registry), { a: ["d.com"], gone: ["x.com"] }, "the holders keep their domains");
+      registry.setService("a", 7, json(["a.com"]));
+      registry.setService("gone", 8, undefined);
+      const { evaluated } = registry.resolve();
+      assert.deepEqual(served(registry), { a: ["a.com"], b: ["d.com"], c: ["x.com"] });
+      assert.deepEqual(
+        registry.claimsToWrite(evaluated).filter((w) => w.domain !== "a.com"),
+        [
+          { domain: "d.com", owner: "b", expectedRevision: 3 },
+          { domain: "x.com", owner: "c", expectedRevision: 4 },
+        ],
+      );
+    });
+
+    it("written by hand for a service that never was, which then cannot take the domain with a record of its own", () => {
+      const registry = new Registry();
+      registry.setClaim("d.com", "ghost", 1);
+      registry.setService("w", 2, json(["d.com", "w.com"]));
+      const { evaluated } = registry.resolve();
+      assert.deepEqual(served(registry), { w: ["d.com", "w.com"] }, "the claim's holder does not list d.com: w serves it");
+      assert.deepEqual(registry.claimsToWrite(evaluated), [
+        { domain: "d.com", owner: "w", expectedRevision: 1 },
+        { domain: "w.com", owner: "w", expectedRevision: 0 },
       ]);
+      registry.setClaim("d.com", "w", 3);
+      registry.setService("ghost", 4, json(["d.com"]));
+      registry.resolve();
+      assert.deepEqual(served(registry), { w: ["d.com", "w.com"] });
+      assert.equal(registry.status("ghost")?.state, "conflict");
     });
 
-    it("once old when its holder has no newer record: a PUT in progress, or one that failed half way", () => {
+    it("but not for what is served from a bucket since deleted", () => {
       const registry = new Registry();
-      registry.setService("a", 3, json(["a.com"])); // a's record, then a claim it never got to list
-      registry.setClaim("d.com", "a", 5, T0);
-      registry.setService("b", 7, json(["d.com"]));
+      registry.setService("w", 1, json(["d.com"]));
       registry.resolve();
-      assert.deepEqual(served(registry), { a: ["a.com"], b: ["d.com"] });
-      assert.deepEqual(registry.claimsToWrite(T0 + PENDING_MS - 1, ["b"]), { writes: [], recheckAt: T0 + PENDING_MS }, "its record may be on its way");
-      assert.deepEqual(registry.claimsToWrite(T0 + PENDING_MS, ["b"]).writes, [{ domain: "d.com", owner: "b", expectedRevision: 5 }]);
-    });
-
-    it("once old when it names a service that never was (written by hand), at once when it names none", () => {
-      const registry = new Registry();
-      registry.setClaim("d.com", "ghost", 1, T0);
-      registry.setClaim("e.com", "not a name!", 2, T0);
-      registry.setService("b", 3, json(["d.com", "e.com"]));
-      registry.resolve();
-      assert.deepEqual(served(registry), { b: ["d.com", "e.com"] });
-      assert.deepEqual(registry.claimsToWrite(T0), { writes: [{ domain: "e.com", owner: "b", expectedRevision: 2 }], recheckAt: T0 + PENDING_MS });
-      assert.deepEqual(registry.claimsToWrite(T0 + PENDING_MS).writes, [
-        { domain: "d.com", owner: "b", expectedRevision: 1 },
-        { domain: "e.com", owner: "b", expectedRevision: 2 },
-      ]);
-    });
-
-    it("never while its holder lists the domain, even in a record older than the claim", () => {
-      const registry = new Registry();
-      registry.setService("a", 3, json(["d.com"]));
-      registry.setClaim("d.com", "a", 5, T0);
-      registry.setService("b", 7, json(["b.com", "d.com"]));
-      registry.resolve();
-      assert.deepEqual(served(registry), { a: ["d.com"] });
-      assert.deepEqual(registry.claimsToWrite(T0 + 10 * PENDING_MS, ["a", "b"]).writes, []);
+      registry.forgetAll();
+      assert.deepEqual(registry.claimsToWrite(), [], "the new bucket does not have w");
     });
   });
 
@@ -191,8 +184,8 @@ describe("Registry", () => {
       const registry = new Registry();
       registry.setService("a", 1, json(["a.com"]));
       registry.setService("b", 2, json(["b.com"]));
-      registry.setClaim("a.com", "a", 3, T0);
-      registry.setClaim("b.com", "b", 4, T0);
+      registry.setClaim("a.com", "a", 3);
+      registry.setClaim("b.com", "b", 4);
       registry.resolve();
       registry.setService("a", 5, json(["a.com", "b.com"], "10.0.0.5"));
       return registry;
@@ -216,8 +209,8 @@ describe("Registry", () => {
       const fresh = new Registry();
       fresh.setService("a", 5, json(["a.com", "b.com"], "10.0.0.5"));
       fresh.setService("b", 2, json(["b.com"]));
-      fresh.setClaim("a.com", "a", 3, T0);
-      fresh.setClaim("b.com", "b", 4, T0);
+      fresh.setClaim("a.com", "a", 3);
+      fresh.setClaim("b.com", "b", 4);
       assert.deepEqual(fresh.resolve().historyLookups, [{ name: "a", revision: 5 }]);
       assert.deepEqual(served(fresh), { b: ["b.com"] }, "nothing of a to keep before its history is in");
       fresh.setHistory("a", 5, [at(1, ["a.com"])]);
@@ -235,7 +228,7 @@ describe("Registry", () => {
       registry.setHistory("a", 5, [at(4, ["a.com", "c.com"]), at(1, ["a.com"])]);
       registry.resolve();
       assert.equal(registry.served().get("a")?.revision, 1, "c.com was never claimed by a");
-      registry.setClaim("a.com", "someone-else", 6, T0);
+      registry.setClaim("a.com", "someone-else", 6);
       registry.resolve();
       assert.deepEqual(served(registry), { b: ["b.com"] });
       assert.deepEqual(registry.status("a"), {
@@ -250,9 +243,9 @@ describe("Registry", () => {
       const registry = new Registry();
       registry.setService("a", 1, json(["a.com", "d.com"]));
       registry.setService("b", 2, json(["b.com"]));
-      registry.setClaim("a.com", "a", 3, T0);
-      registry.setClaim("d.com", "a", 4, T0);
-      registry.setClaim("b.com", "b", 5, T0);
+      registry.setClaim("a.com", "a", 3);
+      registry.setClaim("d.com", "a", 4);
+      registry.setClaim("b.com", "b", 5);
       registry.resolve();
       registry.setService("a", 6, json(["a.com", "b.com"])); // drops d.com, takes b.com: conflict
       registry.resolve();
@@ -262,7 +255,7 @@ describe("Registry", () => {
       registry.setService("c", 7, json(["d.com"]));
       const { changes } = registry.resolve();
       assert.deepEqual(changes.map((c) => [c.name, c.record?.domains]).sort(), [["a", undefined], ["c", ["d.com"]]]);
-      assert.deepEqual(registry.claimsToWrite(T0, ["c"]).writes, [{ domain: "d.com", owner: "c", expectedRevision: 4 }], "a's claim is stale");
+      assert.deepEqual(registry.claimsToWrite(["c"]), [{ domain: "d.com", owner: "c", expectedRevision: 4 }], "a's claim is stale");
     });
 
     it("serves the latest record again once its conflict is gone", () => {
@@ -281,7 +274,7 @@ describe("Registry", () => {
       registry.setService("a", 1, json(["a.com", "d.com"]));
       registry.setService("b", 2, json(["b.com"]));
       registry.setService("w", 3, json(["w.com"]));
-      for (const [domain, owner, revision] of [["a.com", "a", 4], ["d.com", "a", 5], ["b.com", "b", 6], ["w.com", "w", 7]] as const) registry.setClaim(domain, owner, revision, T0);
+      for (const [domain, owner, revision] of [["a.com", "a", 4], ["d.com", "a", 5], ["b.com", "b", 6], ["w.com", "w", 7]] as const) registry.setClaim(domain, owner, revision);
       registry.resolve();
       registry.setService("a", 8, json(["a.com", "b.com"]));
       registry.resolve();
@@ -301,7 +294,7 @@ describe("Registry", () => {
       registry.setHistory("a", 5, [at(4, ["a.com", "c.com"]), at(1, ["a.com"])]);
       registry.resolve();
       assert.equal(registry.served().get("a")?.revision, 1);
-      registry.setClaim("c.com", "a", 6, T0);
+      registry.setClaim("c.com", "a", 6);
       registry.resolve();
       assert.equal(registry.served().get("a")?.revision, 4);
     });
@@ -310,7 +303,7 @@ describe("Registry", () => {
       const registry = new Registry();
       registry.setService("a", 1, json(["a.com", "d.com"]));
       registry.setService("b", 2, json(["b.com"]));
-      for (const [domain, owner, revision] of [["a.com", "a", 3], ["d.com", "a", 4], ["b.com", "b", 5]] as const) registry.setClaim(domain, owner, revision, T0);
+      for (const [domain, owner, revision] of [["a.com", "a", 3], ["d.com", "a", 4], ["b.com", "b", 5]] as const) registry.setClaim(domain, owner, revision);
       registry.resolve();
       registry.setService("a", 6, json(["a.com", "b.com"])); // lookup pending: a keeps rev 1
       registry.resolve();
@@ -327,8 +320,8 @@ describe("Registry", () => {
       registry.forgetAll();
       registry.setService("b", 1, json(["b.com"]));
       registry.setService("a", 2, json(["a.com", "b.com"]));
-      registry.setClaim("a.com", "a", 3, T0);
-      registry.setClaim("b.com", "b", 4, T0);
+      registry.setClaim("a.com", "a", 3);
+      registry.setClaim("b.com", "b", 4);
       assert.deepEqual(registry.resolve().historyLookups, [{ name: "a", revision: 2 }]);
       assert.deepEqual(served(registry), { b: ["b.com"] }, "rev 1 of the deleted bucket is not a's history");
     });
@@ -352,13 +345,11 @@ function checkAgainstFreshLoad(seed: number): void {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const names = ["a", "b", "c", "d"];
   const domains = ["w.com", "x.com", "y.com", "z.com"];
-  const bucket = new Map<string, { revision: number; value: Uint8Array | string | undefined; createdMs: number }[]>();
+  const bucket = new Map<string, { revision: number; value: Uint8Array | string | undefined }[]>();
   let revision = 0;
-  /** Time goes by 10 s a step: claims that may be a PUT in progress turn stale within the run. */
-  let now = T0;
   const write = (key: string, value: Uint8Array | string | undefined) => {
     const history = bucket.get(key) ?? [];
-    history.push({ revision: ++revision, value, createdMs: now });
+    history.push({ revision: ++revision, value });
     bucket.set(key, history.slice(-10));
   };
   const historyOf = (name: string, latest: number) => {
@@ -371,11 +362,11 @@ function checkAgainstFreshLoad(seed: number): void {
     }
     return older;
   };
-  const apply = (registry: Registry, lookups: { name: string; latest: number }[], key: string, entry: { revision: number; value: Uint8Array | string | undefined; createdMs: number }) => {
+  const apply = (registry: Registry, lookups: { name: string; latest: number }[], key: string, entry: { revision: number; value: Uint8Array | string | undefined }) => {
     if (key.startsWith("services.")) {
       const name = key.slice("services.".length);
       if (registry.setService(name, entry.revision, entry.value as Uint8Array | undefined)) lookups.push({ name, latest: entry.revision });
-    } else registry.setClaim(key.slice("domains.".length), entry.value as string | undefined, entry.revision, entry.createdMs);
+    } else registry.setClaim(key.slice("domains.".length), entry.value as string | undefined, entry.revision);
   };
   const resolve = (registry: Registry, lookups: { name: string; latest: number }[]) => {
     for (const { name, revision } of registry.resolve().historyLookups) lookups.push({ name, latest: revision });
@@ -400,13 +391,12 @@ function checkAgainstFreshLoad(seed: number): void {
     apply(live, lookups, key, bucket.get(key)!.at(-1)!);
   };
   const writeClaims = () => {
-    for (const { domain, owner, expectedRevision } of live.claimsToWrite(now).writes) {
+    for (const { domain, owner, expectedRevision } of live.claimsToWrite()) {
       const latest = bucket.get(`domains.${domain}`)?.at(-1);
       if ((latest?.value === undefined ? 0 : latest.revision) === expectedRevision) writeAndApply(`domains.${domain}`, owner);
     }
   };
   for (let step = 0; step < 40; step++) {
-    now += 10_000;
     const roll = random();
     if (roll < 0.35) {
       const listed = domains.filter(() => random() < 0.4);
@@ -421,7 +411,6 @@ function checkAgainstFreshLoad(seed: number): void {
     } else if (lookups.length > 0) settle(live, lookups, Math.floor(random() * lookups.length));
   }
   for (let round = 0; round < 10; round++) {
-    now += 10_000;
     while (lookups.length > 0) settle(live, lookups, 0);
     resolve(live, lookups);
     writeClaims();

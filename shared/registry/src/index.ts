@@ -1,4 +1,3 @@
-export * from "./claims.js";
 export * from "./config.js";
 export * from "./kv.js";
 export * from "./lifecycle.js";
