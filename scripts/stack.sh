@@ -6,7 +6,7 @@
 #   stack.sh up       start everything that is not running yet, wait until it is ready
 #   stack.sh down     stop exactly what `up` started
 #   stack.sh logs     follow every log
-#   stack.sh status   what runs, on which port
+#   stack.sh status   what runs and is ready, on which port
 #
 # ENVOY_ADS=delta starts Envoy on delta xDS (api_type DELTA_GRPC) instead of state of the world.
 # NATS_CLUSTER=3 runs NATS as a 3-node JetStream cluster (client ports 4222-4224, routes
@@ -239,11 +239,37 @@ down() {
   log "down"
 }
 
+# The readiness URL of a process that has one.
+ready_url() {
+  case "$1" in
+    api) echo "http://127.0.0.1:$API_PORT/readyz" ;;
+    xds-1) echo "http://127.0.0.1:${XDS_HTTP_PORTS[0]}/readyz" ;;
+    xds-2) echo "http://127.0.0.1:${XDS_HTTP_PORTS[1]}/readyz" ;;
+    envoy) echo "http://127.0.0.1:$ADMIN_PORT/ready" ;;
+  esac
+}
+
+# "; ready", or what is wrong: a process can run and still not serve (loading, or hung).
+readiness() {
+  local url code
+  url="$(ready_url "$1")"
+  [ -n "$url" ] || return 0
+  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)"
+  case "$code" in
+    200) echo "; ready" ;;
+    000) echo "; not answering" ;;
+    *) echo "; not ready ($code)" ;;
+  esac
+}
+
 status() {
-  local names=(nats) name stopped=0
+  local names=(nats) name stopped=0 unready=0 ready
   [ "$NATS_CLUSTER" = 1 ] || names=($(seq -f "nats-%g" 1 "$NATS_CLUSTER"))
   for name in "${names[@]}" api xds-1 xds-2 upstream-a upstream-b envoy; do
-    if alive "$name"; then printf '  %-11s running (pid %s)\n' "$name" "$(cat "$(pidfile "$name")")"
+    if alive "$name"; then
+      ready="$(readiness "$name")"
+      [ -z "$ready" ] || [ "$ready" = "; ready" ] || unready=$((unready + 1))
+      printf '  %-11s running (pid %s)%s\n' "$name" "$(cat "$(pidfile "$name")")" "$ready"
     else printf '  %-11s stopped\n' "$name"; stopped=$((stopped + 1)); fi
   done
   cat <<EOF
@@ -253,8 +279,10 @@ status() {
   NATS       nats://127.0.0.1:$NATS_PORT$([ "$NATS_CLUSTER" = 1 ] || echo " (cluster of $NATS_CLUSTER: ports $NATS_PORT-$((NATS_PORT + NATS_CLUSTER - 1)))")
   upstreams  A 127.0.0.1:$UPSTREAM_A_PORT, B 127.0.0.1:$UPSTREAM_B_PORT
 EOF
-  # Like service managers' status: 0 only when everything runs, so scripts and probes can ask.
-  [ "$stopped" = 0 ] || { echo "$stopped process(es) stopped: make up starts them" >&2; exit 3; }
+  # Like service managers' status: 0 only when everything runs and is ready, so scripts and probes can ask.
+  [ "$stopped" = 0 ] || echo "$stopped process(es) stopped: make up starts them" >&2
+  [ "$unready" = 0 ] || echo "$unready process(es) running but not ready: see make logs" >&2
+  [ "$stopped" = 0 ] && [ "$unready" = 0 ] || exit 3
 }
 
 logs() {
