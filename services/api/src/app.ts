@@ -33,8 +33,12 @@ class AccessLog extends LogController {
 }
 
 /** Maps framework errors (validation, parsing, size) to the API's JSON error shape. */
-function toApiError(error: FastifyError): ApiError {
+function toApiError(error: FastifyError, request: FastifyRequest, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
+  // No body and no content type: nothing was parsed, and the schema would only say "must be object".
+  if (error.validationContext === "body" && request.body === undefined) {
+    return new ApiError(400, "invalid_json", "the request has no body: send the service record as JSON");
+  }
   if (error.validation && error.validation.length > 0) {
     const problem = describeValidationError(error.validation[0] as Parameters<typeof describeValidationError>[0]);
     if (error.validationContext === "params") {
@@ -47,7 +51,7 @@ function toApiError(error: FastifyError): ApiError {
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
       return new ApiError(400, "invalid_json", error.message);
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new ApiError(413, "body_too_large", error.message);
+      return new ApiError(413, "body_too_large", `the request body is over the API's limit of ${bodyLimit} bytes (API_BODY_LIMIT)`);
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
       return new ApiError(415, "unsupported_media_type", "send the record as application/json");
     default:
@@ -134,7 +138,7 @@ export async function buildApp(options: AppOptions) {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const apiError = toApiError(error);
+    const apiError = toApiError(error, request, options.bodyLimit);
     if (apiError.status === 503) request.log.warn(apiError.message);
     else if (apiError.status >= 500) request.log.error({ err: error }, apiError.message);
     void reply.status(apiError.status).send(apiError.body());

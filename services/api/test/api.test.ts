@@ -140,10 +140,14 @@ describe("validation", () => {
     const huge = await call("PUT", "/v1/services/x", { ...web, endpoints }); // 7 KB, over the 4 KB limit set above
     assert.equal(huge.status, 413);
     assert.equal(huge.body.error.code, "body_too_large");
+    assert.match(huge.body.error.message, /over the API's limit of 4096 bytes \(API_BODY_LIMIT\)/);
     assert.equal((await call("GET", "/v1/services/x")).status, 404, "nothing was written");
     const empty = await call("PUT", "/v1/services/x", "");
     assert.equal(empty.status, 400);
     assert.equal(empty.body.error.code, "invalid_json");
+    const none = await call("PUT", "/v1/services/x");
+    assert.deepEqual([none.status, none.body.error.code], [400, "invalid_json"]);
+    assert.match(none.body.error.message, /no body/);
   });
 
   it("deletes when the client labels the empty body of a DELETE as JSON", async () => {
