@@ -3,18 +3,16 @@
 // config, and goes through by itself once room is freed.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
-import { createLogger, encodeRecord, NatsLink, openBucket, registrySettings, type ServiceRecord } from "@envoyage/registry";
-import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
+import { encodeRecord, type ServiceRecord } from "@envoyage/registry";
+import { waitFor } from "@envoyage/test-support";
 import { CLUSTER_TYPE } from "../src/ads/resources.js";
-import { Replica } from "../src/replica.js";
+import type { Replica } from "../src/replica.js";
 import { SnapshotStore } from "../src/snapshot.js";
+import { startInProcessReplica, type InProcessReplica } from "./support/replica.js";
 
-let nats: NatsServer;
-let nc: NatsConnection;
+let running: InProcessReplica;
 let kv: KV;
-let link: NatsLink;
 let replica: Replica;
 let store: SnapshotStore;
 
@@ -25,29 +23,12 @@ const wide = (name: string, count: number): ServiceRecord => ({
 });
 
 before(async () => {
-  nats = await startNats();
-  nc = await connect({ servers: nats.url });
-  ({ kv } = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 }));
-  const logger = createLogger("xds", "silent");
-  link = new NatsLink({ servers: [nats.url], name: "refusals-test", logger });
-  store = new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000, maxRouteConfigurationBytes: 4096 });
-  replica = new Replica({
-    link,
-    settings: registrySettings({ NATS_URL: nats.url }),
-    logger,
-    store,
-    batch: { windowMs: 50, burst: 20, standbyMs: 0 },
-    served: () => true,
-  });
-  void replica.start();
-  await waitFor("the replica to be ready", () => (replica.ready ? true : undefined));
+  running = await startInProcessReplica(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000, maxRouteConfigurationBytes: 4096 }));
+  ({ kv, replica, store } = running);
 });
 
 after(async () => {
-  await replica?.stop();
-  await link?.close();
-  await nc?.close();
-  await nats?.stop();
+  await running?.stop();
 });
 
 describe("services the snapshot store refuses", () => {

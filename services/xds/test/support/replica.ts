@@ -1,0 +1,46 @@
+// A Replica in the test's own process against a real nats-server, and a NATS client on the same
+// bucket: for tests that look at the replica's registry and snapshot store directly.
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { KV } from "@nats-io/kv";
+import { createLogger, NatsLink, openBucket, registrySettings } from "@envoyage/registry";
+import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
+import { Replica } from "../../src/replica.js";
+import { SnapshotStore } from "../../src/snapshot.js";
+
+export interface InProcessReplica {
+  replica: Replica;
+  store: SnapshotStore;
+  /** The registry bucket, as a CLI user writes it. */
+  kv: KV;
+  stop(): Promise<void>;
+}
+
+/** Starts nats-server, the bucket and a ready replica serving `store`. */
+export async function startInProcessReplica(store: SnapshotStore): Promise<InProcessReplica> {
+  const nats: NatsServer = await startNats();
+  const nc: NatsConnection = await connect({ servers: nats.url });
+  const { kv } = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
+  const logger = createLogger("xds", "silent");
+  const link = new NatsLink({ servers: [nats.url], name: "in-process-replica", logger });
+  const replica = new Replica({
+    link,
+    settings: registrySettings({ NATS_URL: nats.url }),
+    logger,
+    store,
+    batch: { windowMs: 50, burst: 20, standbyMs: 0 },
+    served: () => true,
+  });
+  void replica.start();
+  await waitFor("the replica to be ready", () => (replica.ready ? true : undefined));
+  return {
+    replica,
+    store,
+    kv,
+    async stop() {
+      await replica.stop();
+      await link.close();
+      await nc.close();
+      await nats.stop();
+    },
+  };
+}
