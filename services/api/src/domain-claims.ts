@@ -5,9 +5,10 @@
 // the domain: the replicas give a domain whose claim's holder does not list it to the service
 // serving it, and take the claim over for that service.
 import type { KV, KvEntry } from "@nats-io/kv";
-import { claimHolder, claimKey, decodeRecord, isServiceName, serviceKey } from "@envoyage/registry";
+import { claimHolder, claimKey, decodeRecord, isServiceName, serviceKey, validRevisionsBefore } from "@envoyage/registry";
 import { ApiError, domainConflict } from "./errors.js";
 import { isLive, isWrongRevision } from "./kv-entries.js";
+import type { RegistryView } from "./registry-view.js";
 
 const CLAIM_ATTEMPTS = 5;
 /** How long an answer waits for the claims its write dropped to be given back; the rest goes on behind it. */
@@ -21,12 +22,23 @@ const CLAIM_PENDING_MS = 60_000;
 
 export class DomainClaims {
   readonly #kv: KV;
-  readonly #listedBy: (domain: string) => string[];
+  /** Which services list a domain, as far as the API knows, and keys' histories. */
+  readonly #view: Pick<RegistryView, "servicesListing" | "history">;
 
-  /** `listedBy`: the services whose record lists a domain, as far as the API knows. */
-  constructor(kv: KV, listedBy: (domain: string) => string[]) {
+  constructor(kv: KV, view: Pick<RegistryView, "servicesListing" | "history">) {
     this.#kv = kv;
-    this.#listedBy = listedBy;
+    this.#view = view;
+  }
+
+  /**
+   * The domains a service's latest value lists: for an invalid one, those of its last good
+   * revision, which the replicas serve instead; none once deleted.
+   */
+  async listedBy(entry: KvEntry | null): Promise<string[]> {
+    if (!isLive(entry)) return [];
+    const decoded = decodeRecord(entry.value);
+    if (decoded.ok) return decoded.record.domains;
+    return validRevisionsBefore(await this.#view.history(entry.key), entry.revision)[0]?.record.domains ?? [];
   }
 
   /** Creates the claims of domains nobody holds, in parallel: what was taken, and the first failure. */
@@ -36,7 +48,7 @@ export class DomainClaims {
 
   /**
    * Claims every domain `name` does not hold yet, in parallel, starting from the claims already
-   * read; `listed` is what its current record lists. Returns the domains this call took; if any
+   * read; `listed` is what its current value lists (listedBy). Returns the domains this call took; if any
    * claim fails, gives those back and throws.
    */
   async claimAll(domains: string[], claims: (KvEntry | null)[], name: string, listed: readonly string[]): Promise<string[]> {
@@ -64,6 +76,9 @@ export class DomainClaims {
       if (attempt > 0) claim = await this.#kv.get(key);
       try {
         if (!isLive(claim)) {
+          // No claim, yet another record may list the domain (written with the CLI a moment ago,
+          // or its claim deleted by hand): the replicas serve that one and are about to claim it.
+          this.#refuseIfListedByAnother(domain, name);
           await this.#kv.create(key, name);
           return;
         }
@@ -84,37 +99,21 @@ export class DomainClaims {
   }
 
   #refuseIfListedByAnother(domain: string, name: string): void {
-    const lister = this.#listedBy(domain).find((other) => other !== name);
+    const lister = this.#view.servicesListing(domain).find((other) => other !== name);
     if (lister !== undefined) throw domainConflict(domain, lister, "record");
   }
 
   /**
-   * Whether `holder` still holds `claim`: while its record lists the domain (an invalid latest
-   * record by its last good revision, which the replicas serve instead); otherwise until it is
-   * rewritten or deleted after the claim, and for CLAIM_PENDING_MS at most.
+   * Whether `holder` still holds `claim`: while its record lists the domain (see listedBy);
+   * otherwise until it is rewritten or deleted after the claim, and for CLAIM_PENDING_MS at most.
    */
   async #holds(holder: string, domain: string, claim: KvEntry): Promise<boolean> {
     // A value that names no possible service (empty, "x>"): nobody holds it.
     if (!isServiceName(holder)) return false;
     const entry = await this.#kv.get(serviceKey(holder));
-    if (isLive(entry) && (await this.#lists(entry, domain))) return true;
+    if ((await this.listedBy(entry)).includes(domain)) return true;
     if (entry !== null && entry.revision > claim.revision) return false;
     return Date.now() - claim.created.getTime() < CLAIM_PENDING_MS;
-  }
-
-  /** Whether a record lists `domain`: an invalid one by the newest valid revision before it, if any since the last delete. */
-  async #lists(entry: KvEntry, domain: string): Promise<boolean> {
-    const decoded = decodeRecord(entry.value);
-    if (decoded.ok) return decoded.record.domains.includes(domain);
-    const history: KvEntry[] = [];
-    for await (const older of await this.#kv.history({ key: entry.key })) history.push(older);
-    for (const older of history.reverse()) {
-      if (older.revision >= entry.revision) continue;
-      if (!isLive(older)) return false;
-      const valid = decodeRecord(older.value);
-      if (valid.ok) return valid.record.domains.includes(domain);
-    }
-    return false;
   }
 
   /**

@@ -53,9 +53,9 @@ export class RegistryAccess {
     this.#store = store;
   }
 
-  /** Ready = connected to NATS and bound to the bucket. */
+  /** Ready = connected to NATS, bound to the bucket, and its view loaded (which services list which domain). */
   get ready(): boolean {
-    return this.#store !== undefined && this.#link.isConnected;
+    return this.#store !== undefined && this.#link.isConnected && this.#store.loaded;
   }
 
   async run<T>(operation: (store: ServiceStore) => Promise<T>): Promise<T> {

@@ -1,7 +1,9 @@
 // The API's view of the registry bucket (records and claims), followed with a KV watch. It lets a
 // PUT skip reading before writing: the write is a compare-and-set against the revision the view
-// holds, so a view that is behind costs a retry on the checked path, never a wrong write.
+// holds, so a view that is behind costs a retry on the checked path, never a wrong write. It also
+// says which services list a domain, which claims defer to (domain-claims.ts).
 import { BucketWatcher, claimHolder, decodeRecord, formatProblem, parseKey, type BucketEntry, type BucketWatcherOptions, type ServiceRecord } from "@envoyage/registry";
+import { unavailable } from "./errors.js";
 
 export interface ViewedService {
   revision: number;
@@ -19,12 +21,17 @@ export interface ViewedClaim {
 }
 
 
+interface StoredValue {
+  revision: number;
+  record: ServiceRecord | undefined;
+  problem: string | undefined;
+}
+
 export class RegistryView {
-  readonly #services = new Map<
-    string,
-    { revision: number; value: Uint8Array; record?: ServiceRecord | undefined; problem?: string | undefined; decoded?: boolean }
-  >();
+  readonly #services = new Map<string, StoredValue>();
   readonly #claims = new Map<string, ViewedClaim>();
+  /** domain → the services whose latest record lists it (a valid one). */
+  readonly #listers = new Map<string, Set<string>>();
   readonly #watcher: BucketWatcher;
   #loaded = false;
 
@@ -39,6 +46,7 @@ export class RegistryView {
           this.#loaded = false;
           this.#services.clear();
           this.#claims.clear();
+          this.#listers.clear();
         },
       },
     });
@@ -63,37 +71,35 @@ export class RegistryView {
   }
 
   service(name: string): ViewedService | undefined {
-    const entry = this.#services.get(name);
-    if (!entry) return undefined;
-    if (!entry.decoded) {
-      const decoded = decodeRecord(entry.value);
-      entry.record = decoded.ok ? decoded.record : undefined;
-      entry.problem = decoded.ok ? undefined : formatProblem(decoded.problem);
-      entry.decoded = true;
-    }
-    return { revision: entry.revision, record: entry.record, problem: entry.problem };
+    return this.#services.get(name);
   }
 
-  /** The services whose record lists `domain` (none known until the view is loaded); a scan, for rare paths. */
+  /** The services whose latest record lists `domain`; 503 until the view is loaded, when it cannot say. */
   servicesListing(domain: string): string[] {
-    if (!this.#loaded) return [];
-    return [...this.#services.keys()].filter((name) => this.service(name)!.record?.domains.includes(domain));
+    if (!this.#loaded) throw unavailable("the registry is still loading; retry");
+    return [...(this.#listers.get(domain) ?? [])];
   }
 
   /** Every service, by name. */
   services(): (ViewedService & { name: string })[] {
-    return [...this.#services.keys()].sort().map((name) => ({ name, ...this.service(name)! }));
+    return [...this.#services.keys()].sort().map((name) => ({ name, ...this.#services.get(name)! }));
   }
 
   claim(domain: string): ViewedClaim | undefined {
     return this.#claims.get(domain);
   }
 
+  /** Every revision of `key` still in the bucket's history, newest first (direct gets: no consumer left behind). */
+  async history(key: string): Promise<BucketEntry[]> {
+    if (!this.#loaded) throw unavailable("the registry is still loading; retry");
+    return this.#watcher.history(key);
+  }
+
   /** A write this API made, applied before its watch event arrives (read your writes). */
   noteWrite(name: string, revision: number, record: ServiceRecord): void {
     const current = this.#services.get(name);
     if (current && current.revision >= revision) return;
-    this.#services.set(name, { revision, value: new Uint8Array(), record, decoded: true });
+    this.#setService(name, { revision, record, problem: undefined });
   }
 
   #apply(entry: BucketEntry): void {
@@ -101,11 +107,38 @@ export class RegistryView {
     if (key.kind === "service") {
       const current = this.#services.get(key.name);
       if (current && current.revision >= entry.revision) return;
-      if (entry.value) this.#services.set(key.name, { revision: entry.revision, value: entry.value });
-      else this.#services.delete(key.name);
+      if (!entry.value) {
+        this.#setService(key.name, undefined);
+        return;
+      }
+      const decoded = decodeRecord(entry.value);
+      this.#setService(
+        key.name,
+        decoded.ok
+          ? { revision: entry.revision, record: decoded.record, problem: undefined }
+          : { revision: entry.revision, record: undefined, problem: formatProblem(decoded.problem) },
+      );
     } else if (key.kind === "claim") {
       if (entry.value) this.#claims.set(key.domain, { holder: claimHolder(entry.value), revision: entry.revision, created: entry.created });
       else this.#claims.delete(key.domain);
+    }
+  }
+
+  #setService(name: string, value: StoredValue | undefined): void {
+    for (const domain of this.#services.get(name)?.record?.domains ?? []) {
+      const names = this.#listers.get(domain);
+      names?.delete(name);
+      if (names?.size === 0) this.#listers.delete(domain);
+    }
+    if (!value) {
+      this.#services.delete(name);
+      return;
+    }
+    this.#services.set(name, value);
+    for (const domain of value.record?.domains ?? []) {
+      let names = this.#listers.get(domain);
+      if (!names) this.#listers.set(domain, (names = new Set()));
+      names.add(name);
     }
   }
 }

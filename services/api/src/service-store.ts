@@ -47,7 +47,12 @@ export class ServiceStore {
   constructor(kv: KV, view: RegistryView) {
     this.#kv = kv;
     this.#view = view;
-    this.#claims = new DomainClaims(kv, (domain) => view.servicesListing(domain));
+    this.#claims = new DomainClaims(kv, view);
+  }
+
+  /** Whether the view has loaded the bucket: until then writes that need it answer 503. */
+  get loaded(): boolean {
+    return this.#view.loaded;
   }
 
   /**
@@ -113,13 +118,14 @@ export class ServiceStore {
     const view = this.#view;
     if (!view.loaded) return undefined;
     const existing = view.service(name);
+    const listedByAnother = (domain: string) => view.servicesListing(domain).some((other) => other !== name);
     const free: string[] = [];
     for (const domain of record.domains) {
       const holder = view.claim(domain)?.holder;
+      // The checked path decides a domain held by another service, one held by this service
+      // without its record listing it, and a free one another service's record lists.
+      if (holder === undefined ? listedByAnother(domain) : holder !== name || !existing?.record?.domains.includes(domain)) return undefined;
       if (holder === undefined) free.push(domain);
-      // Held by another, or by this one without its record listing it (the checked path looks
-      // for a service that lists it).
-      else if (holder !== name || !existing?.record?.domains.includes(domain)) return undefined;
     }
     const { taken, failure } = await this.#claims.createAll(free, name);
     try {
@@ -150,7 +156,7 @@ export class ServiceStore {
     const existing = isLive(current) ? toStored(name, current) : undefined;
     checkPrecondition(precondition, existing?.revision);
 
-    const taken = await this.#claims.claimAll(record.domains, claims, name, existing?.record?.domains ?? []);
+    const taken = await this.#claims.claimAll(record.domains, claims, name, await this.#claims.listedBy(current));
     try {
       const value = encodeRecord(record);
       let revision: number;

@@ -4,10 +4,11 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
-import { claimKey } from "@envoyage/registry";
-import { sleep, startNats, type NatsServer } from "@envoyage/test-support";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { claimKey, createLogger, NatsLink, openBucket } from "@envoyage/registry";
+import { sleep, startNats, waitFor, type NatsServer } from "@envoyage/test-support";
 import { ServiceStore } from "../src/service-store.js";
-import type { RegistryView } from "../src/registry-view.js";
+import { RegistryView } from "../src/registry-view.js";
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -37,8 +38,19 @@ function faultyBucket(bucket: KV): KV {
   });
 }
 
-/** A view that has not loaded: every write takes the checked path, reading the bucket first. */
-const unloadedView = { loaded: false, noteWrite() {}, servicesListing: () => [] } as unknown as RegistryView;
+let view: RegistryView;
+let link: NatsLink;
+/**
+ * The API's view of the bucket, but as one that has not loaded for ServiceStore's fast path:
+ * every write takes the checked path, reading the bucket first.
+ */
+let checkedPath: RegistryView;
+
+/** Writes as the CLI does, and waits until the view has applied it. */
+async function cliPut(key: string, value: string): Promise<void> {
+  const revision = await kv.put(key, value);
+  await waitFor(`the view to apply ${key}`, () => (view.revision >= revision ? true : undefined));
+}
 
 const holderOf = async (domain: string) => (await kv.get(claimKey(domain)))?.string();
 
@@ -46,9 +58,23 @@ before(async () => {
   nats = await startNats();
   nc = await connect({ servers: nats.url });
   kv = await new Kvm(nc).create("envoyage", { history: 10 });
+  const logger = createLogger("api", "silent");
+  link = new NatsLink({ servers: [nats.url], name: "service-store-test", logger });
+  view = new RegistryView({ link, bucket: "envoyage", timeoutMs: 2000, logger, open: async () => (await openBucket(await link.connect(), { bucket: "envoyage", create: false, timeoutMs: 2000 })).kv });
+  void view.start();
+  await waitFor("the view to load", () => (view.loaded ? true : undefined));
+  checkedPath = new Proxy(view, {
+    get(target, property) {
+      if (property === "loaded") return false;
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 });
 
 after(async () => {
+  await view?.stop();
+  await link?.close();
   await nc?.close();
   await nats?.stop();
 });
@@ -57,7 +83,7 @@ describe("giving back claims after a write", () => {
   const endpoints = [{ address: "127.0.0.1", port: 5678 }];
 
   it("a PUT that was written succeeds, and keeps its claims, when giving back a dropped domain fails", async () => {
-    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
     await store.put("a", { domains: ["keep.example.com", "drop.example.com"], endpoints }, undefined);
     failingReads.add(claimKey("drop.example.com"));
     try {
@@ -70,7 +96,7 @@ describe("giving back claims after a write", () => {
   });
 
   it("a PUT that was written answers without waiting long for a dropped domain's claim to be given back", async () => {
-    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
     await store.put("slow", { domains: ["slow-keep.example.com", "slow-drop.example.com"], endpoints }, undefined);
     hangingReads.add(claimKey("slow-drop.example.com"));
     try {
@@ -83,7 +109,7 @@ describe("giving back claims after a write", () => {
   });
 
   it("a DELETE that was done succeeds when giving back its domains fails", async () => {
-    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
     await store.put("b", { domains: ["b.example.com"], endpoints }, undefined);
     failingReads.add(claimKey("b.example.com"));
     try {
@@ -118,13 +144,13 @@ describe("claims a failed PUT left behind", () => {
   }
 
   it("is taken over once old, when its holder has an older record without the domain", async () => {
-    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
     await store.put("h1", record("h1.example.com"), undefined);
     await assertOrphanTakenOverOnceOld(store, "h1", "orphan1.example.com");
   });
 
   it("is taken over once old, when its holder was deleted before the claim", async () => {
-    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
     await store.put("h2", record("h2.example.com"), undefined);
     await store.delete("h2", undefined);
     await assertOrphanTakenOverOnceOld(store, "h2", "orphan2.example.com");
@@ -135,10 +161,9 @@ describe("a claim its own service holds without listing the domain", () => {
   it("gives no right over another service whose record lists the domain (409), however old", async () => {
     // ghost12's claim was written by hand; cli12 (written with the CLI) lists the domain and is
     // what the replicas serve: ghost12 writing a record would take the domain from it.
-    const listing = { ...unloadedView, servicesListing: (domain: string) => (domain === "own12.example.com" ? ["cli12"] : []) } as unknown as RegistryView;
-    const store = new ServiceStore(faultyBucket(kv), listing);
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
     await kv.put(claimKey("own12.example.com"), "ghost12");
-    await kv.put("services.cli12", JSON.stringify({ domains: ["own12.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
+    await cliPut("services.cli12", JSON.stringify({ domains: ["own12.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
     await assert.rejects(
       store.put("ghost12", { domains: ["own12.example.com"], endpoints: [{ address: "127.0.0.1", port: 5679 }] }, undefined),
       { status: 409, code: "domain_conflict", message: 'domain "own12.example.com" is listed by service "cli12"', details: { domain: "own12.example.com", heldBy: "cli12" } },
@@ -151,7 +176,7 @@ describe("a claim whose holder's latest record is invalid", () => {
   const endpoints = [{ address: "127.0.0.1", port: 5678 }];
 
   it("is judged by the holder's last good revision, as the replicas serve it", async () => {
-    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
     await store.put("inv13", { domains: ["kept13.example.com", "dropped13.example.com"], endpoints }, undefined);
     await kv.put("services.inv13", JSON.stringify({ domains: ["kept13.example.com"], endpoints })); // dropped13's claim left behind
     await kv.put("services.inv13", "{not json");
@@ -162,11 +187,48 @@ describe("a claim whose holder's latest record is invalid", () => {
     await store.put("taker13", { domains: ["dropped13.example.com"], endpoints }, undefined);
     assert.equal(await holderOf("dropped13.example.com"), "taker13");
   });
+
+  it("is read with direct gets: refused PUTs leave no consumer behind", async () => {
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
+    const consumers = async () => (await (await jetstreamManager(nc)).streams.info("KV_envoyage")).state.consumer_count;
+    const before = await consumers();
+    for (let i = 0; i < 20; i++) {
+      await assert.rejects(store.put(`taker16-${i}`, { domains: ["kept13.example.com"], endpoints }, undefined), { status: 409 });
+    }
+    assert.equal(await consumers(), before);
+  });
+
+  it("lets the holder fix its record while another service's record lists the domain", async () => {
+    // fix15 serves its last good revision, which lists the domain and holds its claim; cli15,
+    // written with the CLI, lists the domain too and is the conflicting one.
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
+    await store.put("fix15", { domains: ["fix15.example.com"], endpoints }, undefined);
+    await cliPut("services.cli15", JSON.stringify({ domains: ["fix15.example.com"], endpoints }));
+    await cliPut("services.fix15", "{typo");
+    const fixed = await store.put("fix15", { domains: ["fix15.example.com"], endpoints: [{ address: "127.0.0.1", port: 5680 }] }, undefined);
+    assert.equal(fixed.created, false);
+    assert.equal(await holderOf("fix15.example.com"), "fix15");
+  });
+});
+
+describe("a domain without a claim that another service's record lists", () => {
+  // cli14 was written with the CLI a moment ago (or its claim deleted by hand): replicas serve it
+  // and are about to claim the domain for it.
+  it("is not taken, by the checked path or the fast one (409)", async () => {
+    await cliPut("services.cli14", JSON.stringify({ domains: ["unclaimed14.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
+    for (const store of [new ServiceStore(faultyBucket(kv), checkedPath), new ServiceStore(kv, view)]) {
+      await assert.rejects(store.put("taker14", { domains: ["unclaimed14.example.com"], endpoints: [{ address: "127.0.0.1", port: 5679 }] }, undefined), {
+        status: 409,
+        message: 'domain "unclaimed14.example.com" is listed by service "cli14"',
+      });
+    }
+    assert.equal(await holderOf("unclaimed14.example.com"), undefined, "no claim was written");
+  });
 });
 
 describe("claims written by hand", () => {
   it("are taken over when their value names no possible service", async () => {
-    const store = new ServiceStore(faultyBucket(kv), unloadedView);
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
     for (const [i, value] of ["", "   ", "x>", "garbage name!"].entries()) {
       const domain = `hand${i}.example.com`;
       await kv.put(claimKey(domain), value);
@@ -180,9 +242,8 @@ describe("a stale claim beside a service that serves its domain", () => {
   it("is not taken over: the serving service keeps the domain (409)", async () => {
     // cli11 serves served11.example.com (written with the CLI), and the claim names a service
     // that does not exist: stale by its holder, but the domain is still cli11's.
-    const listing = { ...unloadedView, servicesListing: (domain: string) => (domain === "served11.example.com" ? ["cli11"] : []) } as unknown as RegistryView;
-    const store = new ServiceStore(faultyBucket(kv), listing);
-    await kv.put("services.cli11", JSON.stringify({ domains: ["served11.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
+    await cliPut("services.cli11", JSON.stringify({ domains: ["served11.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
     await kv.put(claimKey("served11.example.com"), "nonexistent");
     agedReads.add(claimKey("served11.example.com"));
     try {

@@ -4,7 +4,7 @@
 // only a few run at once, and a failing one backs off. Started all together, a burst of hundreds
 // of invalid writes once overran nats-server's JetStream API queue; the lookups timed out and
 // retried every 500 ms for good.
-import { decodeRecord, type BucketEntry } from "@envoyage/registry";
+import { validRevisionsBefore, type BucketEntry } from "@envoyage/registry";
 import type { Logger } from "pino";
 import type { EffectiveRecord } from "./registry.js";
 
@@ -78,7 +78,7 @@ export class LastGoodLookups {
     const { history, wanted, logger } = this.#options;
     for (let delay = RETRY_MS; generation === this.#generation && wanted(name, latest); delay = Math.min(delay * 2, MAX_RETRY_MS)) {
       try {
-        return validBefore(await history(key), latest);
+        return validRevisionsBefore(await history(key), latest);
       } catch (error) {
         if (delay === RETRY_MS) logger.warn({ service: name, err: error }, "history lookup failed; retrying with backoff");
         await new Promise((resolve) => setTimeout(resolve, delay));
@@ -86,16 +86,4 @@ export class LastGoodLookups {
     }
     return [];
   }
-}
-
-/** The valid revisions before `latest`, newest first, back to the last delete of the key. */
-function validBefore(entries: BucketEntry[], latest: number): EffectiveRecord[] {
-  const valid: EffectiveRecord[] = [];
-  for (const entry of entries) {
-    if (entry.revision >= latest) continue;
-    if (entry.value === undefined) break; // deleted: nothing before it belongs to this service
-    const decoded = decodeRecord(entry.value);
-    if (decoded.ok) valid.push({ record: decoded.record, revision: entry.revision });
-  }
-  return valid;
 }

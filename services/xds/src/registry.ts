@@ -17,7 +17,9 @@
 //   (records written with the CLI; a claim written by hand, or left by a PUT that failed half
 //   way), so a domain, once served, stays with its service: claims are one way. A service serving
 //   a domain never conflicts with the claim's holder: the holder would win the domain if its ask
-//   listed it, and a service keeping its last good revision holds every claim of it.
+//   listed it, and a service keeping its last good revision holds every claim of it. (A holder
+//   whose latest value is invalid asks for what is unknown until its history is in: its claims
+//   wait, and the replica commits nothing while loading until every history is in.)
 import { decodeRecord, formatProblem, type ServiceRecord } from "@envoyage/registry";
 
 export interface EffectiveRecord {
@@ -162,7 +164,10 @@ export class Registry {
       if (!served || this.#void.has(served)) continue;
       for (const domain of served.record.domains) {
         const claim = this.#claims.get(domain);
-        if (claim?.owner !== name) writes.push({ domain, owner: name, expectedRevision: claim?.revision ?? 0 });
+        if (claim?.owner === name) continue;
+        // Whether the holder asks for the domain is not known until its history is in.
+        if (claim && this.#awaitsHistoryOf(claim.owner)) continue;
+        writes.push({ domain, owner: name, expectedRevision: claim?.revision ?? 0 });
       }
     }
     return writes;
@@ -328,6 +333,12 @@ export class Registry {
   /** The newest candidate before revision `below` whose every domain `name` holds. */
   #lastHeld(name: string, below: number, candidates: EffectiveRecord[]): EffectiveRecord | undefined {
     return candidates.find((c) => c.revision < below && c.record.domains.every((domain) => this.#holds(name, domain)));
+  }
+
+  /** Whether `name`'s latest value is invalid and its history not in yet: its ask is unknown. */
+  #awaitsHistoryOf(name: string): boolean {
+    const entry = this.#entries.get(name);
+    return entry !== undefined && entry.problem !== undefined && entry.older === undefined;
   }
 
   /** Whether `name` holds the claim on `domain` and no other service's winning ask lists it. */

@@ -50,8 +50,16 @@ export class Replica {
   readonly failedValidation = new Map<string, string[]>();
   readonly #startedAt = performance.now();
   #loaded = false;
-  readonly #claimsInFlight = new Set<string>();
+  /**
+   * Loading the bucket, at start or after it was created again: nothing is committed until it is
+   * loaded and every history lookup is in, so Envoy never gets a registry half known.
+   */
+  #loading = true;
+  /** Domains whose claim this replica is writing, and whether the claim changed in the bucket meanwhile. */
+  readonly #claimsInFlight = new Map<string, { changed: boolean }>();
   #claimRetry: NodeJS.Timeout | undefined;
+  /** The next commit looks at the claims of every served domain, not only those of the services it evaluated. */
+  #recheckAllClaims = false;
   #stopped = false;
   /** Earliest write (server time) applied since the last commit. */
   #firstWriteAt: number | undefined;
@@ -81,9 +89,11 @@ export class Replica {
       settled: (name, latest, older) => {
         this.registry.setHistory(name, latest, older);
         this.#touched.add(name);
+        // Claims on domains others serve wait for their holder's history (Registry.claimsToWrite).
+        this.#recheckAllClaims = true;
         // Loading, the results are committed together once the last lookup is in: every commit
         // that changes what is served assembles the whole route table.
-        if (options.store.ready || this.#lookups.pending === 0) this.#scheduleCommit();
+        if (!this.#loading || this.#lookups.pending === 0) this.#scheduleCommit();
       },
       logger: options.logger,
     });
@@ -126,6 +136,8 @@ export class Replica {
       this.#touched.add(key.name);
     } else if (key.kind === "claim") {
       this.registry.setClaim(key.domain, entry.value ? claimHolder(entry.value) : undefined, entry.revision);
+      const inFlight = this.#claimsInFlight.get(key.domain);
+      if (inFlight) inFlight.changed = true;
     } else {
       const invalid = key.kind === "invalid"; // a service or claim key with a name the API would refuse
       this.#options.logger[invalid ? "warn" : "debug"]({ key: entry.key }, "ignoring a key outside the registry layout");
@@ -138,10 +150,12 @@ export class Replica {
 
   /**
    * The registry bucket was deleted and created again. Nothing is committed until the new one is
-   * loaded: Envoy keeps what it has meanwhile, then gets the difference in one push.
+   * loaded, history lookups included: Envoy keeps what it has meanwhile, then gets the difference
+   * in one push.
    */
   #startOver(): void {
     this.#loaded = false;
+    this.#loading = true;
     this.#lookups.clear(); // histories of the deleted bucket's keys
     this.registry.forgetAll();
   }
@@ -170,6 +184,8 @@ export class Replica {
       if (change.record) store.setService(change.name, change.record);
       else store.removeService(change.name);
     }
+    // Staged in the store, committed with the last lookup's result.
+    if (this.#loading && this.#lookups.pending > 0) return;
     const stats = store.commit({ revision: this.revision, firstWriteAt: this.#firstWriteAt });
     this.#firstWriteAt = undefined;
     // A commit that only refused again what it refused before changed nothing: not counted.
@@ -188,15 +204,26 @@ export class Replica {
       this.#options.events?.rejected(name, "validation");
     }
     this.#reportProblems();
-    if (store.ready) this.#writeClaims(this.registry.claimsToWrite(evaluated));
-    if (this.#loaded && this.#lookups.pending === 0 && !store.ready) {
-      store.markReady();
-      logger.info(
-        { services: this.registry.servedCount, revision: this.revision, ms: Math.round(performance.now() - this.#startedAt) },
-        "registry loaded: serving Envoy",
-      );
-      this.#writeClaims(this.registry.claimsToWrite());
+    if (this.#loading) {
+      this.#loading = false;
+      this.#recheckAllClaims = true;
+      if (!store.ready) {
+        store.markReady();
+        logger.info(
+          { services: this.registry.servedCount, revision: this.revision, ms: Math.round(performance.now() - this.#startedAt) },
+          "registry loaded: serving Envoy",
+        );
+      }
     }
+    const everyClaim = this.#recheckAllClaims;
+    this.#recheckAllClaims = false;
+    this.#writeClaims(this.registry.claimsToWrite(everyClaim ? undefined : evaluated));
+  }
+
+  /** The next commit looks at every claim again, from the registry as resolved then. */
+  #recheckClaims(): void {
+    this.#recheckAllClaims = true;
+    this.#scheduleCommit();
   }
 
   /**
@@ -207,21 +234,31 @@ export class Replica {
     const { logger } = this.#options;
     for (const { domain, owner, expectedRevision } of writes) {
       if (this.#claimsInFlight.has(domain)) continue;
-      this.#claimsInFlight.add(domain);
+      const inFlight = { changed: false };
+      this.#claimsInFlight.set(domain, inFlight);
+      // The claim changed while the write was in flight: commits meanwhile skipped the domain.
+      // (A write that lost otherwise waits for the claim that won, whose arrival looks again.)
+      const settled = () => {
+        this.#claimsInFlight.delete(domain);
+        if (inFlight.changed && !this.#stopped) this.#recheckClaims();
+      };
       this.#watcher
         .writeClaim(domain, owner, expectedRevision)
-        .then((won) => {
-          if (won) logger.info({ domain, service: owner, takeover: expectedRevision !== 0 }, "claimed a served domain");
-        })
-        .catch((error: unknown) => {
-          if (this.#stopped) return;
-          logger.warn({ err: error, domain, service: owner }, "could not claim a served domain; retrying");
-          this.#claimRetry ??= setTimeout(() => {
-            this.#claimRetry = undefined;
-            this.#writeClaims(this.registry.claimsToWrite());
-          }, CLAIM_RETRY_MS);
-        })
-        .finally(() => this.#claimsInFlight.delete(domain));
+        .then(
+          (won) => {
+            settled();
+            if (won) logger.info({ domain, service: owner, takeover: expectedRevision !== 0 }, "claimed a served domain");
+          },
+          (error: unknown) => {
+            settled();
+            if (this.#stopped) return;
+            logger.warn({ err: error, domain, service: owner }, "could not claim a served domain; retrying");
+            this.#claimRetry ??= setTimeout(() => {
+              this.#claimRetry = undefined;
+              this.#recheckClaims();
+            }, CLAIM_RETRY_MS);
+          },
+        );
     }
   }
 

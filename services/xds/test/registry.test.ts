@@ -165,6 +165,18 @@ describe("Registry", () => {
       assert.equal(registry.status("ghost")?.state, "conflict");
     });
 
+    it("but not while its holder's latest value is invalid and its history not in: it may ask for the domain", () => {
+      const registry = new Registry();
+      registry.setService("h", 2, new TextEncoder().encode("{not json"));
+      registry.setClaim("d.com", "h", 1);
+      registry.setService("s", 3, json(["d.com"]));
+      registry.resolve();
+      assert.deepEqual(registry.claimsToWrite(), [], "h's last good revision may list d.com");
+      registry.setHistory("h", 2, [{ record: { domains: ["d.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] }, revision: 0 }]);
+      registry.resolve();
+      assert.deepEqual(served(registry), { h: ["d.com"] });
+    });
+
     it("but not for what is served from a bucket since deleted", () => {
       const registry = new Registry();
       registry.setService("w", 1, json(["d.com"]));
@@ -336,8 +348,8 @@ describe("Registry", () => {
  * A model of the bucket (history of 10 per key) written at random by the API-less CLI, hand
  * claims and the replica's own claims; the registry follows it live, with history lookups
  * settling late and resolves in between. At every resolve no domain is served twice and no
- * conflicting record is served; at the end, a registry that loads the bucket's latest values
- * serves the same.
+ * conflicting record is served; the replica's own claim writes never move a served domain; at
+ * the end, a registry that loads the bucket's latest values serves the same.
  */
 function checkAgainstFreshLoad(seed: number): void {
   let state = seed;
@@ -390,11 +402,17 @@ function checkAgainstFreshLoad(seed: number): void {
     write(key, value);
     apply(live, lookups, key, bucket.get(key)!.at(-1)!);
   };
+  const servedDomains = () => new Map([...live.served()].flatMap(([name, { record }]) => record.domains.map((domain) => [domain, name] as const)));
+  /** The replica's own claim writes, made right after a resolve, never move a served domain. */
   const writeClaims = () => {
+    const before = servedDomains();
     for (const { domain, owner, expectedRevision } of live.claimsToWrite()) {
       const latest = bucket.get(`domains.${domain}`)?.at(-1);
       if ((latest?.value === undefined ? 0 : latest.revision) === expectedRevision) writeAndApply(`domains.${domain}`, owner);
     }
+    resolve(live, lookups);
+    const after = servedDomains();
+    for (const [domain, name] of before) assert.equal(after.get(domain), name, `seed ${seed}: the replica's claim writes moved ${domain}`);
   };
   for (let step = 0; step < 40; step++) {
     const roll = random();

@@ -1,11 +1,15 @@
 // A Replica in this process against a real nats-server: a claim written by hand for a service
 // that never was goes to the service serving its domain, which keeps the domain when a record
-// for the claim's holder shows up.
+// for the claim's holder shows up; a bucket restored from elsewhere is committed only once the
+// last good revisions are known, so a conflicting record is never served nor given a claim.
 import assert from "node:assert/strict";
+import { cp, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { connect } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
-import { claimKey, encodeRecord } from "@envoyage/registry";
-import { sleep, waitFor } from "@envoyage/test-support";
+import { claimKey, encodeRecord, openBucket } from "@envoyage/registry";
+import { sleep, startNats, waitFor } from "@envoyage/test-support";
 import { CLUSTER_TYPE } from "../src/ads/resources.js";
 import type { Replica } from "../src/replica.js";
 import { SnapshotStore } from "../src/snapshot.js";
@@ -40,5 +44,64 @@ describe("a claim written by hand for a service that never was", () => {
     await sleep(200);
     assert.equal(store.resources(CLUSTER_TYPE).has("w"), true, "w lost its domains to a later record");
     assert.equal(store.resources(CLUSTER_TYPE).has("ghost"), false);
+  });
+});
+
+describe("a claim written by hand while the replica claims the domain", () => {
+  it("is taken over all the same, however the two writes cross", async () => {
+    // The replica's create of each claim races with the hand-written one: it loses about half
+    // of the time, while the hand-written claim's entry may arrive before its write is answered.
+    const domains = Array.from({ length: 40 }, (_, i) => `race${i}.example.com`);
+    await Promise.all(
+      domains.map(async (domain, i) => {
+        await kv.put(`services.race${i}`, record(domain));
+        await kv.put(claimKey(domain), "ghost");
+      }),
+    );
+    const holders = async () => Promise.all(domains.map(holderOf));
+    await waitFor("every raced domain to be claimed for the service serving it", async () =>
+      (await holders()).every((holder, i) => holder === `race${i}`) ? true : undefined,
+    );
+  });
+});
+
+describe("a bucket deleted and restored from elsewhere", () => {
+  it("is committed once the last good revisions are in: a record conflicting with one is never served, nor given its claim", async () => {
+    // The backup: h's latest value is invalid, and its last good revision holds d.example.com,
+    // which s, written after it, lists too.
+    const backup = await startNats();
+    const nc = await connect({ servers: backup.url });
+    const { kv: saved } = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
+    await saved.put("services.h", record("d.example.com"));
+    await saved.put(claimKey("d.example.com"), "h");
+    await saved.put("services.s", record("d.example.com", "s.example.com"));
+    await saved.put("services.h", "{not json");
+    await nc.close();
+    await backup.stop();
+
+    const restored = await startInProcessReplica(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 }));
+    try {
+      await restored.kv.put("services.x", record("x.example.com"));
+      await waitFor("x to be served", () => (restored.store.resources(CLUSTER_TYPE).has("x") ? true : undefined));
+      const committed: string[][] = [];
+      restored.store.onCommit(() => committed.push([...restored.store.resources(CLUSTER_TYPE).values()].map((r) => r.name).sort()));
+      await restored.nats.stop();
+      const store = join(restored.nats.storeDir, "jetstream");
+      await rm(store, { recursive: true, force: true });
+      await cp(join(backup.storeDir, "jetstream"), store, { recursive: true });
+      await restored.nats.restart();
+      await waitFor("the restored bucket to be served", () => (committed.at(-1)?.includes("h") ? true : undefined), { timeoutMs: 20_000 });
+      assert.deepEqual(committed, [["h"]], "one commit, with h on its last good revision and without s");
+      await sleep(300);
+      const reader = await connect({ servers: restored.nats.url });
+      try {
+        const { kv: bucket } = await openBucket(reader, { bucket: "envoyage", create: false, timeoutMs: 2000 });
+        assert.equal((await bucket.get(claimKey("d.example.com")))?.string(), "h", "the claim stays h's");
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      await restored.stop();
+    }
   });
 });

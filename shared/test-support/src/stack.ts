@@ -86,31 +86,69 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   }
   const stack = assembleStack(kind === "containers" ? await startContainerParts(options) : await startProcessParts(options));
   // Envoy is up once its listener answers (404: no services yet).
-  await stack.until("nothing.example.com", 404, 30_000);
-  return stack;
+  return stoppedOnFailure(stack, () => stack.until("nothing.example.com", 404, 30_000));
 }
 
 /** A stack where web.example.com already answers from upstream A, as most failure tests start. */
 export async function startStackServingWeb(options: StackOptions = {}): Promise<Stack> {
   const stack = await startStack(options);
-  await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
-  await stack.until("web.example.com", upstreamGreeting("A"));
-  return stack;
+  return stoppedOnFailure(stack, async () => {
+    await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
+    await stack.until("web.example.com", upstreamGreeting("A"));
+  });
+}
+
+/** Runs the last steps of a start; if they fail, stops the stack first, so no process outlives the test. */
+async function stoppedOnFailure(stack: Stack, steps: () => Promise<void>): Promise<Stack> {
+  try {
+    await steps();
+    return stack;
+  } catch (error) {
+    await stack.stop().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Runs `start` with a list to register each started part's stop in; if it fails, stops what was
+ * started (newest first) before failing: a process left running would keep the test file from
+ * ever ending.
+ */
+async function startingParts<T>(start: (started: (() => Promise<unknown>)[]) => Promise<T>): Promise<T> {
+  const started: (() => Promise<unknown>)[] = [];
+  try {
+    return await start(started);
+  } catch (error) {
+    for (const stop of started.reverse()) await stop().catch(() => undefined);
+    throw error;
+  }
 }
 
 async function startProcessParts(options: StackOptions): Promise<StackParts> {
+  return startingParts((started) => startProcessPartsInto(options, started));
+}
+
+async function startProcessPartsInto(options: StackOptions, started: (() => Promise<unknown>)[]): Promise<StackParts> {
+  const part = <T>(value: T, stop: (value: T) => Promise<unknown>): T => {
+    started.push(() => stop(value));
+    return value;
+  };
   const listenerPort = await freePort();
-  const cluster = options.natsCluster ? await startNatsCluster(options.natsCluster) : undefined;
-  const nats = cluster ? undefined : await startNats();
+  const cluster = options.natsCluster ? part(await startNatsCluster(options.natsCluster), (c) => c.stop()) : undefined;
+  const nats = cluster ? undefined : part(await startNats(), (n) => n.stop());
   const natsUrl = cluster?.urls ?? nats!.url;
   // Buckets on a cluster are replicated, whichever process creates them.
   const bucketEnv: Record<string, string> = cluster ? { ENVOYAGE_BUCKET_REPLICAS: String(options.natsCluster) } : {};
   const xdsEnv = { ...bucketEnv, ...options.xdsEnv };
-  const api = await startApi({ natsUrl, env: bucketEnv });
-  const replicas = [await startXds({ natsUrl, listenerPort, env: xdsEnv }), await startXds({ natsUrl, listenerPort, env: xdsEnv })];
+  const api = part(await startApi({ natsUrl, env: bucketEnv }), (a) => a.stop());
+  const replicas: XdsProcess[] = [];
+  for (let i = 0; i < 2; i++) replicas.push(part(await startXds({ natsUrl, listenerPort, env: xdsEnv }), (r) => r.stop()));
   await Promise.all(replicas.map((r) => r.ready()));
-  const upstreams = { A: await startUpstream("A"), B: await startUpstream("B") };
-  const envoy = await startEnvoy({ xdsPorts: replicas.map((r) => r.xdsPort), protocol: options.protocol });
+  const upstreams = {
+    A: part(await startUpstream("A"), (u) => u.close()),
+    B: part(await startUpstream("B"), (u) => u.close()),
+  };
+  const envoy = part(await startEnvoy({ xdsPorts: replicas.map((r) => r.xdsPort), protocol: options.protocol }), (e) => e.stop());
   return {
     protocol: options.protocol ?? "sotw",
     nats,

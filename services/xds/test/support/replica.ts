@@ -8,6 +8,7 @@ import { Replica } from "../../src/replica.js";
 import { SnapshotStore } from "../../src/snapshot.js";
 
 export interface InProcessReplica {
+  nats: NatsServer;
   replica: Replica;
   store: SnapshotStore;
   /** The registry bucket, as a CLI user writes it. */
@@ -33,6 +34,7 @@ export async function startInProcessReplica(store: SnapshotStore): Promise<InPro
   void replica.start();
   await waitFor("the replica to be ready", () => (replica.ready ? true : undefined));
   return {
+    nats,
     replica,
     store,
     kv,
