@@ -106,8 +106,10 @@ export async function api(quick: boolean): Promise<Section> {
     console.log(`[bench] api: PUT for ${seconds} s per run, NATS ${durable ? "with" : "without"} sync_interval: always`);
     runs.push(...(await measure(durable, connections, seconds)));
   }
-  const durableRuns = runs.filter((r) => r.durable && r.connections !== undefined);
-  const best = durableRuns.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
+  const fastest = (durable: boolean) =>
+    runs.filter((r) => r.durable === durable && r.connections !== undefined).reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
+  const best = fastest(true);
+  const bestDefault = fastest(false);
   const ceiling = runs.find((r) => r.durable && r.connections === undefined)!;
   const failed = runs.reduce((n, r) => n + r.failed, 0);
   return {
@@ -133,6 +135,8 @@ export async function api(quick: boolean): Promise<Section> {
     targets: [
       { target: "≥ 5,000 PUT/s (durable NATS)", measured: `${best.perSecond.toFixed(0)} PUT/s`, met: best.perSecond >= 5000 },
       { target: "p99 ≤ 20 ms (durable NATS, at that rate)", measured: `${best.p99} ms`, met: best.p99 <= 20 },
+      { target: "≥ 5,000 PUT/s (NATS's default sync)", measured: `${bestDefault.perSecond.toFixed(0)} PUT/s`, met: bestDefault.perSecond >= 5000 },
+      { target: "p99 ≤ 20 ms (NATS's default sync, at that rate)", measured: `${bestDefault.p99} ms`, met: bestDefault.p99 <= 20 },
       { target: "no failed PUT", measured: String(failed), met: failed === 0 },
     ],
     notes: [
@@ -140,6 +144,9 @@ export async function api(quick: boolean): Promise<Section> {
         `${ceiling.perSecond.toFixed(0)} writes/s nats-server acknowledges on its own here. With sync_interval: always (no acknowledged ` +
         "write lost), nats-server syncs each write of the bucket's stream to disk before acknowledging it, one after another, so the " +
         "disk's sync rate bounds every writer; the API, autocannon and nats-server also share this machine's 2 cores.",
+      `With NATS's default sync (writes synced every 2 minutes: an acknowledged write can be lost if the machine, not only ` +
+        `nats-server, goes down; docs/RELIABILITY.md), the same API answers ${bestDefault.perSecond.toFixed(0)} PUT/s: what bounds the ` +
+        "durable figure is the disk, not the API. Envoyage runs NATS durable by default.",
     ],
   };
 }
