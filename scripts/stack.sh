@@ -239,21 +239,35 @@ down() {
   log "down"
 }
 
-# The readiness URL of a process that has one.
+# The readiness URL of an HTTP process.
 ready_url() {
   case "$1" in
     api) echo "http://127.0.0.1:$API_PORT/readyz" ;;
     xds-1) echo "http://127.0.0.1:${XDS_HTTP_PORTS[0]}/readyz" ;;
     xds-2) echo "http://127.0.0.1:${XDS_HTTP_PORTS[1]}/readyz" ;;
     envoy) echo "http://127.0.0.1:$ADMIN_PORT/ready" ;;
+    upstream-a) echo "http://127.0.0.1:$UPSTREAM_A_PORT/" ;;
+    upstream-b) echo "http://127.0.0.1:$UPSTREAM_B_PORT/" ;;
   esac
+}
+
+# nats-server greets every connection with INFO: one that does not within a second is hung.
+nats_answers() {
+  if timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && head -c 4 <&3' _ "$1" 2>/dev/null | grep -q INFO; then
+    echo "; ready"
+  else
+    echo "; not answering"
+  fi
 }
 
 # "; ready", or what is wrong: a process can run and still not serve (loading, or hung).
 readiness() {
   local url code
+  case "$1" in
+    nats) nats_answers "$NATS_PORT"; return ;;
+    nats-*) nats_answers "$((NATS_PORT + ${1#nats-} - 1))"; return ;;
+  esac
   url="$(ready_url "$1")"
-  [ -n "$url" ] || return 0
   code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)"
   case "$code" in
     200) echo "; ready" ;;
@@ -268,7 +282,7 @@ status() {
   for name in "${names[@]}" api xds-1 xds-2 upstream-a upstream-b envoy; do
     if alive "$name"; then
       ready="$(readiness "$name")"
-      [ -z "$ready" ] || [ "$ready" = "; ready" ] || unready=$((unready + 1))
+      [ "$ready" = "; ready" ] || unready=$((unready + 1))
       printf '  %-11s running (pid %s)%s\n' "$name" "$(cat "$(pidfile "$name")")" "$ready"
     else printf '  %-11s stopped\n' "$name"; stopped=$((stopped + 1)); fi
   done
@@ -281,7 +295,7 @@ status() {
 EOF
   # Like service managers' status: 0 only when everything runs and is ready, so scripts and probes can ask.
   [ "$stopped" = 0 ] || echo "$stopped process(es) stopped: make up starts them" >&2
-  [ "$unready" = 0 ] || echo "$unready process(es) running but not ready: see make logs" >&2
+  [ "$unready" = 0 ] || echo "$unready process(es) running but not ready or not answering: see make logs" >&2
   [ "$stopped" = 0 ] && [ "$unready" = 0 ] || exit 3
 }
 

@@ -70,7 +70,9 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     const up = await make("up");
     assert.match(up, /\[stack\] up\./);
     const status = await make("status");
-    for (const name of ["api", "xds-1", "xds-2", "envoy"]) assert.match(status, new RegExp(`^ {2}${name} +running \\(pid \\d+\\); ready$`, "m"));
+    for (const name of ["nats", "api", "xds-1", "xds-2", "upstream-a", "upstream-b", "envoy"]) {
+      assert.match(status, new RegExp(`^ {2}${name} +running \\(pid \\d+\\); ready$`, "m"));
+    }
     await assert.rejects(make("up", { ENVOY_ADS: "delta" }), /Envoy runs with ENVOY_ADS=sotw; make down first to change it/);
 
     const add = await make("test-add");
@@ -117,9 +119,8 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
         await writeFile(join(runDir, `${survivor}.pid`), `${alive.pid}\n`);
         const status = await stoppedStatus();
         assert.match(status, /^ {2}nats-1 {6}stopped$/m);
-        // The stand-in answers no readiness probe: the API is reported as hung.
-        const readiness = survivor === "api" ? "; not answering" : "";
-        assert.match(status, new RegExp(`^ {2}${survivor} +running \\(pid ${alive.pid}\\)${readiness}$`, "m"));
+        // The stand-in answers no readiness probe: reported as hung.
+        assert.match(status, new RegExp(`^ {2}${survivor} +running \\(pid ${alive.pid}\\); not answering$`, "m"));
         assert.doesNotMatch(status, /^ {2}nats {8}/m, "not read as a single-server stack");
         assert.equal(existsSync(join(runDir, "nats-cluster")), true, "the mode is kept");
       } finally {
