@@ -1,7 +1,8 @@
 // The API's view of the registry bucket (records and claims), followed with a KV watch. It lets a
 // PUT skip reading before writing: the write is a compare-and-set against the revision the view
 // holds, so a view that is behind costs a retry on the checked path, never a wrong write. It also
-// says which services list a domain, which claims defer to (domain-claims.ts).
+// says which services list a domain, which claims defer to (domain-claims.ts): a view that is
+// behind there can refuse a PUT (409) that a later one would take.
 import { BucketWatcher, claimHolder, decodeRecord, formatProblem, parseKey, type BucketEntry, type BucketWatcherOptions, type ServiceRecord } from "@envoyage/registry";
 import { unavailable } from "./errors.js";
 
@@ -97,6 +98,8 @@ export class RegistryView {
 
   /** A write this API made, applied before its watch event arrives (read your writes). */
   noteWrite(name: string, revision: number, record: ServiceRecord): void {
+    // Already delivered by the watch, and maybe deleted since: noting it again would revive it.
+    if (revision <= this.#watcher.revision) return;
     const current = this.#services.get(name);
     if (current && current.revision >= revision) return;
     this.#setService(name, { revision, record, problem: undefined });

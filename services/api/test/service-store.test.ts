@@ -226,6 +226,17 @@ describe("a domain without a claim that another service's record lists", () => {
   });
 });
 
+describe("the API's view", () => {
+  it("does not bring back a service deleted after a write it notes", async () => {
+    const first = await kv.put("services.gone17", JSON.stringify({ domains: ["gone17.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
+    const deleted = await kv.delete("services.gone17").then(async () => (await kv.status()).streamInfo.state.last_seq);
+    await waitFor("the view to apply the delete", () => (view.revision >= deleted ? true : undefined));
+    view.noteWrite("gone17", first, { domains: ["gone17.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] });
+    assert.equal(view.service("gone17"), undefined);
+    assert.deepEqual(view.servicesListing("gone17.example.com"), []);
+  });
+});
+
 describe("claims written by hand", () => {
   it("are taken over when their value names no possible service", async () => {
     const store = new ServiceStore(faultyBucket(kv), checkedPath);

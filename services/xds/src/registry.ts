@@ -85,6 +85,8 @@ export class Registry {
   readonly #dirty = new Set<string>();
   /** What was served from a bucket since deleted: never kept while a history lookup runs. */
   readonly #void = new WeakSet<EffectiveRecord>();
+  /** Holders whose claims claimsToWrite() left alone until their history is in. */
+  readonly #claimsAwaitingHistory = new Set<string>();
   /** Services whose latest record is not what is served, kept by resolve() for cheap reports. */
   readonly #rejected = new Set<string>();
 
@@ -143,6 +145,7 @@ export class Registry {
     this.#byOlderDomain.clear();
     this.#claims.clear();
     this.#winners.clear();
+    this.#claimsAwaitingHistory.clear();
   }
 
   /** Applies domains.<domain> (owner undefined when deleted). */
@@ -166,7 +169,10 @@ export class Registry {
         const claim = this.#claims.get(domain);
         if (claim?.owner === name) continue;
         // Whether the holder asks for the domain is not known until its history is in.
-        if (claim && this.#awaitsHistoryOf(claim.owner)) continue;
+        if (claim && this.#awaitsHistoryOf(claim.owner)) {
+          this.#claimsAwaitingHistory.add(claim.owner);
+          continue;
+        }
         writes.push({ domain, owner: name, expectedRevision: claim?.revision ?? 0 });
       }
     }
@@ -333,6 +339,11 @@ export class Registry {
   /** The newest candidate before revision `below` whose every domain `name` holds. */
   #lastHeld(name: string, below: number, candidates: EffectiveRecord[]): EffectiveRecord | undefined {
     return candidates.find((c) => c.revision < below && c.record.domains.every((domain) => this.#holds(name, domain)));
+  }
+
+  /** Whether a claim held by `name` was left alone for want of its history (asked once: forgotten after). */
+  claimsAwaitedHistoryOf(name: string): boolean {
+    return this.#claimsAwaitingHistory.delete(name);
   }
 
   /** Whether `name`'s latest value is invalid and its history not in yet: its ask is unknown. */

@@ -55,8 +55,8 @@ export class Replica {
    * loaded and every history lookup is in, so Envoy never gets a registry half known.
    */
   #loading = true;
-  /** Domains whose claim this replica is writing, and whether the claim changed in the bucket meanwhile. */
-  readonly #claimsInFlight = new Map<string, { changed: boolean }>();
+  /** Domains whose claim this replica is writing, for whom, and whether another claim landed meanwhile. */
+  readonly #claimsInFlight = new Map<string, { owner: string; changed: boolean }>();
   #claimRetry: NodeJS.Timeout | undefined;
   /** The next commit looks at the claims of every served domain, not only those of the services it evaluated. */
   #recheckAllClaims = false;
@@ -89,8 +89,8 @@ export class Replica {
       settled: (name, latest, older) => {
         this.registry.setHistory(name, latest, older);
         this.#touched.add(name);
-        // Claims on domains others serve wait for their holder's history (Registry.claimsToWrite).
-        this.#recheckAllClaims = true;
+        // Claims on domains others serve that waited for this history (Registry.claimsToWrite).
+        if (this.registry.claimsAwaitedHistoryOf(name)) this.#recheckAllClaims = true;
         // Loading, the results are committed together once the last lookup is in: every commit
         // that changes what is served assembles the whole route table.
         if (!this.#loading || this.#lookups.pending === 0) this.#scheduleCommit();
@@ -135,9 +135,11 @@ export class Replica {
       }
       this.#touched.add(key.name);
     } else if (key.kind === "claim") {
-      this.registry.setClaim(key.domain, entry.value ? claimHolder(entry.value) : undefined, entry.revision);
+      const owner = entry.value ? claimHolder(entry.value) : undefined;
+      this.registry.setClaim(key.domain, owner, entry.revision);
+      // The write's own echo (or another replica's same write) changes nothing to look at again.
       const inFlight = this.#claimsInFlight.get(key.domain);
-      if (inFlight) inFlight.changed = true;
+      if (inFlight && owner !== inFlight.owner) inFlight.changed = true;
     } else {
       const invalid = key.kind === "invalid"; // a service or claim key with a name the API would refuse
       this.#options.logger[invalid ? "warn" : "debug"]({ key: entry.key }, "ignoring a key outside the registry layout");
@@ -234,7 +236,7 @@ export class Replica {
     const { logger } = this.#options;
     for (const { domain, owner, expectedRevision } of writes) {
       if (this.#claimsInFlight.has(domain)) continue;
-      const inFlight = { changed: false };
+      const inFlight = { owner, changed: false };
       this.#claimsInFlight.set(domain, inFlight);
       // The claim changed while the write was in flight: commits meanwhile skipped the domain.
       // (A write that lost otherwise waits for the claim that won, whose arrival looks again.)

@@ -172,6 +172,8 @@ describe("Registry", () => {
       registry.setService("s", 3, json(["d.com"]));
       registry.resolve();
       assert.deepEqual(registry.claimsToWrite(), [], "h's last good revision may list d.com");
+      assert.equal(registry.claimsAwaitedHistoryOf("h"), true, "the replica is told to look again once h's history is in");
+      assert.equal(registry.claimsAwaitedHistoryOf("h"), false);
       registry.setHistory("h", 2, [{ record: { domains: ["d.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] }, revision: 0 }]);
       registry.resolve();
       assert.deepEqual(served(registry), { h: ["d.com"] });
