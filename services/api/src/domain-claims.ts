@@ -48,8 +48,8 @@ export class DomainClaims {
 
   /**
    * Claims every domain `name` does not hold yet, in parallel, starting from the claims already
-   * read; `listed` is what its current value lists (listedBy). Returns the domains this call took; if any
-   * claim fails, gives those back and throws.
+   * read; `listed` is what its current value lists (listedBy). Returns the domains this call
+   * took; if any claim fails, gives those back and throws.
    */
   async claimAll(domains: string[], claims: (KvEntry | null)[], name: string, listed: readonly string[]): Promise<string[]> {
     const held = (i: number) => isLive(claims[i]!) && claimHolder(claims[i]!.value) === name;
