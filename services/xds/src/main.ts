@@ -47,7 +47,8 @@ const publisher = new StatusPublisher({
 });
 const ads: AdsServer = new AdsServer({
   source: store,
-  events: combineEvents(loggingEvents(logger), metrics.adsEvents(), publisher.events()),
+  // An Envoy connecting to a standby gets its delayed commit first (CommitScheduler.flush).
+  events: combineEvents(loggingEvents(logger), metrics.adsEvents(), publisher.events(), { connect: () => replica.envoyConnected() }),
   writeBudgetBytes: config.writeBudgetBytes,
 });
 

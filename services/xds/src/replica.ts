@@ -118,6 +118,15 @@ export class Replica {
     return this.#watcher.start();
   }
 
+  /**
+   * An Envoy connected: a commit this replica held back as a standby runs before the Envoy is
+   * answered, so an Envoy failing over from a replica that pushed a change never goes back to
+   * the config from before it.
+   */
+  envoyConnected(): void {
+    this.#scheduler.flush();
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#lookups.clear();
