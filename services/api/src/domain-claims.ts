@@ -98,8 +98,13 @@ export class DomainClaims {
     throw new ApiError(409, "domain_contended", `domain "${domain}" is being claimed concurrently; retry`, { domain });
   }
 
+  /** A service other than `name` whose record lists `domain` (the replicas give it the domain), if any. */
+  listerOtherThan(domain: string, name: string): string | undefined {
+    return this.#view.servicesListing(domain).find((other) => other !== name);
+  }
+
   #refuseIfListedByAnother(domain: string, name: string): void {
-    const lister = this.#view.servicesListing(domain).find((other) => other !== name);
+    const lister = this.listerOtherThan(domain, name);
     if (lister !== undefined) throw domainConflict(domain, lister, "record");
   }
 

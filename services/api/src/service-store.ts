@@ -107,25 +107,27 @@ export class ServiceStore {
   }
 
   /**
-   * The common cases without reading first: the view says every domain of the record is free or
-   * held by this service already, which lists it. Free domains are claimed with compare-and-set creates (one
-   * round trip for all), then the record is written compare-and-set against the revision the
-   * view holds; a replacement that keeps its domains is a single write. Undefined when the view
-   * cannot vouch (not loaded, a domain held by another service) or turns out to be behind: the
-   * claims taken here are given back and the checked path decides.
+   * The common cases without reading first: the view says every domain of the record is free (no
+   * other record lists it) or held by this service already, which lists it. Free domains are
+   * claimed with compare-and-set creates (one round trip for all), then the record is written
+   * compare-and-set against the revision the view holds; a replacement that keeps its domains is
+   * a single write. Undefined when the view cannot vouch (not loaded, a domain held or listed by
+   * another service) or turns out to be behind: the claims taken here are given back and the
+   * checked path decides.
    */
   async #putAsViewed(name: string, record: ServiceRecord): Promise<WriteResult | undefined> {
     const view = this.#view;
     if (!view.loaded) return undefined;
     const existing = view.service(name);
-    const listedByAnother = (domain: string) => view.servicesListing(domain).some((other) => other !== name);
     const free: string[] = [];
+    // The checked path decides a free domain another service's record lists, one held by another
+    // service, and one held by this service without its record listing it.
     for (const domain of record.domains) {
       const holder = view.claim(domain)?.holder;
-      // The checked path decides a domain held by another service, one held by this service
-      // without its record listing it, and a free one another service's record lists.
-      if (holder === undefined ? listedByAnother(domain) : holder !== name || !existing?.record?.domains.includes(domain)) return undefined;
-      if (holder === undefined) free.push(domain);
+      if (holder === undefined) {
+        if (this.#claims.listerOtherThan(domain, name) !== undefined) return undefined;
+        free.push(domain);
+      } else if (holder !== name || !existing?.record?.domains.includes(domain)) return undefined;
     }
     const { taken, failure } = await this.#claims.createAll(free, name);
     try {

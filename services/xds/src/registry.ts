@@ -132,6 +132,16 @@ export class Registry {
     this.#setOlder(name, entry, older);
     if (entry.problem !== undefined) this.#setAsk(name, entry, older[0]);
     this.#dirty.add(name);
+    // Takeovers of its claims waited for this history (claimsToWrite): their servers look again.
+    if (this.#claimsAwaitingHistory.delete(name)) {
+      for (const [domain, claim] of this.#claims) if (claim.owner === name) this.recheckClaim(domain);
+    }
+  }
+
+  /** The service serving `domain` is evaluated by the next resolve(), and so its claim written if due. */
+  recheckClaim(domain: string): void {
+    const server = this.#servedBy.get(domain);
+    if (server !== undefined) this.#dirty.add(server);
   }
 
   /**
@@ -264,21 +274,9 @@ export class Registry {
   }
 
   #setOlder(name: string, entry: Entry, older: EffectiveRecord[] | undefined): void {
-    for (const { record } of entry.older ?? []) {
-      for (const domain of record.domains) {
-        const names = this.#byOlderDomain.get(domain);
-        names?.delete(name);
-        if (names?.size === 0) this.#byOlderDomain.delete(domain);
-      }
-    }
+    for (const { record } of entry.older ?? []) for (const domain of record.domains) removeFromIndex(this.#byOlderDomain, domain, name);
     entry.older = older;
-    for (const { record } of older ?? []) {
-      for (const domain of record.domains) {
-        let names = this.#byOlderDomain.get(domain);
-        if (!names) this.#byOlderDomain.set(domain, (names = new Set()));
-        names.add(name);
-      }
-    }
+    for (const { record } of older ?? []) for (const domain of record.domains) addToIndex(this.#byOlderDomain, domain, name);
   }
 
   #serve(name: string, current: EffectiveRecord | undefined, next: EffectiveRecord | undefined): void {
@@ -293,10 +291,8 @@ export class Registry {
    * thousands of records listing one domain would otherwise cost a look at each, per record.
    */
   #addAsk(domain: string, name: string): void {
-    let names = this.#byDomain.get(domain);
-    const before = names ? this.#winnerOf(domain) : undefined;
-    if (!names) this.#byDomain.set(domain, (names = new Set()));
-    names.add(name);
+    const before = this.#byDomain.has(domain) ? this.#winnerOf(domain) : undefined;
+    addToIndex(this.#byDomain, domain, name);
     if (before === undefined || this.#beats(name, before, this.#claims.get(domain)?.owner)) {
       this.#touchDomain(domain);
       this.#winners.set(domain, name);
@@ -304,11 +300,9 @@ export class Registry {
   }
 
   #removeAsk(domain: string, name: string): void {
-    const names = this.#byDomain.get(domain);
-    if (!names?.has(name)) return;
+    if (!this.#byDomain.get(domain)?.has(name)) return;
     const before = this.#winnerOf(domain);
-    names.delete(name);
-    if (names.size === 0) this.#byDomain.delete(domain);
+    removeFromIndex(this.#byDomain, domain, name);
     this.#touchDomain(domain, before === name ? undefined : name);
   }
 
@@ -339,11 +333,6 @@ export class Registry {
   /** The newest candidate before revision `below` whose every domain `name` holds. */
   #lastHeld(name: string, below: number, candidates: EffectiveRecord[]): EffectiveRecord | undefined {
     return candidates.find((c) => c.revision < below && c.record.domains.every((domain) => this.#holds(name, domain)));
-  }
-
-  /** Whether a claim held by `name` was left alone for want of its history (asked once: forgotten after). */
-  claimsAwaitedHistoryOf(name: string): boolean {
-    return this.#claimsAwaitingHistory.delete(name);
   }
 
   /** Whether `name`'s latest value is invalid and its history not in yet: its ask is unknown. */
@@ -379,4 +368,16 @@ export class Registry {
     for (const name of this.#byDomain.get(domain)!) if (winner === undefined || this.#beats(name, winner, claimant)) winner = name;
     return winner!;
   }
+}
+
+function addToIndex(index: Map<string, Set<string>>, key: string, name: string): void {
+  let names = index.get(key);
+  if (!names) index.set(key, (names = new Set()));
+  names.add(name);
+}
+
+function removeFromIndex(index: Map<string, Set<string>>, key: string, name: string): void {
+  const names = index.get(key);
+  names?.delete(name);
+  if (names?.size === 0) index.delete(key);
 }

@@ -55,9 +55,11 @@ export class Replica {
    * loaded and every history lookup is in, so Envoy never gets a registry half known.
    */
   #loading = true;
-  /** Domains whose claim this replica is writing, for whom, and whether another claim landed meanwhile. */
-  readonly #claimsInFlight = new Map<string, { owner: string; changed: boolean }>();
+  /** Domains whose claim this replica is writing, and for whom. */
+  readonly #claimsInFlight = new Map<string, string>();
   #claimRetry: NodeJS.Timeout | undefined;
+  /** Domains whose claim changed while this replica's write of it was in flight. */
+  readonly #claimsToRecheck = new Set<string>();
   /** The next commit looks at the claims of every served domain, not only those of the services it evaluated. */
   #recheckAllClaims = false;
   #stopped = false;
@@ -89,8 +91,6 @@ export class Replica {
       settled: (name, latest, older) => {
         this.registry.setHistory(name, latest, older);
         this.#touched.add(name);
-        // Claims on domains others serve that waited for this history (Registry.claimsToWrite).
-        if (this.registry.claimsAwaitedHistoryOf(name)) this.#recheckAllClaims = true;
         // Loading, the results are committed together once the last lookup is in: every commit
         // that changes what is served assembles the whole route table.
         if (!this.#loading || this.#lookups.pending === 0) this.#scheduleCommit();
@@ -146,9 +146,11 @@ export class Replica {
     } else if (key.kind === "claim") {
       const owner = entry.value ? claimHolder(entry.value) : undefined;
       this.registry.setClaim(key.domain, owner, entry.revision);
-      // The write's own echo (or another replica's same write) changes nothing to look at again.
-      const inFlight = this.#claimsInFlight.get(key.domain);
-      if (inFlight && owner !== inFlight.owner) inFlight.changed = true;
+      // Another claim landed while this replica's write of it is in flight: the commit it
+      // triggers skips the domain, so its server looks again once the write is answered. (The
+      // write's own echo, or another replica's same write, changes nothing.)
+      const writing = this.#claimsInFlight.get(key.domain);
+      if (writing !== undefined && owner !== writing) this.#claimsToRecheck.add(key.domain);
     } else {
       const invalid = key.kind === "invalid"; // a service or claim key with a name the API would refuse
       this.#options.logger[invalid ? "warn" : "debug"]({ key: entry.key }, "ignoring a key outside the registry layout");
@@ -232,7 +234,7 @@ export class Replica {
   }
 
   /** The next commit looks at every claim again, from the registry as resolved then. */
-  #recheckClaims(): void {
+  #recheckAllClaimsSoon(): void {
     this.#recheckAllClaims = true;
     this.#scheduleCommit();
   }
@@ -245,13 +247,14 @@ export class Replica {
     const { logger } = this.#options;
     for (const { domain, owner, expectedRevision } of writes) {
       if (this.#claimsInFlight.has(domain)) continue;
-      const inFlight = { owner, changed: false };
-      this.#claimsInFlight.set(domain, inFlight);
-      // The claim changed while the write was in flight: commits meanwhile skipped the domain.
-      // (A write that lost otherwise waits for the claim that won, whose arrival looks again.)
+      this.#claimsInFlight.set(domain, owner);
+      // A write that lost waits for the claim that won, whose arrival looks again, unless it
+      // arrived while the write was in flight (#apply).
       const settled = () => {
         this.#claimsInFlight.delete(domain);
-        if (inFlight.changed && !this.#stopped) this.#recheckClaims();
+        if (!this.#claimsToRecheck.delete(domain) || this.#stopped) return;
+        this.registry.recheckClaim(domain);
+        this.#scheduleCommit();
       };
       this.#watcher
         .writeClaim(domain, owner, expectedRevision)
@@ -266,7 +269,7 @@ export class Replica {
             logger.warn({ err: error, domain, service: owner }, "could not claim a served domain; retrying");
             this.#claimRetry ??= setTimeout(() => {
               this.#claimRetry = undefined;
-              this.#recheckClaims();
+              this.#recheckAllClaimsSoon();
             }, CLAIM_RETRY_MS);
           },
         );

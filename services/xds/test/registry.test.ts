@@ -165,18 +165,34 @@ describe("Registry", () => {
       assert.equal(registry.status("ghost")?.state, "conflict");
     });
 
-    it("but not while its holder's latest value is invalid and its history not in: it may ask for the domain", () => {
+    /** h holds d.com's claim, its latest value invalid and its history not in; s serves d.com meanwhile. */
+    const awaitingHolderHistory = () => {
       const registry = new Registry();
       registry.setService("h", 2, new TextEncoder().encode("{not json"));
       registry.setClaim("d.com", "h", 1);
       registry.setService("s", 3, json(["d.com"]));
       registry.resolve();
       assert.deepEqual(registry.claimsToWrite(), [], "h's last good revision may list d.com");
-      assert.equal(registry.claimsAwaitedHistoryOf("h"), true, "the replica is told to look again once h's history is in");
-      assert.equal(registry.claimsAwaitedHistoryOf("h"), false);
-      registry.setHistory("h", 2, [{ record: { domains: ["d.com"], endpoints: [{ address: "10.0.0.1", port: 80 }] }, revision: 0 }]);
+      return registry;
+    };
+    const lastGood = (domains: string[]) => [{ record: { domains, endpoints: [{ address: "10.0.0.1", port: 80 }] }, revision: 0 }];
+
+    it("but not while its holder's latest value is invalid and its history not in: it may ask for the domain", () => {
+      const registry = awaitingHolderHistory();
+      registry.setHistory("h", 2, lastGood(["d.com"]));
       registry.resolve();
       assert.deepEqual(served(registry), { h: ["d.com"] });
+    });
+
+    it("once the holder's history is in and does not list the domain: the server is evaluated again", () => {
+      const registry = awaitingHolderHistory();
+      registry.setHistory("h", 2, lastGood(["h.com"]));
+      const { evaluated } = registry.resolve();
+      assert.deepEqual(
+        registry.claimsToWrite(evaluated).filter((w) => w.domain === "d.com"),
+        [{ domain: "d.com", owner: "s", expectedRevision: 1 }],
+        "the waiting takeover is due",
+      );
     });
 
     it("but not for what is served from a bucket since deleted", () => {
