@@ -3,7 +3,7 @@
 // record}} over IPC; the server commits them at once, as one push. What the full path costs
 // beyond this is NATS and the pipeline.
 import { AdsServer, SnapshotStore } from "@envoyage/xds";
-import type { ServiceRecord } from "@envoyage/registry";
+import { compileHotPathsSooner, type ServiceRecord } from "@envoyage/registry";
 
 const listenerPort = Number(process.argv[2]);
 const store = new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort });
@@ -15,4 +15,6 @@ process.on("message", (message: { services: Record<string, ServiceRecord> }) => 
   for (const [name, record] of Object.entries(message.services)) store.setService(name, record);
   store.commit();
 });
+// Started, as a replica once it serves.
+compileHotPathsSooner();
 process.send!({ port });

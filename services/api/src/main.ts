@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The HTTP API: validates service records and writes them to the KV bucket.
-import { createLogger, exitOnUnexpectedErrors, loadConfigOrExit, onTermination } from "@envoyage/registry";
+import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, loadConfigOrExit, onTermination } from "@envoyage/registry";
 import { loadConfig } from "./config.js";
 import { startServer } from "./server.js";
 
@@ -10,6 +10,7 @@ exitOnUnexpectedErrors(logger);
 
 const api = await startServer(config, logger);
 logger.info({ port: api.port, bucket: config.registry.bucket }, "API listening");
+void api.bound.then(compileHotPathsSooner);
 
 onTermination(logger, config.shutdownGraceMs, async (signal) => {
   logger.info({ signal }, "shutting down: finishing requests in flight");

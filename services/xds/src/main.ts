@@ -2,7 +2,7 @@
 // An xDS replica: watches the bucket, translates the registry, serves it to Envoy over ADS.
 import type { AddressInfo } from "node:net";
 import { jetstream } from "@nats-io/jetstream";
-import { createLogger, exitOnUnexpectedErrors, loadConfigOrExit, NatsLink, onTermination, openStatusBucket } from "@envoyage/registry";
+import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, loadConfigOrExit, NatsLink, onTermination, openStatusBucket } from "@envoyage/registry";
 import { AdsServer } from "./ads/server.js";
 import { combineEvents } from "./ads/events.js";
 import { loggingEvents } from "./ads-log.js";
@@ -63,6 +63,11 @@ logger.info(
   "xDS replica started; loading the registry",
 );
 void replica.start();
+const untilServing = store.onCommit(() => {
+  if (!store.ready) return;
+  untilServing();
+  compileHotPathsSooner();
+});
 link.onEvent((event) => {
   if (event === "reconnected") publisher.reconnected();
 });

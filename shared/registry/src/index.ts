@@ -6,5 +6,6 @@ export * from "./logger.js";
 export * from "./nats.js";
 export * from "./record.js";
 export * from "./status.js";
+export * from "./tiering.js";
 export * from "./validation.js";
 export * from "./watch.js";
