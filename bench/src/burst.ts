@@ -140,14 +140,14 @@ async function envoyAlone(protocol: "sotw" | "delta"): Promise<BurstRun> {
   const upstream = await startUpstream("A");
   const bare = await startFloor(protocol, listenerPort);
   try {
-    bare.push({}); // the listener and an empty route configuration
+    await bare.push({}); // the listener and an empty route configuration
     await waitFor("Envoy's listener", async () => ((await httpRequest(listenerPort, { host: "nothing.example.com" })).status === 404 ? true : undefined), {
       timeoutMs: 30_000,
     });
     const cpu = cpuMeter({ envoy: bare.envoyPid });
     const probe = new RouteProbe(listenerPort, upstreamGreeting("A"));
     const started = performance.now();
-    bare.push(Object.fromEntries(NAMES.map((name) => [name, record(upstream, [domainOf(name)])])));
+    await bare.push(Object.fromEntries(NAMES.map((name) => [name, record(upstream, [domainOf(name)])])));
     probe.add(...NAMES);
     await probe.finish();
     return { run: "floor: Envoy alone (all in one push)", protocol, routedMs: probe.routedAt - started, cpu: cpu.elapsed() };

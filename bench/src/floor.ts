@@ -1,14 +1,16 @@
-// A real Envoy fed by Envoyage's ADS server directly (floor-server.ts): no API, no NATS, no
-// registry rules. What a push to Envoy costs on this machine, measured in the same run as the
-// stack, so the stack's figures can be read against it.
+// A real Envoy fed by a control plane directly: no API, no NATS, no registry rules. What a push to
+// Envoy costs on this machine, measured in the same run as the stack, so the stack's figures can
+// be read against it. Two feeders: Envoyage's own ADS server (floor-server.ts), and the
+// go-control-plane peer, to tell Envoyage's push from Envoy's own cost.
 import { fork } from "node:child_process";
 import type { ServiceRecord } from "@envoyage/registry";
 import { startEnvoy } from "@envoyage/test-support";
 import { pidOf } from "./proc.js";
+import { goControlPlane } from "./targets.js";
 
 export interface Floor {
-  /** Commits these services (added or changed) as one push. */
-  push(services: Record<string, ServiceRecord>): void;
+  /** Serves these services (added or changed) as one push; resolves once handed to the control plane. */
+  push(services: Record<string, ServiceRecord>): Promise<void>;
   envoyPid: number;
   stop(): Promise<void>;
 }
@@ -21,11 +23,32 @@ export async function startFloor(protocol: "sotw" | "delta", listenerPort: numbe
     throw error;
   });
   return {
-    push: (services) => child.send({ services }),
+    push: async (services) => void child.send({ services }),
     envoyPid: pidOf(envoy.process),
     async stop() {
       await envoy.stop();
       child.kill();
+    },
+  };
+}
+
+/** The go-control-plane peer's LinearCache as the feeder: it pushes only the resources that changed, as Envoyage does. */
+export async function startPeerFloor(protocol: "sotw" | "delta", listenerPort: number): Promise<Floor> {
+  const peer = await goControlPlane("linear", listenerPort);
+  const envoy = await startEnvoy({ xdsPorts: [peer.port], protocol }).catch(async (error: unknown) => {
+    await peer.stop();
+    throw error;
+  });
+  let registry: Record<string, ServiceRecord> = {};
+  return {
+    push: (services) => {
+      registry = { ...registry, ...services };
+      return peer.load(registry);
+    },
+    envoyPid: pidOf(envoy.process),
+    async stop() {
+      await envoy.stop();
+      await peer.stop();
     },
   };
 }

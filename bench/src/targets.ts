@@ -9,6 +9,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { claimKey, encodeRecord, type ServiceRecord } from "@envoyage/registry";
 import { freePort, ManagedProcess, REPO_ROOT, startNats, startXds, waitFor, type NatsServer, type XdsProcess } from "@envoyage/test-support";
+import { httpRequest } from "./http.js";
 
 const run = promisify(execFile);
 export type Registry = Record<string, ServiceRecord>;
@@ -94,19 +95,19 @@ export function buildPeer(): Promise<string> {
   return peerBinary;
 }
 
-export async function goControlPlane(cache: "snapshot" | "linear"): Promise<Target> {
+export async function goControlPlane(cache: "snapshot" | "linear", listenerPort = 10000): Promise<Target> {
   const binary = await buildPeer();
   const [xdsPort, httpPort] = [await freePort(), await freePort()];
   const child = ManagedProcess.start({
     name: `go-control-plane (${cache})`,
     command: binary,
-    args: ["-xds-port", String(xdsPort), "-http-port", String(httpPort), "-listener-port", "10000", "-cache", cache],
+    args: ["-xds-port", String(xdsPort), "-http-port", String(httpPort), "-listener-port", String(listenerPort), "-cache", cache],
   });
   await waitFor("the peer to listen", async () => ((await fetch(`http://127.0.0.1:${httpPort}/healthz`)).ok ? true : undefined));
   let registry: Registry = {};
   const put = async () => {
-    const response = await fetch(`http://127.0.0.1:${httpPort}/registry`, { method: "PUT", body: JSON.stringify(registry) });
-    if (!response.ok) throw new Error(`the peer refused the registry: ${response.status} ${await response.text()}`);
+    const response = await httpRequest(httpPort, { method: "PUT", path: "/registry", body: JSON.stringify(registry) });
+    if (response.status >= 300) throw new Error(`the peer refused the registry: ${response.status} ${response.body}`);
   };
   return {
     name: `go-control-plane ${cache === "snapshot" ? "SnapshotCache" : "LinearCache"}`,
