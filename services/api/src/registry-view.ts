@@ -33,6 +33,8 @@ export class RegistryView {
   readonly #claims = new Map<string, ViewedClaim>();
   /** domain → the services whose latest record lists it (a valid one). */
   readonly #listers = new Map<string, Set<string>>();
+  /** Services this API deleted (noteDelete), by the revision deleted, until the watch passes it. */
+  readonly #deletedAt = new Map<string, number>();
   readonly #watcher: BucketWatcher;
   #loaded = false;
 
@@ -48,6 +50,7 @@ export class RegistryView {
           this.#services.clear();
           this.#claims.clear();
           this.#listers.clear();
+          this.#deletedAt.clear();
         },
       },
     });
@@ -105,11 +108,29 @@ export class RegistryView {
     this.#setService(name, { revision, record, problem: undefined });
   }
 
+  /**
+   * A delete this API made, of the record at `revision`, applied before its watch event arrives
+   * (read your writes). Until the watch has passed that revision it may still deliver it, which
+   * must not bring the service back.
+   */
+  noteDelete(name: string, revision: number): void {
+    const current = this.#services.get(name);
+    if (current && current.revision > revision) return; // written again since
+    this.#setService(name, undefined);
+    if (revision > this.#watcher.revision) this.#deletedAt.set(name, revision);
+  }
+
   #apply(entry: BucketEntry): void {
+    this.#applyEntry(entry);
+    for (const [name, revision] of this.#deletedAt) if (revision <= entry.revision) this.#deletedAt.delete(name);
+  }
+
+  #applyEntry(entry: BucketEntry): void {
     const key = parseKey(entry.key);
     if (key.kind === "service") {
       const current = this.#services.get(key.name);
       if (current && current.revision >= entry.revision) return;
+      if ((this.#deletedAt.get(key.name) ?? 0) >= entry.revision) return;
       if (!entry.value) {
         this.#setService(key.name, undefined);
         return;

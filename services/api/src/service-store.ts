@@ -31,6 +31,8 @@ export interface WriteResult {
 export type Precondition = number | "*" | "absent" | undefined;
 
 const LIST_CONCURRENCY = 64;
+/** Reads and compare-and-set deletes a DELETE without a revision to match makes while others keep writing the service. */
+const DELETE_ATTEMPTS = 5;
 
 function toStored(name: string, entry: KvEntry): StoredService {
   const decoded = decodeRecord(entry.value);
@@ -197,20 +199,28 @@ export class ServiceStore {
   /** Deletes a service; false when there is none. */
   async delete(name: string, precondition: Precondition): Promise<boolean> {
     const key = serviceKey(name);
-    const current = await this.#kv.get(key);
-    if (!isLive(current)) {
-      if (typeof precondition === "number") throw revisionMismatch(precondition, undefined);
-      return false;
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.#kv.get(key);
+      if (!isLive(current)) {
+        checkPrecondition(precondition, undefined);
+        return false;
+      }
+      checkPrecondition(precondition, current.revision);
+      try {
+        await this.#kv.delete(key, { previousSeq: current.revision });
+      } catch (error) {
+        if (!isWrongRevision(error)) throw error;
+        // Written meanwhile. Without a revision to match, the client asked to delete whatever
+        // is stored: delete the newer record (compare-and-set still, for its claims to be the
+        // ones given back).
+        if (precondition !== undefined && precondition !== "*") throw revisionMismatch(current.revision, await this.#storedRevision(key));
+        if (attempt === DELETE_ATTEMPTS) throw new ApiError(409, "service_contended", `service "${name}" kept being written while it was being deleted; retry`);
+        continue;
+      }
+      this.#view.noteDelete(name, current.revision);
+      await this.#claims.giveBack(toStored(name, current).record?.domains ?? [], name);
+      return true;
     }
-    checkPrecondition(precondition, current.revision);
-    try {
-      await this.#kv.delete(key, { previousSeq: current.revision });
-    } catch (error) {
-      if (isWrongRevision(error)) throw revisionMismatch(current.revision, await this.#storedRevision(key));
-      throw error;
-    }
-    await this.#claims.giveBack(toStored(name, current).record?.domains ?? [], name);
-    return true;
   }
 
   /** What is stored now, after a compare-and-set lost to a writer that got there first (for its 412). */

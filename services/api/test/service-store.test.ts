@@ -19,8 +19,10 @@ const failingReads = new Set<string>();
 const agedReads = new Set<string>();
 /** Keys whose reads never answer (until the test ends), as a NATS slow to time out. */
 const hangingReads = new Set<string>();
+/** Writes made right after the next read of a key: another client's, between a read and a compare-and-set. */
+const writesAfterRead = new Map<string, () => Promise<unknown>>();
 
-/** The real bucket, except for reads of `failingReads` and `agedReads`. */
+/** The real bucket, except for reads of `failingReads`, `agedReads`, `hangingReads` and `writesAfterRead`. */
 function faultyBucket(bucket: KV): KV {
   return new Proxy(bucket, {
     get(target, property, receiver) {
@@ -29,6 +31,9 @@ function faultyBucket(bucket: KV): KV {
           if (failingReads.has(key)) throw new Error(`injected: reading ${key} timed out`);
           if (hangingReads.has(key)) return new Promise(() => {});
           const entry = await target.get(key);
+          const write = writesAfterRead.get(key);
+          writesAfterRead.delete(key);
+          await write?.();
           return entry && agedReads.has(key) ? Object.create(entry, { created: { value: new Date(Date.now() - 120_000) } }) : entry;
         };
       }
@@ -234,6 +239,53 @@ describe("the API's view", () => {
     view.noteWrite("gone17", first, { domains: ["gone17.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] });
     assert.equal(view.service("gone17"), undefined);
     assert.deepEqual(view.servicesListing("gone17.example.com"), []);
+  });
+
+  it("forgets a service this API deleted at once, and the watch delivering the deleted revision late does not bring it back", async () => {
+    const value = { domains: ["late18.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] };
+    const revision = await kv.put("services.late18", JSON.stringify(value));
+    // A view whose watch has delivered nothing yet: the API's own, a moment behind.
+    const lagging = new RegistryView({ link, bucket: "envoyage", timeoutMs: 2000, logger: createLogger("api", "silent"), open: async () => kv });
+    try {
+      lagging.noteWrite("late18", revision, value);
+      lagging.noteDelete("late18", revision);
+      assert.equal(lagging.service("late18"), undefined);
+      void lagging.start();
+      await waitFor("the lagging view to load", () => (lagging.loaded ? true : undefined));
+      assert.equal(lagging.service("late18"), undefined, "brought back by the watch");
+      assert.deepEqual(lagging.servicesListing("late18.example.com"), []);
+    } finally {
+      await lagging.stop();
+      await kv.delete("services.late18");
+    }
+  });
+});
+
+describe("a DELETE", () => {
+  const record = (port: number) => ({ domains: ["race19.example.com"], endpoints: [{ address: "127.0.0.1", port }] });
+
+  it("without If-Match deletes the record written between its read and its delete", async () => {
+    const store = new ServiceStore(faultyBucket(kv), view);
+    await store.put("race19", record(5678), undefined);
+    writesAfterRead.set("services.race19", () => kv.put("services.race19", JSON.stringify(record(5679))));
+    assert.equal(await store.delete("race19", undefined), true);
+    assert.equal(writesAfterRead.size, 0, "the concurrent write was made");
+    assert.equal(await store.get("race19"), undefined);
+    assert.ok(!(await holderOf("race19.example.com")), "the domain's claim is given back");
+  });
+
+  it("with If-Match does not delete a record written since (412)", async () => {
+    const store = new ServiceStore(faultyBucket(kv), view);
+    const { service } = await store.put("race20", record(5678), undefined);
+    writesAfterRead.set("services.race20", () => kv.put("services.race20", JSON.stringify(record(5679))));
+    await assert.rejects(store.delete("race20", service.revision), { status: 412, code: "revision_mismatch" });
+    assert.equal((await store.get("race20"))?.record?.endpoints[0]?.port, 5679);
+  });
+
+  it("with If-Match: * of a service that does not exist answers 412, as a PUT does", async () => {
+    const store = new ServiceStore(kv, view);
+    await assert.rejects(store.delete("never21", "*"), { status: 412, code: "revision_mismatch" });
+    assert.equal(await store.delete("never21", undefined), false);
   });
 });
 

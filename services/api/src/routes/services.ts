@@ -91,7 +91,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
         summary: "Delete a service",
         params: NameParams,
         headers: IfMatchHeaders,
-        response: { 204: Type.Null({ description: "Deleted" }), ...errors(400, 404, 412, 503) },
+        response: { 204: Type.Null({ description: "Deleted" }), ...errors(400, 404, 409, 412, 413, 415, 503) },
       },
     },
     async (request, reply) => {
