@@ -14,13 +14,16 @@ export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${ENVOYAGE_RUN_DIR:-$ROOT/.run}"
-API="http://127.0.0.1:${API_PORT:-8080}"
-ENVOY="http://127.0.0.1:${LISTENER_PORT:-10000}"
+# Where the stack listens (BIND_ADDRESS, as make up was given it; 0.0.0.0 is reached on loopback).
+BIND="${BIND_ADDRESS:-127.0.0.1}"
+if [ "$BIND" = 0.0.0.0 ]; then REACH=127.0.0.1; else REACH="$BIND"; fi
+API="http://$REACH:${API_PORT:-8080}"
+ENVOY="http://$REACH:${LISTENER_PORT:-10000}"
 ADMIN="http://127.0.0.1:${ENVOY_ADMIN_PORT:-9901}"
 HOST="web.example.com"
 A_PORT="${UPSTREAM_A_PORT:-5678}"
 B_PORT="${UPSTREAM_B_PORT:-5679}"
-if [ "${COMPOSE:-}" = 1 ]; then A_ADDRESS=upstream-a B_ADDRESS=upstream-b; else A_ADDRESS=127.0.0.1 B_ADDRESS=127.0.0.1; fi
+if [ "${COMPOSE:-}" = 1 ]; then A_ADDRESS=upstream-a B_ADDRESS=upstream-b; else A_ADDRESS="$REACH" B_ADDRESS="$REACH"; fi
 TIMEOUT_S=10
 READ_TIMEOUT_S=2 # one request: a server that accepts and never answers does not hang the demo
 

@@ -40,6 +40,8 @@ ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
 UPSTREAM_A_PORT="${UPSTREAM_A_PORT:-5678}"
 UPSTREAM_B_PORT="${UPSTREAM_B_PORT:-5679}"
 BIND="${BIND_ADDRESS:-127.0.0.1}"
+# Where this machine reaches what listens on BIND (an IPv4 address): loopback for 0.0.0.0.
+if [ "$BIND" = 0.0.0.0 ]; then REACH=127.0.0.1; else REACH="$BIND"; fi
 
 log() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -70,7 +72,7 @@ resolve_nats_mode() {
 # Where the logs are, as the user would type it (relative to the project when inside it).
 LOGS_SHOWN="${LOGS#"$ROOT"/}"
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_busy() { (exec 3<>"/dev/tcp/$REACH/$1") 2>/dev/null; }
 
 # start NAME COMMAND... : runs COMMAND in its own process group, logging to .run/logs/NAME.log
 start() {
@@ -93,7 +95,7 @@ wait_for() {
 
 http_ok() { curl -fsS -o /dev/null --max-time 1 "$1"; }
 envoy_ready() { [ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/ready")" = "LIVE" ]; }
-envoy_reported() { [[ "$(curl -fsS --max-time 1 "http://127.0.0.1:$API_PORT/v1/envoys")" == *'"connected":true'* ]]; }
+envoy_reported() { [[ "$(curl -fsS --max-time 1 "http://$REACH:$API_PORT/v1/envoys")" == *'"connected":true'* ]]; }
 
 check_port() { # port name
   if port_busy "$1"; then die "port $1 (for $2) is already in use by another program; free it or override the port"; fi
@@ -121,15 +123,17 @@ up() {
   if alive envoy && [ -n "$ads_running" ] && [ "$ads" != "$ads_running" ]; then
     die "Envoy runs with ENVOY_ADS=$ads_running; make down first to change it"
   fi
+  # Odd sizes keep a quorum when a node dies; down knows nodes up to 5.
+  case "$NATS_CLUSTER" in 1 | 3 | 5) ;; *) die "NATS_CLUSTER=$NATS_CLUSTER: use 1, 3 or 5" ;; esac
   local nats_urls=() nats_names=()
   if [ "$NATS_CLUSTER" = 1 ]; then
     nats_names=(nats)
-    nats_urls=("nats://127.0.0.1:$NATS_PORT")
+    nats_urls=("nats://$REACH:$NATS_PORT")
     start_nats nats "$NATS_PORT" ""
   else
     for i in $(seq 1 "$NATS_CLUSTER"); do
       nats_names+=("nats-$i")
-      nats_urls+=("nats://127.0.0.1:$((NATS_PORT + i - 1))")
+      nats_urls+=("nats://$REACH:$((NATS_PORT + i - 1))")
     done
     [ $((NATS_ROUTE_PORT + NATS_CLUSTER - 1)) -le 65535 ] || die "cluster route ports from NATS_ROUTE_PORT=$NATS_ROUTE_PORT run past 65535; set NATS_ROUTE_PORT"
     for i in $(seq 1 "$NATS_CLUSTER"); do start_nats "nats-$i" "$((NATS_PORT + i - 1))" "$((NATS_ROUTE_PORT + i - 1))"; done
@@ -155,9 +159,9 @@ up() {
         "NODE=$node" "$ROOT/services/xds/bin/envoyage-xds"
     fi
   done
-  wait_for "the API" 30 http_ok "http://127.0.0.1:$API_PORT/readyz"
-  wait_for "xds-1" 30 http_ok "http://127.0.0.1:${XDS_HTTP_PORTS[0]}/readyz"
-  wait_for "xds-2" 30 http_ok "http://127.0.0.1:${XDS_HTTP_PORTS[1]}/readyz"
+  wait_for "the API" 30 http_ok "http://$REACH:$API_PORT/readyz"
+  wait_for "xds-1" 30 http_ok "http://$REACH:${XDS_HTTP_PORTS[0]}/readyz"
+  wait_for "xds-2" 30 http_ok "http://$REACH:${XDS_HTTP_PORTS[1]}/readyz"
 
   local upstream="$ROOT/shared/test-support/dist/src/upstream-main.js"
   alive upstream-a || { check_port "$UPSTREAM_A_PORT" upstream-a; start upstream-a "$node" "$upstream" --name A --host "$BIND" --port "$UPSTREAM_A_PORT"; }
@@ -174,6 +178,7 @@ up() {
     sed -e "s/api_type: GRPC .*/api_type: $api_type # ENVOY_ADS=$ads/" \
       -e "s/port_value: 9901 /port_value: @admin@ /" -e "s/port_value: 9090 /port_value: @xds1@ /" -e "s/port_value: 9091 /port_value: @xds2@ /" \
       -e "s/@admin@/$ADMIN_PORT/" -e "s/@xds1@/${XDS_PORTS[0]}/" -e "s/@xds2@/${XDS_PORTS[1]}/" \
+      -e "/port_value: ${XDS_PORTS[0]} \|port_value: ${XDS_PORTS[1]} /s/address: 127.0.0.1/address: $REACH/" \
       "$ROOT/envoy/bootstrap.yaml" >"$bootstrap"
     start envoy envoy -c "$bootstrap" --disable-hot-restart --concurrency 2 -l info
     date +%s >"$RUN/envoy.started"
@@ -242,18 +247,18 @@ down() {
 # The readiness URL of an HTTP process.
 ready_url() {
   case "$1" in
-    api) echo "http://127.0.0.1:$API_PORT/readyz" ;;
-    xds-1) echo "http://127.0.0.1:${XDS_HTTP_PORTS[0]}/readyz" ;;
-    xds-2) echo "http://127.0.0.1:${XDS_HTTP_PORTS[1]}/readyz" ;;
+    api) echo "http://$REACH:$API_PORT/readyz" ;;
+    xds-1) echo "http://$REACH:${XDS_HTTP_PORTS[0]}/readyz" ;;
+    xds-2) echo "http://$REACH:${XDS_HTTP_PORTS[1]}/readyz" ;;
     envoy) echo "http://127.0.0.1:$ADMIN_PORT/ready" ;;
-    upstream-a) echo "http://127.0.0.1:$UPSTREAM_A_PORT/" ;;
-    upstream-b) echo "http://127.0.0.1:$UPSTREAM_B_PORT/" ;;
+    upstream-a) echo "http://$REACH:$UPSTREAM_A_PORT/" ;;
+    upstream-b) echo "http://$REACH:$UPSTREAM_B_PORT/" ;;
   esac
 }
 
 # nats-server greets every connection with INFO: one that does not within a second is hung.
 nats_answers() {
-  if timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && head -c 4 <&3' _ "$1" 2>/dev/null | grep -q INFO; then
+  if timeout 1 bash -c 'exec 3<>"/dev/tcp/$2/$1" && head -c 4 <&3' _ "$1" "$REACH" 2>/dev/null | grep -q INFO; then
     echo "; ready"
   else
     echo "; not answering"
@@ -287,11 +292,11 @@ status() {
     else printf '  %-11s stopped\n' "$name"; stopped=$((stopped + 1)); fi
   done
   cat <<EOF
-  API        http://127.0.0.1:$API_PORT   (OpenAPI at /openapi.json)
-  Envoy      http://127.0.0.1:$LISTENER_PORT (admin http://127.0.0.1:$ADMIN_PORT)$([ -f "$RUN/envoy-ads" ] && echo ", xDS $(cat "$RUN/envoy-ads")")
-  xDS        127.0.0.1:${XDS_PORTS[0]}, 127.0.0.1:${XDS_PORTS[1]} (health :${XDS_HTTP_PORTS[0]}, :${XDS_HTTP_PORTS[1]})
-  NATS       nats://127.0.0.1:$NATS_PORT$([ "$NATS_CLUSTER" = 1 ] || echo " (cluster of $NATS_CLUSTER: ports $NATS_PORT-$((NATS_PORT + NATS_CLUSTER - 1)))")
-  upstreams  A 127.0.0.1:$UPSTREAM_A_PORT, B 127.0.0.1:$UPSTREAM_B_PORT
+  API        http://$REACH:$API_PORT   (OpenAPI at /openapi.json)
+  Envoy      http://$REACH:$LISTENER_PORT (admin http://127.0.0.1:$ADMIN_PORT)$([ -f "$RUN/envoy-ads" ] && echo ", xDS $(cat "$RUN/envoy-ads")")
+  xDS        $REACH:${XDS_PORTS[0]}, $REACH:${XDS_PORTS[1]} (health :${XDS_HTTP_PORTS[0]}, :${XDS_HTTP_PORTS[1]})
+  NATS       nats://$REACH:$NATS_PORT$([ "$NATS_CLUSTER" = 1 ] || echo " (cluster of $NATS_CLUSTER: ports $NATS_PORT-$((NATS_PORT + NATS_CLUSTER - 1)))")
+  upstreams  A $REACH:$UPSTREAM_A_PORT, B $REACH:$UPSTREAM_B_PORT
 EOF
   # Like service managers' status: 0 only when everything runs and is ready, so scripts and probes can ask.
   [ "$stopped" = 0 ] || echo "$stopped process(es) stopped: make up starts them" >&2
