@@ -10,7 +10,8 @@
 // path by 0.8–2 ms at p50 once past the first 200 changes. Lowering TurboFan's threshold too
 // gained nothing clear and worsened p90 (compilations on 2 cores). Lowered only once started:
 // from the command line, loading 10,000 services took a replica ~250 ms longer to get ready
-// (more of the code that runs only at startup compiled).
+// (more of the code that runs only at startup compiled). The cost: ~9 MiB more RSS in a replica
+// with 1,000 Envoys connected (more of their code compiled; bench/RESULTS.md, fan-out).
 import { setFlagsFromString } from "node:v8";
 
 export function compileHotPathsSooner(): void {
