@@ -3,7 +3,7 @@
 import { mkdtemp, mkdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { freePort } from "./ports.js";
 import { ManagedProcess, type Lifecycle } from "./process.js";
@@ -65,13 +65,17 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     nodes.push(node);
   }
   const urls = nodes.map((n) => n.url).join(",");
-  // Ready once JetStream has a meta leader: account info is answered then.
+  // Ready once a stream can be placed on every node: a meta leader alone is not enough, as the
+  // peers that have not joined yet make a replicated bucket fail ("no suitable peers for placement").
+  // Until then the probe throws, and waitFor asks again.
   await waitFor(
-    "the JetStream cluster to elect a meta leader",
+    `the JetStream cluster to place a stream on all ${size} nodes`,
     async () => {
       const nc = await connect({ servers: urls.split(","), timeout: 1000 });
       try {
-        await (await jetstreamManager(nc, { timeout: 1000 })).getAccountInfo();
+        const jsm = await jetstreamManager(nc, { timeout: 1000 });
+        await jsm.streams.add({ name: "cluster_ready", subjects: ["cluster.ready"], num_replicas: size, storage: StorageType.Memory });
+        await jsm.streams.delete("cluster_ready");
         return true;
       } finally {
         await nc.close();
