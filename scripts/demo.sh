@@ -14,8 +14,8 @@ export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${ENVOYAGE_RUN_DIR:-$ROOT/.run}"
-# Where the stack listens (BIND_ADDRESS, as make up was given it; 0.0.0.0 is reached on loopback).
-BIND="${BIND_ADDRESS:-127.0.0.1}"
+# Where the stack listens (BIND_ADDRESS, else as make up was given it; 0.0.0.0 is reached on loopback).
+BIND="${BIND_ADDRESS:-$(cat "$RUN/bind-address" 2>/dev/null || echo 127.0.0.1)}"
 if [ "$BIND" = 0.0.0.0 ]; then REACH=127.0.0.1; else REACH="$BIND"; fi
 API="http://$REACH:${API_PORT:-8080}"
 ENVOY="http://$REACH:${LISTENER_PORT:-10000}"

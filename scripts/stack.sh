@@ -11,8 +11,8 @@
 # ENVOY_ADS=delta starts Envoy on delta xDS (api_type DELTA_GRPC) instead of state of the world.
 # NATS_CLUSTER=3 runs NATS as a 3-node JetStream cluster (client ports 4222-4224, routes
 # 6222-6224: NATS_ROUTE_PORT, by default NATS_PORT + 2000) with the bucket replicated on all
-# three; every service is given all three URLs. The stack remembers its NATS mode and Envoy's
-# xDS variant until `down`.
+# three; every service is given all three URLs. The stack remembers its NATS mode, Envoy's
+# xDS variant and BIND_ADDRESS until `down`.
 #
 # Ports and addresses follow the documented defaults; each can be overridden by the same
 # environment variable the services read (README, "Configuration"): XDS_PORT and XDS_HTTP_PORT
@@ -39,9 +39,9 @@ LISTENER_PORT="${LISTENER_PORT:-10000}"
 ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
 UPSTREAM_A_PORT="${UPSTREAM_A_PORT:-5678}"
 UPSTREAM_B_PORT="${UPSTREAM_B_PORT:-5679}"
-BIND="${BIND_ADDRESS:-127.0.0.1}"
-# Where this machine reaches what listens on BIND (an IPv4 address): loopback for 0.0.0.0.
-if [ "$BIND" = 0.0.0.0 ]; then REACH=127.0.0.1; else REACH="$BIND"; fi
+BIND=127.0.0.1
+REACH=127.0.0.1
+BIND_RUNNING=""
 
 log() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -69,10 +69,21 @@ resolve_nats_mode() {
   fi
   NATS_CLUSTER="${NATS_CLUSTER_ASKED:-${NATS_CLUSTER_RUNNING:-1}}"
 }
+# The address the stack listens on: as asked (BIND_ADDRESS), else the one the running stack was
+# started with (kept in $RUN/bind-address like the NATS mode), else 127.0.0.1. REACH is where this
+# machine reaches it: loopback for 0.0.0.0.
+resolve_bind() {
+  if [ -f "$RUN/bind-address" ]; then
+    if any_stack_alive; then BIND_RUNNING="$(cat "$RUN/bind-address")"; else rm -f "$RUN/bind-address"; fi
+  fi
+  BIND="${BIND_ADDRESS:-${BIND_RUNNING:-127.0.0.1}}"
+  if [ "$BIND" = 0.0.0.0 ]; then REACH=127.0.0.1; else REACH="$BIND"; fi
+}
 # Where the logs are, as the user would type it (relative to the project when inside it).
 LOGS_SHOWN="${LOGS#"$ROOT"/}"
 
-port_busy() { (exec 3<>"/dev/tcp/$REACH/$1") 2>/dev/null; }
+# port_busy PORT [ADDRESS]: something listens there (ADDRESS: where the stack is reached).
+port_busy() { (exec 3<>"/dev/tcp/${2:-$REACH}/$1") 2>/dev/null; }
 
 # start NAME COMMAND... : runs COMMAND in its own process group, logging to .run/logs/NAME.log
 start() {
@@ -97,8 +108,8 @@ http_ok() { curl -fsS -o /dev/null --max-time 1 "$1"; }
 envoy_ready() { [ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/ready")" = "LIVE" ]; }
 envoy_reported() { [[ "$(curl -fsS --max-time 1 "http://$REACH:$API_PORT/v1/envoys")" == *'"connected":true'* ]]; }
 
-check_port() { # port name
-  if port_busy "$1"; then die "port $1 (for $2) is already in use by another program; free it or override the port"; fi
+check_port() { # port name [address]
+  if port_busy "$1" "${3:-}"; then die "port $1 (for $2) is already in use by another program; free it or override the port"; fi
 }
 
 up() {
@@ -111,6 +122,10 @@ up() {
     die "the stack runs with NATS_CLUSTER=$NATS_CLUSTER_RUNNING; make down first to change it"
   fi
   [ -z "$NATS_CLUSTER_RUNNING" ] || [ -n "$NATS_CLUSTER_ASKED" ] || log "NATS_CLUSTER=$NATS_CLUSTER, as the running stack"
+  if [ -n "$BIND_RUNNING" ] && [ "$BIND_RUNNING" != "$BIND" ]; then
+    die "the stack runs with BIND_ADDRESS=$BIND_RUNNING; make down first to change it"
+  fi
+  echo "$BIND" >"$RUN/bind-address"
   # Envoy's xDS variant: as asked, else the one the stack's Envoy was started with (kept in
   # $RUN/envoy-ads like the NATS mode, so an Envoy restarted by make up comes back on it).
   local ads_running="" ads
@@ -168,7 +183,7 @@ up() {
   alive upstream-b || { check_port "$UPSTREAM_B_PORT" upstream-b; start upstream-b "$node" "$upstream" --name B --host "$BIND" --port "$UPSTREAM_B_PORT"; }
 
   if ! alive envoy; then
-    check_port "$ADMIN_PORT" "envoy admin"
+    check_port "$ADMIN_PORT" "envoy admin" 127.0.0.1
     check_port "$LISTENER_PORT" "envoy listener"
     # envoy/bootstrap.yaml with this stack's ports and ADS variant.
     local bootstrap="$RUN/bootstrap.yaml" api_type=GRPC
@@ -197,7 +212,7 @@ start_nats() {
   local name="$1" port="$2" cluster="$3"
   alive "$name" && return
   check_port "$port" "$name"
-  [ -z "$cluster" ] || check_port "$cluster" "$name (cluster routes)"
+  [ -z "$cluster" ] || check_port "$cluster" "$name (cluster routes)" 127.0.0.1
   mkdir -p "$RUN/$name"
   # sync_interval: always = every acknowledged write is on disk before the ack.
   {
@@ -235,7 +250,7 @@ stop_one() {
 down() {
   # Envoy first (it would only log reconnects), NATS last (the services drain to it).
   for name in envoy upstream-a upstream-b xds-1 xds-2 api nats nats-1 nats-2 nats-3 nats-4 nats-5; do stop_one "$name"; done
-  rm -f "$RUN/envoy.started" "$RUN/nats-cluster" "$RUN/envoy-ads"
+  rm -f "$RUN/envoy.started" "$RUN/nats-cluster" "$RUN/envoy-ads" "$RUN/bind-address"
   local busy=()
   for port in "$NATS_PORT" "$API_PORT" "${XDS_PORTS[@]}" "${XDS_HTTP_PORTS[@]}" "$LISTENER_PORT" "$ADMIN_PORT" "$UPSTREAM_A_PORT" "$UPSTREAM_B_PORT"; do
     port_busy "$port" && busy+=("$port")
@@ -310,9 +325,9 @@ logs() {
 }
 
 case "${1:-}" in
-  up) resolve_nats_mode; up ;;
-  down) down ;;
+  up) resolve_nats_mode; resolve_bind; up ;;
+  down) resolve_bind; down ;;
   logs) logs ;;
-  status) resolve_nats_mode; status ;;
+  status) resolve_nats_mode; resolve_bind; status ;;
   *) echo "usage: $0 up|down|logs|status" >&2; exit 2 ;;
 esac
