@@ -10,7 +10,7 @@ exitOnUnexpectedErrors(logger);
 
 const api = await startServer(config, logger);
 logger.info({ port: api.port, bucket: config.registry.bucket }, "API listening");
-void api.bound.then(compileHotPathsSooner);
+void api.loaded.then(compileHotPathsSooner);
 
 onTermination(logger, config.shutdownGraceMs, async (signal) => {
   logger.info({ signal }, "shutting down: finishing requests in flight");

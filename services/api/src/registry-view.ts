@@ -37,13 +37,17 @@ export class RegistryView {
   readonly #deletedAt = new Map<string, number>();
   readonly #watcher: BucketWatcher;
   #loaded = false;
+  readonly #firstLoad = Promise.withResolvers<void>();
 
   constructor(options: Omit<BucketWatcherOptions, "handlers">) {
     this.#watcher = new BucketWatcher({
       ...options,
       handlers: {
         entry: (entry) => this.#apply(entry),
-        loaded: () => void (this.#loaded = true),
+        loaded: () => {
+          this.#loaded = true;
+          this.#firstLoad.resolve();
+        },
         recreated: () => {
           // Until the new bucket is loaded, writes take the checked path.
           this.#loaded = false;
@@ -59,6 +63,11 @@ export class RegistryView {
   /** True once the bucket's state has been loaded; until then callers take the checked path. */
   get loaded(): boolean {
     return this.#loaded;
+  }
+
+  /** Resolves once the bucket's state has first been loaded. */
+  get firstLoaded(): Promise<void> {
+    return this.#firstLoad.promise;
   }
 
   /** The last revision of the bucket the view applied. */

@@ -19,6 +19,8 @@ export interface RunningApi {
   port: number;
   /** Resolves once connected and bound to the bucket. */
   bound: Promise<void>;
+  /** Resolves once the registry has first been loaded (ready from then on, while NATS is). */
+  loaded: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
     registry,
     port: (app.server.address() as AddressInfo).port,
     bound,
+    loaded: view.firstLoaded,
     async close() {
       closing = true;
       await Promise.all([status.stop(), view.stop()]);

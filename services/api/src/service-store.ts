@@ -4,6 +4,7 @@
 // A PUT first claims each of the record's domains, then writes the record, then releases the
 // domains the previous revision had and this one dropped. The replicas apply the same claims, so
 // what the API accepted is what Envoy serves.
+import { setTimeout as sleep } from "node:timers/promises";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { claimKey, decodeRecord, encodeRecord, formatProblem, parseKey, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
 import { DomainClaims } from "./domain-claims.js";
@@ -215,6 +216,8 @@ export class ServiceStore {
         // ones given back).
         if (precondition !== undefined && precondition !== "*") throw revisionMismatch(current.revision, await this.#storedRevision(key));
         if (attempt === DELETE_ATTEMPTS) throw new ApiError(409, "service_contended", `service "${name}" kept being written while it was being deleted; retry`);
+        // A moment for the other writer to be done (or a read served by a lagging stream replica to catch up).
+        await sleep(Math.random() * 10 * attempt);
         continue;
       }
       this.#view.noteDelete(name, current.revision);
