@@ -28,7 +28,11 @@ type StartFloor = typeof startFloor;
 async function floor(protocol: "sotw" | "delta", changes: number, start: StartFloor): Promise<number[]> {
   const listenerPort = await freePort();
   const upstreams: Record<"A" | "B", Upstream> = { A: await startUpstream("A"), B: await startUpstream("B") };
-  const bare = await start(protocol, listenerPort);
+  const bare = await start(protocol, listenerPort).catch(async (error: unknown) => {
+    await upstreams.A.close();
+    await upstreams.B.close();
+    throw error;
+  });
   try {
     await bare.push({ web: record(upstreams.A) });
     await seen(listenerPort, WEB, upstreamGreeting("A"), 30_000);
