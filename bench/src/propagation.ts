@@ -9,7 +9,7 @@ import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { encodeRecord } from "@envoyage/registry";
 import { freePort, record, startNats, startStackServingWeb, startUpstream, upstreamGreeting, type Upstream } from "@envoyage/test-support";
-import { startFloor, startPeerFloor } from "./floor.js";
+import { startFloor, startPeerFloor, type Floor } from "./floor.js";
 import { httpRequest, seen } from "./http.js";
 import type { Section } from "./report.js";
 import { distribution, ms, type Distribution } from "./stats.js";
@@ -28,12 +28,9 @@ type StartFloor = typeof startFloor;
 async function floor(protocol: "sotw" | "delta", changes: number, start: StartFloor): Promise<number[]> {
   const listenerPort = await freePort();
   const upstreams: Record<"A" | "B", Upstream> = { A: await startUpstream("A"), B: await startUpstream("B") };
-  const bare = await start(protocol, listenerPort).catch(async (error: unknown) => {
-    await upstreams.A.close();
-    await upstreams.B.close();
-    throw error;
-  });
+  let bare: Floor | undefined;
   try {
+    bare = await start(protocol, listenerPort);
     await bare.push({ web: record(upstreams.A) });
     await seen(listenerPort, WEB, upstreamGreeting("A"), 30_000);
     const samples: number[] = [];
@@ -47,7 +44,7 @@ async function floor(protocol: "sotw" | "delta", changes: number, start: StartFl
     }
     return samples;
   } finally {
-    await bare.stop();
+    await bare?.stop();
     await upstreams.A.close();
     await upstreams.B.close();
   }

@@ -3,7 +3,7 @@
 // holds, so a view that is behind costs a retry on the checked path, never a wrong write. It also
 // says which services list a domain, which claims defer to (domain-claims.ts): a view that is
 // behind there can refuse a PUT (409) that a later one would take.
-import { BucketWatcher, claimHolder, decodeRecord, formatProblem, parseKey, type BucketEntry, type BucketWatcherOptions, type ServiceRecord } from "@envoyage/registry";
+import { addToIndex, BucketWatcher, claimHolder, decodeRecord, formatProblem, parseKey, removeFromIndex, type BucketEntry, type BucketWatcherOptions, type ServiceRecord } from "@envoyage/registry";
 import { unavailable } from "./errors.js";
 
 export interface ViewedService {
@@ -21,15 +21,16 @@ export interface ViewedClaim {
   created: Date;
 }
 
-
-interface StoredValue {
-  revision: number;
-  record: ServiceRecord | undefined;
-  problem: string | undefined;
+/** A stored value as a service: its record, or why it is not a valid one. */
+export function viewedService(revision: number, value: Uint8Array): ViewedService {
+  const decoded = decodeRecord(value);
+  return decoded.ok
+    ? { revision, record: decoded.record, problem: undefined }
+    : { revision, record: undefined, problem: formatProblem(decoded.problem) };
 }
 
 export class RegistryView {
-  readonly #services = new Map<string, StoredValue>();
+  readonly #services = new Map<string, ViewedService>();
   readonly #claims = new Map<string, ViewedClaim>();
   /** domain → the services whose latest record lists it (a valid one). */
   readonly #listers = new Map<string, Set<string>>();
@@ -144,34 +145,20 @@ export class RegistryView {
         this.#setService(key.name, undefined);
         return;
       }
-      const decoded = decodeRecord(entry.value);
-      this.#setService(
-        key.name,
-        decoded.ok
-          ? { revision: entry.revision, record: decoded.record, problem: undefined }
-          : { revision: entry.revision, record: undefined, problem: formatProblem(decoded.problem) },
-      );
+      this.#setService(key.name, viewedService(entry.revision, entry.value));
     } else if (key.kind === "claim") {
       if (entry.value) this.#claims.set(key.domain, { holder: claimHolder(entry.value), revision: entry.revision, created: entry.created });
       else this.#claims.delete(key.domain);
     }
   }
 
-  #setService(name: string, value: StoredValue | undefined): void {
-    for (const domain of this.#services.get(name)?.record?.domains ?? []) {
-      const names = this.#listers.get(domain);
-      names?.delete(name);
-      if (names?.size === 0) this.#listers.delete(domain);
-    }
+  #setService(name: string, value: ViewedService | undefined): void {
+    for (const domain of this.#services.get(name)?.record?.domains ?? []) removeFromIndex(this.#listers, domain, name);
     if (!value) {
       this.#services.delete(name);
       return;
     }
     this.#services.set(name, value);
-    for (const domain of value.record?.domains ?? []) {
-      let names = this.#listers.get(domain);
-      if (!names) this.#listers.set(domain, (names = new Set()));
-      names.add(name);
-    }
+    for (const domain of value.record?.domains ?? []) addToIndex(this.#listers, domain, name);
   }
 }

@@ -6,11 +6,11 @@
 // what the API accepted is what Envoy serves.
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KV, KvEntry } from "@nats-io/kv";
-import { claimKey, decodeRecord, encodeRecord, formatProblem, parseKey, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
+import { claimKey, encodeRecord, parseKey, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
 import { DomainClaims } from "./domain-claims.js";
 import { alreadyExists, ApiError, revisionMismatch } from "./errors.js";
 import { isLive, isWrongRevision } from "./kv-entries.js";
-import type { RegistryView } from "./registry-view.js";
+import { viewedService, type RegistryView } from "./registry-view.js";
 
 export interface StoredService {
   name: string;
@@ -36,10 +36,7 @@ const LIST_CONCURRENCY = 64;
 const DELETE_ATTEMPTS = 5;
 
 function toStored(name: string, entry: KvEntry): StoredService {
-  const decoded = decodeRecord(entry.value);
-  return decoded.ok
-    ? { name, revision: entry.revision, record: decoded.record, problem: undefined }
-    : { name, revision: entry.revision, record: undefined, problem: formatProblem(decoded.problem) };
+  return { name, ...viewedService(entry.revision, entry.value) };
 }
 
 export class ServiceStore {

@@ -20,7 +20,7 @@
 //   listed it, and a service keeping its last good revision holds every claim of it. (A holder
 //   whose latest value is invalid asks for what is unknown until its history is in: its claims
 //   wait, and the replica commits nothing while loading until every history is in.)
-import { decodeRecord, formatProblem, type ServiceRecord } from "@envoyage/registry";
+import { addToIndex, decodeRecord, formatProblem, removeFromIndex, type ServiceRecord } from "@envoyage/registry";
 
 export interface EffectiveRecord {
   record: ServiceRecord;
@@ -368,16 +368,4 @@ export class Registry {
     for (const name of this.#byDomain.get(domain)!) if (winner === undefined || this.#beats(name, winner, claimant)) winner = name;
     return winner!;
   }
-}
-
-function addToIndex(index: Map<string, Set<string>>, key: string, name: string): void {
-  let names = index.get(key);
-  if (!names) index.set(key, (names = new Set()));
-  names.add(name);
-}
-
-function removeFromIndex(index: Map<string, Set<string>>, key: string, name: string): void {
-  const names = index.get(key);
-  names?.delete(name);
-  if (names?.size === 0) index.delete(key);
 }

@@ -3,6 +3,7 @@ export * from "./history.js";
 export * from "./kv.js";
 export * from "./lifecycle.js";
 export * from "./logger.js";
+export * from "./name-index.js";
 export * from "./nats.js";
 export * from "./record.js";
 export * from "./status.js";
