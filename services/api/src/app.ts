@@ -3,8 +3,9 @@ import swagger from "@fastify/swagger";
 import fastifyPlugin from "fastify-plugin";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { ADDRESS_FORMAT, AJV_OPTIONS, addRecordFormats, describeValidationError, formatProblem } from "@envoyage/registry";
-import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { type FastifyError, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
+import { AccessLog } from "./access-log.js";
 import { ApiError } from "./errors.js";
 import type { RegistryAccess } from "./registry-access.js";
 import { envoyRoutes } from "./routes/envoys.js";
@@ -19,17 +20,6 @@ export interface AppOptions {
   logger: Logger;
   /** Largest accepted request body, in bytes. */
   bodyLimit: number;
-}
-
-/** One access-log line per request; probes only at debug so they do not drown the log. */
-class AccessLog extends LogController {
-  override incomingRequest(): void {}
-  override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
-    const line = { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 };
-    if (error) reply.log.error({ ...line, err: error }, "request failed");
-    else if (["/healthz", "/readyz", "/metrics"].includes(request.url)) reply.log.debug(line, "request");
-    else reply.log.info(line, "request");
-  }
 }
 
 /** Maps framework errors (validation, parsing, size) to the API's JSON error shape. */
@@ -70,7 +60,9 @@ const UTF8 = new Set(["utf-8", "utf8"]);
 
 /** The first charset parameter that is not UTF-8 (a header may repeat the parameter). */
 function foreignCharsetOf(contentType: string | undefined): string | undefined {
-  for (const match of (contentType ?? "").matchAll(/;\s*charset\s*=\s*"?([^";\s]+)"?/gi)) {
+  // Most requests say just "application/json": no parameters, nothing to scan.
+  if (!contentType?.includes(";")) return undefined;
+  for (const match of contentType.matchAll(/;\s*charset\s*=\s*"?([^";\s]+)"?/gi)) {
     const charset = match[1]!.toLowerCase();
     if (!UTF8.has(charset)) return charset;
   }
@@ -93,6 +85,7 @@ export async function buildApp(options: AppOptions) {
     // address format is not reported ("unknown format … ignored") on stderr, outside the JSON log.
     serializerOpts: { ajv: { formats: { [ADDRESS_FORMAT]: true } } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.decorateRequest("change", null);
 
   // Shutting down: a request that arrives on a kept-alive connection is refused (503, and the
   // connection closed) so the client retries elsewhere; requests already running finish, and

@@ -1,10 +1,12 @@
 // The HTTP contract (DESIGN.md) against a real nats-server.
 import assert from "node:assert/strict";
 import { connect as connectSocket } from "node:net";
+import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
+import { pino } from "pino";
 import { createLogger } from "@envoyage/registry";
 import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
 import { loadConfig } from "../src/config.js";
@@ -294,6 +296,42 @@ describe("metrics", () => {
     assert.match(text, /envoyage_api_requests_total\{method="GET",route="\/v1\/services\/:name",status="404"\} [1-9]/);
     assert.match(text, /envoyage_api_request_duration_seconds_bucket\{le="0.005",method="PUT",route="\/v1\/services\/:name"\}/);
     assert.match(text, /envoyage_api_ready 1/);
+  });
+});
+
+describe("access log", () => {
+  it("writes one line per request, and a write's line names the change it made", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split("\n")) if (line) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    const config = loadConfig({ NATS_URL: nats.url, API_HOST: "127.0.0.1", API_PORT: "0" });
+    const logged = await startServer(config, pino({ level: "info" }, sink));
+    try {
+      await logged.loaded;
+      const url = `http://127.0.0.1:${logged.port}/v1/services/logged`;
+      const record = { ...web, domains: ["logged.example.com"] };
+      const put = await fetch(url, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(record) });
+      assert.equal(put.status, 201);
+      const { revision } = (await put.json()) as { revision: number };
+      assert.equal((await fetch(url)).status, 200);
+      assert.equal((await fetch(url, { method: "DELETE" })).status, 204);
+      const ofService = () => lines.filter((line) => line["url"] === "/v1/services/logged");
+      await waitFor("three access-log lines", async () => (ofService().length >= 3 ? true : undefined));
+      assert.deepEqual(
+        ofService().map((line) => [line["msg"], line["method"], line["status"], line["service"], line["revision"]]),
+        [
+          ["service created", "PUT", 201, "logged", revision],
+          ["request", "GET", 200, undefined, undefined],
+          ["service deleted", "DELETE", 204, "logged", undefined],
+        ],
+      );
+    } finally {
+      await logged.close();
+    }
   });
 });
 

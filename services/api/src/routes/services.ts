@@ -56,7 +56,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
       const { name } = request.params;
       const expected = putPrecondition(request.headers["if-match"], request.headers["if-none-match"]);
       const { service, created } = await registry.run((store) => store.put(name, request.body, expected));
-      request.log.info({ service: name, revision: service.revision, created }, created ? "service created" : "service replaced");
+      request.change = { message: created ? "service created" : "service replaced", service: name, revision: service.revision };
       return withEtag(reply, service.revision).status(created ? 201 : 200).send(render(service));
     },
   );
@@ -98,7 +98,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
       const { name } = request.params;
       const ifMatch = precondition(request.headers["if-match"]);
       if (!(await registry.run((store) => store.delete(name, ifMatch)))) throw notFound(name);
-      request.log.info({ service: name }, "service deleted");
+      request.change = { message: "service deleted", service: name };
       return reply.status(204).send(null);
     },
   );
