@@ -25,6 +25,21 @@ const PROTOCOLS = ["sotw", "delta"] as const;
 
 type StartFloor = typeof startFloor;
 
+/**
+ * From just before `write` to the first request through Envoy that answers from upstream `to`.
+ * Probing starts in the next turn of the event loop, once the write has been handed to the
+ * socket: a probe sent first would hold the write back by the cost of sending a request (the
+ * HTTP client writes on the next tick, the NATS client at the end of the microtask checkpoint),
+ * and it could not see a change that has not left yet.
+ */
+async function timeChange(listenerPort: number, to: "A" | "B", write: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  const written = write();
+  const sawIt = new Promise((resolve) => setImmediate(resolve)).then(() => seen(listenerPort, WEB, upstreamGreeting(to)));
+  const [seenAt] = await Promise.all([sawIt, written]);
+  return seenAt - started;
+}
+
 async function floor(protocol: "sotw" | "delta", changes: number, start: StartFloor): Promise<number[]> {
   const listenerPort = await freePort();
   const upstreams: Record<"A" | "B", Upstream> = { A: await startUpstream("A"), B: await startUpstream("B") };
@@ -37,10 +52,7 @@ async function floor(protocol: "sotw" | "delta", changes: number, start: StartFl
     for (let i = 0; i < changes; i++) {
       const to = i % 2 === 0 ? "B" : "A";
       await sleep(PACE_MS);
-      const started = performance.now();
-      const sawIt = seen(listenerPort, WEB, upstreamGreeting(to));
-      await bare.push({ web: record(upstreams[to]) });
-      samples.push((await sawIt) - started);
+      samples.push(await timeChange(listenerPort, to, () => bare!.push({ web: record(upstreams[to]) })));
     }
     return samples;
   } finally {
@@ -121,20 +133,16 @@ async function throughStack(protocol: "sotw" | "delta", changes: number): Promis
     for (let i = 0; i < changes; i++) {
       const to = i % 2 === 0 ? "B" : "A";
       await sleep(PACE_MS);
-      const started = performance.now();
-      const sawIt = seen(stack.listenerPort, WEB, upstreamGreeting(to));
-      await kv.put("services.web", encodeRecord(record(stack.upstreams[to])));
-      kvSamples.push((await sawIt) - started);
+      kvSamples.push(await timeChange(stack.listenerPort, to, () => kv.put("services.web", encodeRecord(record(stack.upstreams[to])))));
     }
     const apiSamples: number[] = [];
     for (let i = 0; i < changes; i++) {
       const to = i % 2 === 0 ? "B" : "A";
       await sleep(PACE_MS);
-      const started = performance.now();
-      const sawIt = seen(stack.listenerPort, WEB, upstreamGreeting(to));
-      const response = await httpRequest(stack.api.port, { method: "PUT", path: "/v1/services/web", body: JSON.stringify(record(stack.upstreams[to])) });
-      if (response.status !== 200) throw new Error(`PUT answered ${response.status}: ${response.body}`);
-      apiSamples.push((await sawIt) - started);
+      apiSamples.push(await timeChange(stack.listenerPort, to, async () => {
+        const response = await httpRequest(stack.api.port, { method: "PUT", path: "/v1/services/web", body: JSON.stringify(record(stack.upstreams[to])) });
+        if (response.status !== 200) throw new Error(`PUT answered ${response.status}: ${response.body}`);
+      }));
     }
     return { kv: kvSamples, api: apiSamples, hop: await hopCost(stack.api.port, Math.min(changes, 100)) };
   } finally {
@@ -182,7 +190,7 @@ export async function propagation(quick: boolean): Promise<Section> {
     title: "1. Propagation through a real Envoy",
     description:
       `A change to web.example.com's upstream (A ↔ B), written ${changes} times per path, ${PACE_MS} ms apart (one change at a time; replicas batch bursts by design, see 2.); each sample runs from just before the write ` +
-      "to the first request through Envoy that sees it (requests start with the write, not after its answer). The floor is Envoyage's ADS server and snapshot store fed directly in a process " +
+      "to the first request through Envoy that sees it (probes start as soon as the write has left, not after its answer). The floor is Envoyage's ADS server and snapshot store fed directly in a process " +
       "of their own (no NATS, no API): what a bare push to Envoy costs on this machine, measured in the same run. The go-control-plane row " +
       "is the same bare push from the Go peer (bench/peers, its LinearCache, which sends only what changed as Envoyage does), fed over its control endpoint. " +
       "\"KV put\" is what `nats kv put` does, from a NATS client (without starting the CLI process). Probes are HTTP requests " +
