@@ -11,7 +11,7 @@ import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { claimKey, encodeRecord, serviceKey } from "@envoyage/registry";
 import { freePort, record, startNats, startStack, startUpstream, upstreamGreeting, waitFor } from "@envoyage/test-support";
-import { startFloor } from "./floor.js";
+import { startFloor, type Floor } from "./floor.js";
 import { httpRequest, isRouted } from "./http.js";
 import { cpuMeter, pidOf } from "./proc.js";
 import type { Section } from "./report.js";
@@ -138,8 +138,9 @@ async function throughStack(protocol: "sotw" | "delta"): Promise<BurstRun> {
 async function envoyAlone(protocol: "sotw" | "delta"): Promise<BurstRun> {
   const listenerPort = await freePort();
   const upstream = await startUpstream("A");
-  const bare = await startFloor(protocol, listenerPort);
+  let bare: Floor | undefined;
   try {
+    bare = await startFloor(protocol, listenerPort);
     await bare.push({}); // the listener and an empty route configuration
     await waitFor("Envoy's listener", async () => ((await httpRequest(listenerPort, { host: "nothing.example.com" })).status === 404 ? true : undefined), {
       timeoutMs: 30_000,
@@ -152,7 +153,7 @@ async function envoyAlone(protocol: "sotw" | "delta"): Promise<BurstRun> {
     await probe.finish();
     return { run: "floor: Envoy alone (all in one push)", protocol, routedMs: probe.routedAt - started, cpu: cpu.elapsed() };
   } finally {
-    await bare.stop();
+    await bare?.stop();
     await upstream.close();
   }
 }
