@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import type { ServiceRecord } from "@envoyage/registry";
-import { AdsClient, sleep, TYPES } from "@envoyage/test-support";
+import * as grpc from "@grpc/grpc-js";
+import { AdsClient, sleep, TYPES, waitFor } from "@envoyage/test-support";
 import { AdsServer, type AdsEvents } from "../src/ads/server.js";
 import { TYPE_NAMES } from "../src/ads/resources.js";
 import { SnapshotStore } from "../src/snapshot.js";
@@ -41,12 +42,15 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setupWith(services: Record<string, ServiceRecord>, { ready = true, protocol = "sotw" as "sotw" | "delta" } = {}) {
+async function setupWith(
+  services: Record<string, ServiceRecord>,
+  { ready = true, protocol = "sotw" as "sotw" | "delta", overrides = {} as Partial<AdsEvents> } = {},
+) {
   const store = new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 });
   for (const [name, r] of Object.entries(services)) store.setService(name, r);
   store.commit();
   if (ready) store.markReady();
-  const events = recorder();
+  const events = { ...recorder(), ...overrides };
   const server = new AdsServer({ source: store, events });
   const port = await server.listen("127.0.0.1", 0);
   cleanups.push(() => server.shutdown(100));
@@ -347,5 +351,32 @@ describe("ADS (sotw): NACKed bodies", () => {
     await sleep(300);
     const pushes = events.slice(from).filter((e) => e.kind === "push" && e.type === "EDS");
     assert.deepEqual(pushes.map((e) => e.names), [2, 1], "each rejected body was sent once");
+  });
+});
+
+describe("ADS: a stream whose handling fails", () => {
+  it("ends with UNAVAILABLE, so its Envoy reconnects, and the server goes on serving", async () => {
+    const failures: unknown[] = [];
+    let failing = true;
+    const { server, connect } = await setupWith(
+      { a: record(1) },
+      {
+        overrides: {
+          error: (_stream, error) => void failures.push(error),
+          push: () => {
+            if (failing) throw new Error("a bug while pushing");
+          },
+        },
+      },
+    );
+    const dropped = connect();
+    await waitFor("the stream to end with a status", () => dropped.error, { timeoutMs: 5000 });
+    assert.equal((dropped.error as grpc.ServiceError).code, grpc.status.UNAVAILABLE);
+    assert.match((dropped.error as grpc.ServiceError).details, /internal error/);
+    assert.equal(failures.length, 1);
+    assert.equal(server.streamCount, 0);
+    failing = false;
+    dropped.reconnect();
+    await synced(dropped, 1);
   });
 });

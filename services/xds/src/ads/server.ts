@@ -57,8 +57,8 @@ export class AdsServer {
     // ~2 KiB of every idle Envoy's connection (bench/RESULTS.md, fan-out).
     "grpc.enable_channelz": 0,
   });
-  /** Each stream's call, and how to drop it when its Envoy has stopped reading (write-budget.ts). */
-  readonly #calls = new Map<AdsStream, { call: Call<unknown>; drop: (error: Error, reason: string) => void }>();
+  /** Each stream's call, and how to drop it (after an internal error, or when its Envoy stopped reading: write-budget.ts). */
+  readonly #calls = new Map<AdsStream, { call: Call<unknown>; drop: (reason: string) => void }>();
   readonly #subscriptions = new SubscriptionPool();
   readonly writes: WriteBudget;
   readonly #sotw: Protocol;
@@ -71,7 +71,7 @@ export class AdsServer {
     this.#options = options;
     this.writes = new WriteBudget(options.writeBudgetBytes ?? DEFAULT_WRITE_BUDGET_BYTES, {
       onStall: (stream) =>
-        this.#calls.get(stream as AdsStream)?.drop(new Error("Envoy has not read a response for 30 s"), "not reading: a response stayed unflushed for 30 s"),
+        this.#calls.get(stream as AdsStream)?.drop("not reading: a response stayed unflushed for 30 s"),
     });
     const cache = new ResponseCache();
     this.#sotw = new SotwProtocol(cache);
@@ -144,7 +144,7 @@ export class AdsServer {
       work();
     } catch (error) {
       this.#options.events.error(stream, error);
-      this.#calls.get(stream)?.drop(error as Error, "internal error");
+      this.#calls.get(stream)?.drop("internal error");
     }
   }
 
@@ -168,9 +168,12 @@ export class AdsServer {
       stream.close();
       events.disconnect(stream, reason);
     };
-    const drop = (error: Error, reason: string) => {
-      call.destroy(error);
+    // Ends the call with a status, grpc-js's way for a handler to fail a stream (destroying the
+    // call would send Envoy nothing: no trailers, no reset, and it would wait on a dead stream).
+    // The trailers follow what was written before them; Envoy reconnects once it has them.
+    const drop = (reason: string) => {
       close(reason);
+      call.emit("error", { code: grpc.status.UNAVAILABLE, details: `Envoyage dropped the stream: ${reason}` });
     };
     this.#calls.set(stream, { call: call as Call<unknown>, drop });
     call.on("data", (request: Request) => this.#guarded(stream, () => stream.receive(normalize(request))));

@@ -7,9 +7,10 @@
 // Each stream has one write at a time against the budget; its later writes wait behind it (as
 // they would in the stream anyway), so streams take turns in the order they asked. A write gives
 // its bytes back once flushed, or when its stream closes. An Envoy that stops reading (its
-// connection still alive, answering keepalives) must not hold everyone else up, nor memory: a
-// write not flushed within `stallMs` stops counting and the stream's owner is told to drop it
-// (Envoy reconnects, to this replica or another).
+// connection still alive, answering keepalives) must not hold everyone else up: a write not
+// flushed within `stallMs` stops counting, and the stream's owner is told to drop it. The stream
+// then ends once Envoy reads again, and Envoy reconnects (to this replica or another); an Envoy
+// that answers nothing at all is cut by the keepalive.
 
 /** Writes `bytes` to a stream, calling `flushed` once the transport has taken them. */
 export type Writer = (bytes: Buffer, flushed: () => void) => void;
