@@ -198,7 +198,8 @@ export class SnapshotStore implements ResourceSource {
     }
     for (const [name, next] of this.#staged) {
       const previous = this.#services.get(name);
-      for (const domain of previous?.domains ?? []) this.#domainHolders.delete(domain);
+      // Only what it still holds: a service staged before it may have taken one of its domains.
+      for (const domain of previous?.domains ?? []) if (this.#domainHolders.get(domain) === name) this.#domainHolders.delete(domain);
       if (next) {
         this.#table(CLUSTER_TYPE).stage(next.cluster);
         if (next.endpoints) this.#table(ENDPOINT_TYPE).stage(next.endpoints);

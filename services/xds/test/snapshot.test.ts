@@ -123,6 +123,9 @@ describe("SnapshotStore", () => {
     store.setService("a", { domains: ["a.example.com"], endpoints: [{ address: "10.0.0.1", port: 1 }] });
     assert.deepEqual(store.commit()?.rejected, []);
     assert.equal(store.resources(CLUSTER_TYPE).size, 2);
+    // The new holder keeps the domain, whatever the order the two were staged in.
+    store.setService("c", { domains: ["d.example.com"], endpoints: [{ address: "10.0.0.3", port: 3 }] });
+    assert.deepEqual(store.commit()?.rejected, [{ name: "c", problems: ["domain d.example.com is already in virtual host b"] }]);
   });
 
   it("keeps a rejected service's previous resources", () => {
