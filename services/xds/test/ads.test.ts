@@ -284,6 +284,18 @@ describe("ADS delta only", () => {
     assert.deepEqual(client.responses.slice(from).map(shape), ["RDS:envoyage_http", "CDS:-s7"], "endpoints go with their cluster");
   });
 
+  it("resends a resource unsubscribed and subscribed again while a response was in flight", async () => {
+    const { store, connect } = await setup({ a: record(1), b: record(2) });
+    const client = connect();
+    await synced(client, 2);
+    store.setService("b", record(2, 4444));
+    store.commit(); // EDS:b is on its way: Envoy drops a and asks for it again before its ACK
+    client.subscribe(TYPES.endpoint, [], ["a"]);
+    client.subscribe(TYPES.endpoint, ["a"]);
+    const from = client.responses.length;
+    await client.waitUntil("a again", (c) => c.responses.slice(from).some((r) => r.typeUrl === TYPES.endpoint && r.names.includes("a")));
+  });
+
   it("resends nothing unchanged to an Envoy that reconnects with initial_resource_versions", async () => {
     const { store, connect } = await setup({ a: record(1), b: record(2), c: record(3) });
     const client = connect();

@@ -25,6 +25,7 @@ export function deltaRequest(request: DeltaDiscoveryRequest, subscriptions: Subs
         ? undefined
         : (current) => subscriptions.change(current, subscribe, unsubscribe),
     initialVersions: initialVersions.length > 0 ? new Map(initialVersions) : undefined,
+    unsubscribed: unsubscribe.length > 0 ? unsubscribe : undefined,
   };
 }
 
@@ -46,6 +47,9 @@ export class DeltaProtocol implements Protocol {
     let body: ResponseBody;
     if (state.envoyHas) {
       body = encode(fromEnvoyState(set, desired, state.envoyHas), this.#cache.nonce());
+    } else if (state.forgotten) {
+      // Rare (see TypeState.forgotten), and the stream's own: not cached.
+      body = encode(withForgotten(sinceAcked(set, desired, state.acked), set, desired, state.forgotten), this.#cache.nonce());
     } else {
       const acked = state.acked;
       const key = `${desired.version}|${desired.subscription?.id ?? "*"}|${acked?.version ?? ""}|${acked?.base ?? ""}|${acked?.subscription?.id ?? ""}`;
@@ -109,6 +113,18 @@ function sinceAcked(set: ResourceSet, desired: Delivery, acked: Delivery | undef
     if (!kept.has(resource.name) && !set.has(resource.name) && !changed.has(resource.name)) removed.push(resource.name);
   }
   return { updated, removed };
+}
+
+/** Adds the subscribed resources Envoy dropped while a response was in flight, in full. */
+function withForgotten(change: Change, set: ResourceSet, desired: Delivery, forgotten: ReadonlySet<string>): Change {
+  const subscription = desired.subscription;
+  if (!subscription) return change;
+  const updated = new Set(change.updated.map((resource) => resource.name));
+  for (const name of forgotten) {
+    const resource = subscription.names.has(name) && !updated.has(name) ? set.get(name) : undefined;
+    if (resource) change.updated.push(resource);
+  }
+  return change;
 }
 
 /** Names Envoy may hold that are gone, when the change log no longer reaches its version. */

@@ -44,7 +44,7 @@ export interface TypeState {
   /** Envoy has a request of this type outstanding. */
   pending: boolean;
   lastNonce: string | undefined;
-  sent: (Delivery & { nonce: string }) | undefined;
+  sent: (Delivery & { nonce: string; forgotten: ReadonlySet<string> | undefined }) | undefined;
   acked: Delivery | undefined;
   /**
    * The version Envoy last NACKed and every subscription it was NACKed with (by their names, as
@@ -53,6 +53,12 @@ export interface TypeState {
   rejected: { version: string; subscriptions: Set<string> } | undefined;
   /** Delta: resource versions Envoy said it holds when it (re)connected, until the first ACK. */
   envoyHas: ReadonlyMap<string, string> | undefined;
+  /**
+   * Delta: names Envoy unsubscribed while a response was in flight. Envoy dropped them, but the
+   * subscription that response's ACK records still lists them: the next response sends any that
+   * are subscribed again in full, and the ACK of that response settles them.
+   */
+  forgotten: Set<string> | undefined;
 }
 
 /** A request, whatever the protocol, reduced to what the stream needs. */
@@ -68,6 +74,8 @@ export interface StreamRequest {
   versionInfo?: string;
   /** Delta: initial_resource_versions of the first request of a type. */
   initialVersions?: ReadonlyMap<string, string>;
+  /** Delta: the names this request unsubscribes (Envoy drops those resources). */
+  unsubscribed?: readonly string[];
 }
 
 /** What a response carries, computed by the protocol from the stream's state. */
@@ -144,6 +152,7 @@ export class AdsStream {
     }
     if (!state.wildcard && request.subscribe) {
       state.subscription = request.subscribe(state.subscription);
+      if (state.sent && request.unsubscribed) for (const name of request.unsubscribed) (state.forgotten ??= new Set()).add(name);
     }
     // One response of a type in flight at a time: a request that is not its ACK (a delta
     // subscription change) is answered once that ACK arrives.
@@ -176,6 +185,8 @@ export class AdsStream {
     const sent = state.sent!;
     state.sent = undefined;
     if (error !== undefined) {
+      // Envoy did not take the response: what it was to settle is still to be sent.
+      for (const name of sent.forgotten ?? []) (state.forgotten ??= new Set()).add(name);
       const names = subscriptionKey(sent.subscription);
       if (state.rejected?.version === sent.version) state.rejected.subscriptions.add(names);
       else state.rejected = { version: sent.version, subscriptions: new Set([names]) };
@@ -205,17 +216,19 @@ export class AdsStream {
     const set = this.#options.source.resources(state.typeUrl);
     const desired = this.#desired(state, set);
     const acked = state.acked;
-    if (acked?.version === desired.version && acked.subscription === desired.subscription && !state.envoyHas) return;
+    if (acked?.version === desired.version && acked.subscription === desired.subscription && !state.envoyHas && !state.forgotten) return;
     if (state.rejected?.version === desired.version && state.rejected.subscriptions.has(subscriptionKey(desired.subscription))) return;
     const body = this.#options.protocol.respond({ set, state, desired });
     if (body === undefined) {
       // Nothing Envoy holds differs from what we want: it already has this state.
       state.acked = desired;
       state.envoyHas = undefined;
+      state.forgotten = undefined;
       return;
     }
     if (body.nonce === state.lastNonce) return;
-    state.sent = { ...desired, nonce: body.nonce };
+    state.sent = { ...desired, nonce: body.nonce, forgotten: state.forgotten };
+    state.forgotten = undefined;
     state.lastNonce = body.nonce;
     state.pending = false;
     this.#options.send(body.bytes);
@@ -281,6 +294,7 @@ export class AdsStream {
         acked: undefined,
         rejected: undefined,
         envoyHas: undefined,
+        forgotten: undefined,
       };
       this.#types.set(type, state);
     }
