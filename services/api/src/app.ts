@@ -7,6 +7,7 @@ import Fastify, { type FastifyError, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { AccessLog } from "./access-log.js";
 import { ApiError } from "./errors.js";
+import { parseJsonBody } from "./json-body.js";
 import type { RegistryAccess } from "./registry-access.js";
 import { envoyRoutes } from "./routes/envoys.js";
 import type { StatusView } from "./status-view.js";
@@ -37,9 +38,6 @@ function toApiError(error: FastifyError, request: FastifyRequest, bodyLimit: num
     return new ApiError(400, "invalid_record", formatProblem(problem), { field: problem.field });
   }
   switch (error.code) {
-    case "FST_ERR_CTP_INVALID_JSON_BODY":
-    case "FST_ERR_CTP_EMPTY_JSON_BODY":
-      return new ApiError(400, "invalid_json", error.message);
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return new ApiError(413, "body_too_large", `the request body is over the API's limit of ${bodyLimit} bytes (API_BODY_LIMIT)`);
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
@@ -54,24 +52,6 @@ function toApiError(error: FastifyError, request: FastifyRequest, bodyLimit: num
 
 /** How long a closing API keeps kept-alive connections open for requests already on their way. */
 const CLOSE_DRAIN_MS = 300;
-
-/** JSON is UTF-8 (RFC 8259): a body labelled otherwise would be read as UTF-8 and its text changed. */
-const UTF8 = new Set(["utf-8", "utf8"]);
-
-/** The first charset parameter that is not UTF-8 (a header may repeat the parameter). */
-function foreignCharsetOf(contentType: string | undefined): string | undefined {
-  // Most requests say just "application/json": no parameters, nothing to scan.
-  if (!contentType?.includes(";")) return undefined;
-  for (const match of contentType.matchAll(/;\s*charset\s*=\s*"?([^";\s]+)"?/gi)) {
-    const charset = match[1]!.toLowerCase();
-    if (!UTF8.has(charset)) return charset;
-  }
-  return undefined;
-}
-
-function unsupportedCharset(charset: string): ApiError {
-  return new ApiError(415, "unsupported_media_type", `send the record as UTF-8 JSON; charset=${charset} is not supported`);
-}
 
 export async function buildApp(options: AppOptions) {
   const app = Fastify({
@@ -109,14 +89,13 @@ export async function buildApp(options: AppOptions) {
 
   // Records are JSON only: anything else is 415, not a confusing validation error.
   app.removeContentTypeParser("text/plain");
-  // A DELETE carries no body: clients that label every request as JSON get no error for an empty one.
-  const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
-    const charset = foreignCharsetOf(request.headers["content-type"]);
-    if (charset !== undefined) done(unsupportedCharset(charset), undefined);
-    else if (body === "" && request.method === "DELETE") done(null, undefined);
-    else parseJson(request, body as string, done);
+    try {
+      done(null, parseJsonBody(request.headers["content-type"], request.method, body as string));
+    } catch (error) {
+      done(error as ApiError, undefined);
+    }
   });
 
   await app.register(swagger, {

@@ -126,6 +126,10 @@ describe("validation", () => {
     const malformed = await call("PUT", "/v1/services/x", '{"domains":');
     assert.equal(malformed.status, 400);
     assert.equal(malformed.body.error.code, "invalid_json");
+    assert.match(malformed.body.error.message, /^the body is not valid JSON: .+/);
+    const poisoned = await call("PUT", "/v1/services/x", `{"__proto__":{"a":1},${JSON.stringify(web).slice(1)}`);
+    assert.deepEqual([poisoned.status, poisoned.body.error.code], [400, "invalid_json"]);
+    assert.match(poisoned.body.error.message, /"__proto__".*prototype poisoning/);
     const text = await call("PUT", "/v1/services/x", "hello", { "content-type": "text/plain" });
     assert.equal(text.status, 415);
     assert.equal(text.body.error.code, "unsupported_media_type");
@@ -147,6 +151,7 @@ describe("validation", () => {
     const empty = await call("PUT", "/v1/services/x", "");
     assert.equal(empty.status, 400);
     assert.equal(empty.body.error.code, "invalid_json");
+    assert.match(empty.body.error.message, /the body is empty/);
     const none = await call("PUT", "/v1/services/x");
     assert.deepEqual([none.status, none.body.error.code], [400, "invalid_json"]);
     assert.match(none.body.error.message, /no body/);

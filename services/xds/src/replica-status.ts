@@ -42,8 +42,8 @@ function rejectedReport(replica: Replica): ReplicaReport["rejected"] {
   const out: ReplicaReport["rejected"] = {};
   for (const name of replica.registry.rejected()) {
     const status = replica.registry.status(name);
-    // The snapshot refused what the registry would serve: Envoys hold an older revision, unknown here.
     if (status === undefined || status.state === "serving") continue;
+    // The snapshot refused what the registry would serve: Envoys hold an older revision, unknown here.
     const servingRevision = replica.failedValidation.has(name) ? undefined : (status.servingRevision ?? null);
     if (status.state === "invalid") out[name] = { state: "invalid", revision: status.revision, problem: status.problem, servingRevision };
     else out[name] = { state: "conflict", revision: status.revision, conflicts: status.conflicts, servingRevision };

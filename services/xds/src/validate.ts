@@ -1,6 +1,7 @@
 // The pre-push validator: checks of a service's encoded resources against the rest of the
 // configuration, before a commit is published. The registry already keeps domains unique, so a
-// failure here means a bug upstream; it is caught before Envoy would reject the whole update.
+// domain failure here means a bug upstream; size limits are the records' own. Either is caught
+// before Envoy would reject the whole update.
 import { MAX_DOMAINS } from "@envoyage/registry";
 
 /** Envoy takes larger resources, but nothing Envoyage generates legitimately comes close. */

@@ -57,7 +57,7 @@ export interface ResourceSource {
   /** Serial of the latest commit. */
   readonly serial: number;
   resources(typeUrl: string): ResourceSet;
-  /** Called after every commit and when the source becomes ready. */
+  /** Called when the source becomes ready, then after every commit that changes something. */
   onCommit(listener: () => void): () => void;
 }
 

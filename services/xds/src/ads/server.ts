@@ -64,7 +64,7 @@ export class AdsServer {
   readonly #sotw: Protocol;
   readonly #delta: Protocol;
   readonly #options: AdsServerOptions;
-  /** Streams to pump, in turn order (a Set keeps insertion order, and re-adding one appends it). */
+  /** Streams to pump, in turn order (a Set keeps insertion order; a stream is deleted before it is pumped, so a commit meanwhile appends it again). */
   readonly #due = new Set<AdsStream>();
 
   constructor(options: AdsServerOptions) {

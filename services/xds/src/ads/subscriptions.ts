@@ -8,7 +8,6 @@ import type { ResourceSet } from "./resources.js";
 export class Subscription {
   readonly id: number;
   readonly key: string;
-  readonly list: readonly string[];
   readonly names: ReadonlySet<string>;
   refs = 0;
   /** SotW: the names as Envoy sent them, to recognise the same list without decoding it. */
@@ -18,7 +17,6 @@ export class Subscription {
   constructor(id: number, key: string, list: readonly string[]) {
     this.id = id;
     this.key = key;
-    this.list = list;
     this.names = new Set(list);
   }
 
