@@ -1,7 +1,7 @@
 // Validation of service records with ajv: the same engine and options Fastify uses for the API,
 // so a record the API would reject is also rejected when it arrives straight through NATS.
 import { Ajv, type ErrorObject, type Options } from "ajv";
-import { ADDRESS_FORMAT, ServiceRecordSchema, isAddress, type ServiceRecord } from "./record.js";
+import { ADDRESS_FORMAT, DOMAIN_PATTERN, SERVICE_NAME_PATTERN, ServiceRecordSchema, isAddress, type ServiceRecord } from "./record.js";
 
 /** ajv options shared by the API (Fastify) and the KV decoder. */
 export const AJV_OPTIONS: Options = {
@@ -25,6 +25,13 @@ export interface RecordProblem {
   message: string;
 }
 
+/** The record schema's patterns in words: an operator should not have to read a regular expression. */
+const PATTERNS_IN_WORDS: Record<string, string> = {
+  [DOMAIN_PATTERN]:
+    'must be a lowercase hostname: labels of a-z, 0-9 and "-" (1 to 63 characters, no "-" at either end) joined by dots, optionally after a leading "*." wildcard',
+  [SERVICE_NAME_PATTERN]: 'must be a lowercase DNS label: 1 to 63 characters of a-z, 0-9 and "-", no "-" at either end',
+};
+
 /** Turns an ajv error into a field and a sentence an operator can act on. */
 export function describeValidationError(error: ErrorObject): RecordProblem {
   const path = error.instancePath;
@@ -41,8 +48,12 @@ export function describeValidationError(error: ErrorObject): RecordProblem {
         return { field: path, message: "must be an IPv4 or IPv6 address or a hostname" };
       }
       return { field: path, message: error.message ?? "has the wrong format" };
-    case "pattern":
-      return { field: path, message: `must match ${String(error.params["pattern"])}` };
+    case "pattern": {
+      const pattern = String(error.params["pattern"]);
+      return { field: path, message: PATTERNS_IN_WORDS[pattern] ?? `must match ${pattern}` };
+    }
+    case "uniqueItems":
+      return { field: path, message: `lists the same value twice (items ${String(error.params["i"])} and ${String(error.params["j"])})` };
     default:
       return { field: path, message: error.message ?? "is invalid" };
   }
