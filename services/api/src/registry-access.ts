@@ -37,6 +37,14 @@ function isNatsFailure(error: unknown): boolean {
   return false;
 }
 
+/** A NATS failure in words: "jetstream is not enabled" is what a cluster without a stream leader answers. */
+function describeNatsFailure(error: Error): string {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    if (e instanceof NoRespondersError) return "no JetStream server answered (a NATS cluster electing the bucket's leader does not, for a few seconds); retry";
+  }
+  return error.message;
+}
+
 export class RegistryAccess {
   readonly #link: NatsLink;
   readonly #deadlineMs: number;
@@ -72,7 +80,7 @@ export class RegistryAccess {
       return await Promise.race([this.#turns.run(() => operation(store)), deadline]);
     } catch (error) {
       if (error instanceof ApiError) throw error;
-      if (isNatsFailure(error)) throw unavailable((error as Error).message);
+      if (isNatsFailure(error)) throw unavailable(describeNatsFailure(error as Error));
       throw error;
     } finally {
       clearTimeout(timer);
