@@ -21,7 +21,7 @@ exitOnUnexpectedErrors(logger);
 const link = new NatsLink({ servers: config.registry.natsServers, name: `envoyage-xds ${config.replicaId}`, logger });
 const store = new SnapshotStore({ listenerAddress: config.listenerAddress, listenerPort: config.listenerPort });
 const metrics: XdsMetrics = new XdsMetrics(store, {
-  streams: () => ads.streams(),
+  streamCounts: () => ads.streamCounts(),
   writes: () => ads.writes,
   services: () => replica.registry.counts(),
   ready: () => replica.ready,

@@ -4,7 +4,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type CounterConfiguration, type LabelValues } from "prom-client";
 import { TYPE_NAMES, typeName } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
-import type { AdsStream } from "./ads/stream.js";
+import type { AdsStream, ProtocolName } from "./ads/stream.js";
 import { REJECTION_REASONS, type ReplicaEvents } from "./replica.js";
 import type { SnapshotStore } from "./snapshot.js";
 
@@ -40,7 +40,7 @@ class EventCounts<L extends string> {
 }
 
 export interface MetricSources {
-  streams(): Iterable<AdsStream>;
+  streamCounts(): Record<ProtocolName, number>;
   writes(): { inFlightBytes: number; queued: number; stalled: number };
   services(): { served: number; invalid: number; conflict: number };
   ready(): boolean;
@@ -73,9 +73,7 @@ export class XdsMetrics {
       labelNames: ["protocol"],
       registers,
       collect() {
-        const counts = { sotw: 0, delta: 0 };
-        for (const stream of sources.streams()) counts[stream.protocol]++;
-        for (const [protocol, count] of Object.entries(counts)) this.set({ protocol }, count);
+        for (const [protocol, count] of Object.entries(sources.streamCounts())) this.set({ protocol }, count);
       },
     });
     new Gauge({

@@ -17,8 +17,6 @@ export interface ReplicaStatus {
 }
 
 export function replicaStatus(replicaId: string, replica: Replica, source: ResourceSource, ads: AdsServer): ReplicaStatus {
-  const streams = { sotw: 0, delta: 0 };
-  for (const stream of ads.streams()) streams[stream.protocol]++;
   return {
     replica: replicaId,
     ready: replica.ready,
@@ -34,7 +32,7 @@ export function replicaStatus(replicaId: string, replica: Replica, source: Resou
         return [TYPE_NAMES[type]!, { version: set.version, count: set.size }];
       }),
     ),
-    streams,
+    streams: ads.streamCounts(),
   };
 }
 

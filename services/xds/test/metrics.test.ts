@@ -8,7 +8,7 @@ import { XdsMetrics } from "../src/metrics.js";
 import { SnapshotStore } from "../src/snapshot.js";
 
 const sources = {
-  streams: () => [],
+  streamCounts: () => ({ sotw: 0, delta: 0 }),
   writes: () => ({ inFlightBytes: 0, queued: 0, stalled: 0 }),
   services: () => ({ served: 0, invalid: 0, conflict: 0 }),
   ready: () => true,

@@ -10,7 +10,7 @@ import type { ResourceSource } from "./resources.js";
 import { ResponseCache } from "./responses.js";
 import { SotwProtocol, sotwRequest } from "./sotw.js";
 import { decodeSotwRequest, type SotwRequestView } from "./sotw-request.js";
-import { AdsStream, type Protocol, type StreamEvents, type StreamRequest } from "./stream.js";
+import { AdsStream, type Protocol, type ProtocolName, type StreamEvents, type StreamRequest } from "./stream.js";
 import { SubscriptionPool } from "./subscriptions.js";
 import { WriteBudget } from "./write-budget.js";
 
@@ -93,8 +93,11 @@ export class AdsServer {
     return this.#calls.size;
   }
 
-  streams(): IterableIterator<AdsStream> {
-    return this.#calls.keys();
+  /** Open streams by protocol. */
+  streamCounts(): Record<ProtocolName, number> {
+    const counts = { sotw: 0, delta: 0 };
+    for (const stream of this.#calls.keys()) counts[stream.protocol]++;
+    return counts;
   }
 
   /** Binds and starts serving; resolves with the bound port (useful with port 0). */
