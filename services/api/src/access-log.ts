@@ -18,6 +18,22 @@ declare module "fastify" {
 
 const PROBES = new Set(["/healthz", "/readyz", "/metrics"]);
 
+/**
+ * Notes what a write changed, for its access-log line. Fastify logs a request once its answer is
+ * sent; a client that left before (a timeout while NATS took the write) never gets one, so the
+ * change is logged when the connection closes instead: the log keeps every write.
+ */
+export function logChange(request: FastifyRequest, reply: FastifyReply, change: LoggedChange): void {
+  request.change = change;
+  const logIfUnanswered = () => {
+    if (reply.raw.writableFinished) return;
+    reply.log.warn({ method: request.method, url: request.url, service: change.service, revision: change.revision }, `${change.message}; the client left before the answer`);
+  };
+  // The connection may have closed already, while NATS took the write.
+  if (reply.raw.destroyed || request.raw.socket.destroyed) logIfUnanswered();
+  else reply.raw.once("close", logIfUnanswered);
+}
+
 /** Probes only at debug, so they do not drown the log. */
 export class AccessLog extends LogController {
   override incomingRequest(): void {}

@@ -23,15 +23,16 @@ export function parseJsonBody(contentType: string | undefined, method: string, b
   if (charset !== undefined) {
     throw new ApiError(415, "unsupported_media_type", `send the record as UTF-8 JSON; charset=${charset} is not supported`);
   }
+  const blank = body.trim() === "";
   // A DELETE carries no body: clients that label every request as JSON get no error for an empty one.
-  if (body === "" && method === "DELETE") return undefined;
-  if (body.trim() === "") throw new ApiError(400, "invalid_json", "the body is empty: send the service record as JSON");
+  if (blank && method === "DELETE") return undefined;
+  if (blank) throw new ApiError(400, "invalid_json", "the body is empty: send the service record as JSON");
   try {
     return secureJson.parse(body, undefined, { protoAction: "error", constructorAction: "error" });
   } catch (error) {
     const message = (error as Error).message;
     if (message.includes("forbidden prototype property")) {
-      throw new ApiError(400, "invalid_json", 'the body has a "__proto__" or "constructor" key, refused as prototype poisoning');
+      throw new ApiError(400, "invalid_json", 'the body has a "__proto__" key, or a "constructor" key holding "prototype": refused as prototype poisoning');
     }
     throw new ApiError(400, "invalid_json", `the body is not valid JSON: ${message}`);
   }

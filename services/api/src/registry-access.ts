@@ -40,7 +40,9 @@ function isNatsFailure(error: unknown): boolean {
 /** A NATS failure in words: "jetstream is not enabled" is what a cluster without a stream leader answers. */
 function describeNatsFailure(error: Error): string {
   for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    if (e instanceof NoRespondersError) return "no JetStream server answered (a NATS cluster electing the bucket's leader does not, for a few seconds); retry";
+    if (e instanceof NoRespondersError) {
+      return "no JetStream server answered for the bucket (a NATS cluster electing the bucket's leader does not, for a few seconds; nor does a server without JetStream); retry";
+    }
   }
   return error.message;
 }

@@ -8,7 +8,7 @@ import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { pino } from "pino";
 import { createLogger } from "@envoyage/registry";
-import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
+import { sleep, startNats, waitFor, type NatsServer } from "@envoyage/test-support";
 import { loadConfig } from "../src/config.js";
 import { startServer, type RunningApi } from "../src/server.js";
 
@@ -334,6 +334,18 @@ describe("access log", () => {
           ["service deleted", "DELETE", 204, "logged", undefined],
         ],
       );
+      // A client that leaves before the answer: its write is logged all the same.
+      const left = JSON.stringify({ ...web, domains: ["left.example.com"] });
+      const socket = connectSocket(logged.port, "127.0.0.1");
+      await new Promise((resolve) => socket.once("connect", resolve));
+      const request = `PUT /v1/services/left HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(left)}\r\n\r\n${left}`;
+      await new Promise((resolve) => socket.end(request, () => resolve(undefined)));
+      socket.destroy();
+      const leftLine = await waitFor("the write's line", async () => lines.find((line) => line["service"] === "left"));
+      assert.equal(leftLine["msg"], "service created; the client left before the answer");
+      assert.equal(typeof leftLine["revision"], "number");
+      await sleep(200);
+      assert.equal(lines.filter((line) => line["service"] === "left").length, 1, "logged once");
     } finally {
       await logged.close();
     }

@@ -52,8 +52,10 @@ export function describeValidationError(error: ErrorObject): RecordProblem {
       const pattern = String(error.params["pattern"]);
       return { field: path, message: PATTERNS_IN_WORDS[pattern] ?? `must match ${pattern}` };
     }
-    case "uniqueItems":
-      return { field: path, message: `lists the same value twice (items ${String(error.params["i"])} and ${String(error.params["j"])})` };
+    case "uniqueItems": {
+      const [first, second] = [Number(error.params["i"]), Number(error.params["j"])].sort((a, b) => a - b);
+      return { field: path, message: `lists the same value twice (items ${first} and ${second})` };
+    }
     default:
       return { field: path, message: error.message ?? "is invalid" };
   }

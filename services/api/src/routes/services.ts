@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifyReply } from "fastify";
 import { Type } from "typebox";
+import { logChange } from "../access-log.js";
 import { ApiError, notFound } from "../errors.js";
 import type { RegistryAccess } from "../registry-access.js";
 import type { StatusView } from "../status-view.js";
@@ -56,7 +57,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
       const { name } = request.params;
       const expected = putPrecondition(request.headers["if-match"], request.headers["if-none-match"]);
       const { service, created } = await registry.run((store) => store.put(name, request.body, expected));
-      request.change = { message: created ? "service created" : "service replaced", service: name, revision: service.revision };
+      logChange(request, reply, { message: created ? "service created" : "service replaced", service: name, revision: service.revision });
       return withEtag(reply, service.revision).status(created ? 201 : 200).send(render(service));
     },
   );
@@ -98,7 +99,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
       const { name } = request.params;
       const ifMatch = precondition(request.headers["if-match"]);
       if (!(await registry.run((store) => store.delete(name, ifMatch)))) throw notFound(name);
-      request.change = { message: "service deleted", service: name };
+      logChange(request, reply, { message: "service deleted", service: name });
       return reply.status(204).send(null);
     },
   );

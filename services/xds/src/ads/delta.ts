@@ -48,7 +48,7 @@ export class DeltaProtocol implements Protocol {
     if (state.envoyHas) {
       body = encode(fromEnvoyState(set, desired, state.envoyHas), this.#cache.nonce());
     } else if (state.forgotten) {
-      // Rare (see TypeState.forgotten), and the stream's own: not cached.
+      // After Envoy unsubscribed names (see TypeState.forgotten): a body of the stream's own, not cached.
       body = encode(withForgotten(sinceAcked(set, desired, state.acked), set, desired, state.forgotten), this.#cache.nonce());
     } else {
       const acked = state.acked;

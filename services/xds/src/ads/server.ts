@@ -179,7 +179,12 @@ export class AdsServer {
       call.emit("error", { code: grpc.status.UNAVAILABLE, details: `Envoyage dropped the stream: ${reason}` });
     };
     this.#calls.set(stream, { call: call as Call<unknown>, drop });
-    call.on("data", (request: Request) => this.#guarded(stream, () => stream.receive(normalize(request))));
+    // A dropped stream still receives until its trailers are out: what comes meanwhile is ignored,
+    // or it would start the stream over and write after the end (the call is then destroyed
+    // without a status).
+    call.on("data", (request: Request) => {
+      if (!closed) this.#guarded(stream, () => stream.receive(normalize(request)));
+    });
     call.on("end", () => {
       call.end();
       close("closed by Envoy");

@@ -54,9 +54,9 @@ export interface TypeState {
   /** Delta: resource versions Envoy said it holds when it (re)connected, until the first ACK. */
   envoyHas: ReadonlyMap<string, string> | undefined;
   /**
-   * Delta: names Envoy unsubscribed while a response was in flight. Envoy dropped them, but the
-   * subscription that response's ACK records still lists them: the next response sends any that
-   * are subscribed again in full, and the ACK of that response settles them.
+   * Delta: names Envoy unsubscribed since the last response. Envoy dropped them, but the
+   * subscription acknowledged last (or the ACK of a response in flight) still lists them: the
+   * next response sends any that are subscribed again in full, and its ACK settles them.
    */
   forgotten: Set<string> | undefined;
 }
@@ -152,7 +152,7 @@ export class AdsStream {
     }
     if (!state.wildcard && request.subscribe) {
       state.subscription = request.subscribe(state.subscription);
-      if (state.sent && request.unsubscribed) for (const name of request.unsubscribed) (state.forgotten ??= new Set()).add(name);
+      if (request.unsubscribed) this.#forget(state, request.unsubscribed);
     }
     // One response of a type in flight at a time: a request that is not its ACK (a delta
     // subscription change) is answered once that ACK arrives.
@@ -196,6 +196,16 @@ export class AdsStream {
       state.envoyHas = undefined;
       this.#options.events.ack(this, state.typeUrl, sent.version, sent.nonce);
     }
+  }
+
+  /** Delta: Envoy dropped `names`; nothing it was sent or said it holds may count them as held. */
+  #forget(state: TypeState, names: readonly string[]): void {
+    if (state.envoyHas) {
+      const held = new Map(state.envoyHas);
+      for (const name of names) held.delete(name);
+      state.envoyHas = held;
+    }
+    if (state.sent || state.acked) for (const name of names) (state.forgotten ??= new Set()).add(name);
   }
 
   /** A (re)connecting Envoy may already hold resources, possibly from another replica. */
