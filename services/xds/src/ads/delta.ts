@@ -45,11 +45,15 @@ export class DeltaProtocol implements Protocol {
   respond({ set, state, desired }: ResponseInput): ResponseBody | undefined {
     const encode = (change: Change, nonce: string) => encodeDelta(set.typeUrl, desired.version, change.updated, change.removed, nonce);
     let body: ResponseBody;
+    const again = state.forgotten ? resubscribed(set, desired, state.forgotten) : [];
     if (state.envoyHas) {
       body = encode(fromEnvoyState(set, desired, state.envoyHas), this.#cache.nonce());
-    } else if (state.forgotten) {
-      // After Envoy unsubscribed names (see TypeState.forgotten): a body of the stream's own, not cached.
-      body = encode(withForgotten(sinceAcked(set, desired, state.acked), set, desired, state.forgotten), this.#cache.nonce());
+    } else if (again.length > 0) {
+      // Names Envoy dropped and asks for again (TypeState.forgotten): a body of the stream's own.
+      const change = sinceAcked(set, desired, state.acked);
+      const listed = new Set(change.updated.map((resource) => resource.name));
+      change.updated.push(...again.filter((resource) => !listed.has(resource.name)));
+      body = encode(change, this.#cache.nonce());
     } else {
       const acked = state.acked;
       const key = `${desired.version}|${desired.subscription?.id ?? "*"}|${acked?.version ?? ""}|${acked?.base ?? ""}|${acked?.subscription?.id ?? ""}`;
@@ -115,16 +119,14 @@ function sinceAcked(set: ResourceSet, desired: Delivery, acked: Delivery | undef
   return { updated, removed };
 }
 
-/** Adds the subscribed resources Envoy dropped while a response was in flight, in full. */
-function withForgotten(change: Change, set: ResourceSet, desired: Delivery, forgotten: ReadonlySet<string>): Change {
-  const subscription = desired.subscription;
-  if (!subscription) return change;
-  const updated = new Set(change.updated.map((resource) => resource.name));
+/** Of the names Envoy dropped since the last response, the resources it subscribes to again. */
+function resubscribed(set: ResourceSet, desired: Delivery, forgotten: ReadonlySet<string>): XdsResource[] {
+  const again: XdsResource[] = [];
   for (const name of forgotten) {
-    const resource = subscription.names.has(name) && !updated.has(name) ? set.get(name) : undefined;
-    if (resource) change.updated.push(resource);
+    const resource = desired.subscription?.names.has(name) ? set.get(name) : undefined;
+    if (resource) again.push(resource);
   }
-  return change;
+  return again;
 }
 
 /** Names Envoy may hold that are gone, when the change log no longer reaches its version. */
