@@ -278,7 +278,7 @@ export class BucketWatcher {
   }
 
   async #watchLoop(): Promise<void> {
-    const { handlers, logger } = this.#options;
+    const { logger } = this.#options;
     let failures = 0;
     while (!this.#stopped) {
       const generation = ++this.#generation;
@@ -301,7 +301,7 @@ export class BucketWatcher {
           if (generation !== this.#generation) break;
           if (e.revision <= this.#lastRevision) continue;
           this.#lastRevision = e.revision;
-          handlers.entry(toEntry(e));
+          this.#deliver(toEntry(e));
           // The first entry with nothing pending behind it ends the initial load.
           if (!this.#loaded && e.delta === 0) this.#markLoaded();
         }
@@ -312,6 +312,18 @@ export class BucketWatcher {
       }
       if (this.#stopped) return;
       if (generation === this.#generation) await delay(RETRY_MS); // it ended on its own: back off
+    }
+  }
+
+  /**
+   * A handler that throws is a bug; the entry is reported and the watch goes on with the next
+   * one, so one entry can neither stop the follower nor hold back its initial load.
+   */
+  #deliver(entry: BucketEntry): void {
+    try {
+      this.#options.handlers.entry(entry);
+    } catch (error) {
+      this.#options.logger.error({ err: error, bucket: this.#options.bucket, key: entry.key, revision: entry.revision }, "applying a bucket entry failed; it is skipped (a bug: please report it with this log line)");
     }
   }
 

@@ -1,0 +1,63 @@
+// The bucket watcher every replica follows the registry with, against a real nats-server.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { KV } from "@nats-io/kv";
+import { pino } from "pino";
+import { BucketWatcher, NatsLink, openBucket, type BucketEntry } from "@envoyage/registry";
+import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
+
+describe("BucketWatcher", () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let kv: KV;
+
+  before(async () => {
+    nats = await startNats();
+    nc = await connect({ servers: nats.url });
+    ({ kv } = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 }));
+  });
+
+  after(async () => {
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  it("reports an entry its handler fails on and goes on: the initial load still ends, later entries still arrive", async () => {
+    await kv.put("services.good", "{}");
+    await kv.put("services.bad", "{}");
+    const errors: Array<{ key: string; msg: string }> = [];
+    const logger = pino({ level: "error" }, { write: (line: string) => errors.push(JSON.parse(line)) });
+    const link = new NatsLink({ servers: [nats.url], name: "bucket-watcher-test", logger });
+    const delivered: string[] = [];
+    let loaded = false;
+    const watcher = new BucketWatcher({
+      link,
+      bucket: "envoyage",
+      timeoutMs: 2000,
+      open: async (connection) => (await openBucket(connection, { bucket: "envoyage", create: false, timeoutMs: 2000 })).kv,
+      logger,
+      handlers: {
+        entry: (entry: BucketEntry) => {
+          if (entry.key === "services.bad") throw new Error("a bug in the handler");
+          delivered.push(entry.key);
+        },
+        loaded: () => (loaded = true),
+        recreated: () => assert.fail("the bucket was not created again"),
+      },
+    });
+    try {
+      await watcher.start();
+      await waitFor("the initial load to end although its last entry failed", () => (loaded ? true : undefined));
+      await kv.put("services.later", "{}");
+      await waitFor("the entry written after it", () => (delivered.includes("services.later") ? true : undefined));
+      assert.deepEqual(delivered, ["services.good", "services.later"]);
+      assert.equal(errors.length, 1);
+      assert.equal(errors[0]!.key, "services.bad");
+      assert.match(errors[0]!.msg, /applying a bucket entry failed; it is skipped/);
+    } finally {
+      await watcher.stop();
+      await link.close();
+    }
+  });
+});
