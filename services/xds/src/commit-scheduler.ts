@@ -41,6 +41,7 @@ export class CommitScheduler {
   #gapAverage = Infinity;
   #lastEntryAt = 0;
   #lastCommitAt = 0;
+  #stopped = false;
 
   constructor(options: CommitSchedulerOptions) {
     this.#options = options;
@@ -57,9 +58,10 @@ export class CommitScheduler {
 
   /** Commits after the entries at hand are applied, once, however often it is asked meanwhile. */
   schedule(): void {
-    if (this.#scheduled) return;
+    if (this.#scheduled || this.#stopped) return;
     this.#scheduled = true;
     const run = () => {
+      if (this.#stopped) return;
       clearTimeout(this.#timer);
       this.#timer = undefined;
       this.#run = undefined;
@@ -83,5 +85,11 @@ export class CommitScheduler {
   /** Runs a commit that waits for its window or a standby's delay now (an Envoy connected). */
   flush(): void {
     this.#run?.();
+  }
+
+  /** The replica is stopping: a commit still to run never does. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
   }
 }

@@ -129,6 +129,7 @@ export class Replica {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#scheduler.stop();
     this.#lookups.clear();
     clearTimeout(this.#claimRetry);
     await this.#watcher.stop();

@@ -23,4 +23,23 @@ describe("CommitScheduler", () => {
     scheduler.flush();
     assert.equal(commits, 2, "nothing runs twice; a new change is scheduled again");
   });
+
+  it("runs no commit once stopped, neither one waiting for its window nor one about to run", async () => {
+    let commits = 0;
+    let standby = true;
+    const scheduler = new CommitScheduler({
+      batch: { windowMs: 50, burst: 20, standbyMs: 30 },
+      commit: () => commits++,
+      standby: () => standby,
+      pendingEntries: () => 0,
+    });
+    scheduler.entryArrived();
+    scheduler.schedule();
+    scheduler.stop();
+    standby = false;
+    scheduler.schedule();
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    scheduler.flush();
+    assert.equal(commits, 0);
+  });
 });
