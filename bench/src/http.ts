@@ -24,10 +24,11 @@ export function httpRequest(
 }
 
 /** Requests through Envoy until `host` answers `body`; resolves with the time it was seen. */
-export async function seen(envoyPort: number, host: string, body: string, timeoutMs = 10_000): Promise<number> {
+export async function seen(envoyPort: number, host: string, body: string, timeoutMs = 10_000, signal?: AbortSignal): Promise<number> {
   const deadline = performance.now() + timeoutMs;
   let last = "";
   for (;;) {
+    signal?.throwIfAborted();
     try {
       const response = await httpRequest(envoyPort, { host });
       if (response.body === body) return performance.now();

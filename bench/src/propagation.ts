@@ -34,8 +34,13 @@ type StartFloor = typeof startFloor;
  */
 async function timeChange(listenerPort: number, to: "A" | "B", write: () => Promise<unknown>): Promise<number> {
   const started = performance.now();
-  const written = write();
-  const sawIt = new Promise((resolve) => setImmediate(resolve)).then(() => seen(listenerPort, WEB, upstreamGreeting(to)));
+  // A write that fails stops the probing too, rather than leaving it to run out its time.
+  const failed = new AbortController();
+  const written = write().catch((error: unknown) => {
+    failed.abort(error);
+    throw error;
+  });
+  const sawIt = new Promise((resolve) => setImmediate(resolve)).then(() => seen(listenerPort, WEB, upstreamGreeting(to), undefined, failed.signal));
   const [seenAt] = await Promise.all([sawIt, written]);
   return seenAt - started;
 }
