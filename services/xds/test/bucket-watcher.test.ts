@@ -4,7 +4,8 @@ import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import { pino } from "pino";
-import { BucketWatcher, NatsLink, openBucket, type BucketEntry } from "@envoyage/registry";
+import { Kvm } from "@nats-io/kv";
+import { BucketWatcher, createLogger, NatsLink, openBucket, type BucketEntry } from "@envoyage/registry";
 import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
 
 describe("BucketWatcher", () => {
@@ -55,6 +56,31 @@ describe("BucketWatcher", () => {
       assert.equal(errors.length, 1);
       assert.equal(errors[0]!.key, "services.bad");
       assert.match(errors[0]!.msg, /applying a bucket entry failed; it is skipped/);
+    } finally {
+      await watcher.stop();
+      await link.close();
+    }
+  });
+
+  it("reads a key's newest revisions from a bucket made by hand with more history than Envoyage's", async () => {
+    const handMade = await new Kvm(nc).create("handmade", { history: 20 });
+    for (let i = 1; i <= 14; i++) await handMade.put("services.a", `{"i":${i}}`);
+    const logger = createLogger("test", "silent");
+    const link = new NatsLink({ servers: [nats.url], name: "bucket-watcher-test", logger });
+    const watcher = new BucketWatcher({
+      link,
+      bucket: "handmade",
+      timeoutMs: 2000,
+      open: async (connection) => (await openBucket(connection, { bucket: "handmade", create: false, timeoutMs: 2000 })).kv,
+      logger,
+      handlers: { entry: () => {}, loaded: () => {}, recreated: () => {} },
+    });
+    try {
+      await watcher.start();
+      const history = await watcher.history("services.a");
+      const values = history.map((entry) => new TextDecoder().decode(entry.value));
+      assert.deepEqual(values.slice(0, 2), ['{"i":14}', '{"i":13}'], "newest first");
+      assert.equal(history.length, 14);
     } finally {
       await watcher.stop();
       await link.close();

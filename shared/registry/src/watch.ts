@@ -8,7 +8,7 @@ import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamM
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
-import { BUCKET_HISTORY, BucketMissingError, claimKey } from "./kv.js";
+import { BucketMissingError, claimKey } from "./kv.js";
 import type { NatsLink } from "./nats.js";
 import type { NatsConnection } from "@nats-io/nats-core";
 
@@ -175,7 +175,9 @@ export class BucketWatcher {
     }
     const { bucket } = this.#options;
     const entries: BucketEntry[] = [];
-    for (let seq = 1; entries.length <= BUCKET_HISTORY; ) {
+    // Read to the end: a bucket made by hand may keep more revisions than ours (up to NATS's 64),
+    // and the newest are the ones that matter.
+    for (let seq = 1; ; ) {
       const message = await jsm.direct.getMessage(`KV_${bucket}`, { seq, next_by_subj: `$KV.${bucket}.${key}` });
       if (!message) break;
       entries.push(storedEntry(key, message));
