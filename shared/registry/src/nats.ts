@@ -13,6 +13,9 @@ export interface NatsLinkOptions {
   logger: Logger;
 }
 
+/** How long closing waits for the server to confirm the drain. */
+const DRAIN_MS = 1000;
+
 export class NatsLink {
   #connection: NatsConnection | undefined;
   #connecting: Promise<NatsConnection> | undefined;
@@ -64,10 +67,26 @@ export class NatsLink {
     return nc;
   }
 
+  /**
+   * Drains the connection (what was published reaches the server), within DRAIN_MS: a server
+   * that is connected but does not answer (stopped, overloaded) would hold the shutdown for good.
+   */
   async close(): Promise<void> {
     this.#closing = true;
     const nc = this.#connection;
-    if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+    if (!nc || nc.isClosed()) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), DRAIN_MS)));
+    const drained = nc.drain().then(
+      () => "drained" as const,
+      () => "failed" as const,
+    );
+    const outcome = await Promise.race([drained, timedOut]);
+    clearTimeout(timer);
+    if (outcome !== "drained") {
+      if (outcome === "timeout") this.#options.logger.warn({ drainMs: DRAIN_MS }, "NATS did not confirm the drain in time; closing the connection");
+      await nc.close();
+    }
   }
 
   async #followStatus(nc: NatsConnection): Promise<void> {
