@@ -56,11 +56,26 @@ export interface RegistrySettings {
 
 const BUCKET_NAME = /^[-\w]+$/;
 
+/** A server as the NATS client takes it: nats://host:port, tls://host:port, or host:port. */
+function checkNatsUrl(server: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(server.includes("://") ? server : `nats://${server}`);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !["nats:", "tls:"].includes(url.protocol) || url.hostname === "") {
+    throw new ConfigError(`NATS_URL must be a comma-separated list of servers such as nats://127.0.0.1:4222 (nats:// or tls://), got "${server}"`);
+  }
+}
+
 export function registrySettings(env: Env): RegistrySettings {
   const natsServers = envString(env, "NATS_URL", "nats://127.0.0.1:4222")
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "");
+  if (natsServers.length === 0) throw new ConfigError("NATS_URL must name at least one server, such as nats://127.0.0.1:4222");
+  for (const server of natsServers) checkNatsUrl(server);
   const bucket = envString(env, "ENVOYAGE_BUCKET", "envoyage");
   const statusBucket = envString(env, "ENVOYAGE_STATUS_BUCKET", `${bucket}-status`);
   for (const [name, value] of [["ENVOYAGE_BUCKET", bucket], ["ENVOYAGE_STATUS_BUCKET", statusBucket]]) {

@@ -39,7 +39,11 @@ export class NatsLink {
 
   /** Resolves once connected; until then it keeps trying every configured server. One connection per link. */
   connect(): Promise<NatsConnection> {
-    this.#connecting ??= this.#connect();
+    // A connect that failed (refused credentials, say) is tried again by the next caller.
+    this.#connecting ??= this.#connect().catch((error: unknown) => {
+      this.#connecting = undefined;
+      throw error;
+    });
     return this.#connecting;
   }
 
