@@ -113,9 +113,17 @@ export class StatusView {
     return this.envoys(0).filter((e) => e.connected).map((e) => e.syncedRevision);
   }
 
+  /**
+   * The reports still fresh. A stale one is forgotten: the bucket expires it without a delete
+   * marker reaching the watch, and a replica that restarts under a new id (a pod's host name)
+   * would otherwise leave its pages here for good. Refreshed, it is delivered again.
+   */
   *#fresh<T>(map: Map<string, Seen<T>>): Iterable<T> {
     const oldest = Date.now() - STATUS_TTL_MS;
-    for (const seen of map.values()) if (seen.at >= oldest) yield seen.report;
+    for (const [key, seen] of map) {
+      if (seen.at >= oldest) yield seen.report;
+      else map.delete(key);
+    }
   }
 }
 
