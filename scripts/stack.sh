@@ -50,13 +50,23 @@ pidfile() { echo "$RUN/$1.pid"; }
 # running PID: the process exists and has not exited (a zombie not yet reaped has: some init
 # processes reap slowly, and kill -0 still succeeds on it).
 running() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
-alive() { local f; f="$(pidfile "$1")"; [ -f "$f" ] && running "$(cat "$f")"; }
+# When PID started (clock ticks since boot): kept beside the pid file, so a pid the system gave
+# to another process since (after a reboot, or a crash long ago) is not taken for ours.
+started_at() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+startfile() { echo "$RUN/$1.pid-start"; }
+alive() {
+  local f s pid
+  f="$(pidfile "$1")"; s="$(startfile "$1")"
+  [ -f "$f" ] || return 1
+  pid="$(cat "$f")"
+  running "$pid" && { [ ! -f "$s" ] || [ "$(cat "$s")" = "$(started_at "$pid")" ]; }
+}
 # Whether any process of the stack runs: a nats-server (the single one, or any node of a cluster:
 # nats-1 may be the one that died), the API, a replica, Envoy or an upstream.
 any_stack_alive() {
   local f
   for f in "$RUN"/nats.pid "$RUN"/nats-*.pid "$RUN"/api.pid "$RUN"/xds-*.pid "$RUN"/envoy.pid "$RUN"/upstream-*.pid; do
-    [ -f "$f" ] && running "$(cat "$f")" && return 0
+    [ -f "$f" ] && alive "$(basename "$f" .pid)" && return 0
   done
   return 1
 }
@@ -91,6 +101,7 @@ start() {
   if alive "$name"; then log "$name already running (pid $(cat "$(pidfile "$name")"))"; return; fi
   setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! >"$(pidfile "$name")"
+  started_at $! >"$(startfile "$name")"
   log "$name started (pid $!, log $LOGS_SHOWN/$name.log)"
 }
 
@@ -235,7 +246,7 @@ stop_one() {
   f="$(pidfile "$name")"
   [ -f "$f" ] || return 0
   pid="$(cat "$f")"
-  if running "$pid"; then
+  if alive "$name"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do running "$pid" || break; sleep 0.1; done
     if running "$pid"; then
@@ -244,7 +255,7 @@ stop_one() {
     fi
     log "$name stopped"
   fi
-  rm -f "$f"
+  rm -f "$f" "$(startfile "$name")"
 }
 
 down() {

@@ -130,4 +130,21 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
       }
     });
   }
+
+  it("takes a pid the system gave to another process since for stopped, and make down leaves that process alone", async () => {
+    const stranger = spawn("sleep", ["60"], { stdio: "ignore" }); // holds the pid the API once had
+    try {
+      await writeFile(join(runDir, "api.pid"), `${stranger.pid}\n`);
+      await writeFile(join(runDir, "api.pid-start"), "1\n"); // when the API process started: long before
+      assert.match(await stoppedStatus(), /^ {2}api {9}stopped$/m);
+      await make("down");
+      await new Promise((resolve) => setTimeout(resolve, 200)); // a signal's exit would be seen by now
+      assert.equal(stranger.exitCode, null, "make down did not signal it");
+      assert.equal(stranger.signalCode, null, "make down did not signal it");
+    } finally {
+      stranger.kill();
+      await rm(join(runDir, "api.pid"), { force: true });
+      await rm(join(runDir, "api.pid-start"), { force: true });
+    }
+  });
 });
