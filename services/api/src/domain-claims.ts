@@ -43,7 +43,10 @@ export class DomainClaims {
 
   /** Creates the claims of domains nobody holds, in parallel: what was taken, and the first failure. */
   createAll(domains: string[], name: string): Promise<{ taken: string[]; failure: unknown }> {
-    return claimEach(domains, (domain) => this.#kv.create(claimKey(domain), name));
+    return claimEach(domains, async (domain) => {
+      await this.#kv.create(claimKey(domain), name);
+      return true;
+    });
   }
 
   /**
@@ -68,8 +71,12 @@ export class DomainClaims {
     return taken;
   }
 
-  /** Takes `domain` for `name`: creates the claim, or takes over a stale one, with compare-and-set. */
-  async #claim(domain: string, name: string, firstRead: KvEntry | null): Promise<void> {
+  /**
+   * Takes `domain` for `name`: creates the claim, or takes over a stale one, with compare-and-set.
+   * True when this call wrote the claim; false when `name` held it already (then it is not this
+   * request's to give back if the request fails).
+   */
+  async #claim(domain: string, name: string, firstRead: KvEntry | null): Promise<boolean> {
     const key = claimKey(domain);
     let claim = firstRead;
     for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
@@ -80,17 +87,17 @@ export class DomainClaims {
           // or its claim deleted by hand): the replicas serve that one and are about to claim it.
           this.#refuseIfListedByAnother(domain, name);
           await this.#kv.create(key, name);
-          return;
+          return true;
         }
         const holder = claimHolder(claim.value);
-        if (holder === name) return;
+        if (holder === name) return false;
         if (await this.#holds(holder, domain, claim)) throw domainConflict(domain, holder, "claim");
         // A stale claim (one written by hand, say) may stand beside a service that serves the
         // domain all the same, as the only record listing it: taking the claim would hand the
         // domain over, and a service that serves a domain never loses it to a later write.
         this.#refuseIfListedByAnother(domain, name);
         await this.#kv.update(key, name, claim.revision);
-        return;
+        return true;
       } catch (error) {
         if (!isWrongRevision(error)) throw error; // lost a race for the claim: look again
       }
@@ -162,9 +169,13 @@ export class DomainClaims {
   }
 }
 
-/** Claims domains in parallel, waiting for every attempt: what was taken, and the first failure. */
-async function claimEach(domains: string[], claim: (domain: string) => Promise<unknown>): Promise<{ taken: string[]; failure: unknown }> {
+/**
+ * Claims domains in parallel, waiting for every attempt: what this call took (`claim` resolves
+ * true when it wrote the claim), and the first failure.
+ */
+async function claimEach(domains: string[], claim: (domain: string) => Promise<boolean>): Promise<{ taken: string[]; failure: unknown }> {
   const results = await Promise.allSettled(domains.map(claim));
   const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  return { taken: domains.filter((_, i) => results[i]!.status === "fulfilled"), failure: failure?.reason };
+  const took = (i: number) => results[i]!.status === "fulfilled" && (results[i] as PromiseFulfilledResult<boolean>).value;
+  return { taken: domains.filter((_, i) => took(i)), failure: failure?.reason };
 }

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { claimKey, encodeRecord, parseKey, serviceKey, SERVICE_PREFIX, type ServiceRecord } from "@envoyage/registry";
 import { DomainClaims } from "./domain-claims.js";
+import { ServiceLocks } from "./service-locks.js";
 import { alreadyExists, ApiError, revisionMismatch } from "./errors.js";
 import { isLive, isWrongRevision } from "./kv-entries.js";
 import { viewedService, type RegistryView } from "./registry-view.js";
@@ -32,8 +33,8 @@ export interface WriteResult {
 export type Precondition = number | "*" | "absent" | undefined;
 
 const LIST_CONCURRENCY = 64;
-/** Reads and compare-and-set deletes a DELETE without a revision to match makes while others keep writing the service. */
-const DELETE_ATTEMPTS = 5;
+/** Reads and compare-and-set writes a PUT or DELETE without a revision to match makes while others keep writing the service. */
+const WRITE_ATTEMPTS = 5;
 
 function toStored(name: string, entry: KvEntry): StoredService {
   return { name, ...viewedService(entry.revision, entry.value) };
@@ -43,6 +44,7 @@ export class ServiceStore {
   readonly #kv: KV;
   readonly #view: RegistryView;
   readonly #claims: DomainClaims;
+  readonly #locks = new ServiceLocks();
 
   constructor(kv: KV, view: RegistryView) {
     this.#kv = kv;
@@ -96,14 +98,23 @@ export class ServiceStore {
     return out;
   }
 
-  async put(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult> {
-    if (precondition === undefined) {
-      const written = await this.#putAsViewed(name, record);
-      if (written) return written;
-    }
-    const result = await this.#putChecked(name, record, precondition);
-    this.#view.noteWrite(name, result.service.revision, record);
-    return result;
+  put(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult> {
+    return this.#locks.run(name, async () => {
+      if (precondition === undefined) {
+        const written = await this.#putAsViewed(name, record);
+        if (written) return written;
+      }
+      for (let attempt = 1; ; attempt++) {
+        const result = await this.#putChecked(name, record, precondition);
+        if (result) {
+          this.#view.noteWrite(name, result.service.revision, record);
+          return result;
+        }
+        if (attempt === WRITE_ATTEMPTS) throw contended(name);
+        // Another writer (another API, the CLI) wrote the service between the read and the write.
+        await sleep(Math.random() * 10 * attempt);
+      }
+    });
   }
 
   /**
@@ -147,8 +158,13 @@ export class ServiceStore {
     }
   }
 
-  /** Reads the record and its claims first, then claims what is missing and writes. */
-  async #putChecked(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult> {
+  /**
+   * Reads the record and its claims first, then claims what is missing and writes, with
+   * compare-and-set against what it read: undefined when another writer wrote the service in
+   * between (the claims it took are given back first), to be started over — written blindly, a
+   * record could list a domain whose claim the other write had meanwhile given up.
+   */
+  async #putChecked(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult | undefined> {
     const key = serviceKey(name);
     // One round trip for every read: the record and the claims of all its domains.
     const [current, ...claims] = await Promise.all([
@@ -174,15 +190,14 @@ export class ServiceStore {
         revision = await this.#kv.update(key, value, existing!.revision).catch(async (error: unknown) => {
           throw isWrongRevision(error) ? revisionMismatch(existing!.revision, await this.#storedRevision(key)) : error;
         });
-      } else if (existing) {
-        revision = await this.#kv.put(key, value);
       } else {
         try {
-          revision = await this.#kv.create(key, value);
-          created = true;
+          revision = existing ? await this.#kv.update(key, value, existing.revision) : await this.#kv.create(key, value);
+          created = !existing;
         } catch (error) {
           if (!isWrongRevision(error)) throw error;
-          revision = await this.#kv.put(key, value); // created concurrently by another writer
+          await this.#claims.release(taken, name);
+          return undefined;
         }
       }
       const dropped = (existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d));
@@ -195,7 +210,11 @@ export class ServiceStore {
   }
 
   /** Deletes a service; false when there is none. */
-  async delete(name: string, precondition: Precondition): Promise<boolean> {
+  delete(name: string, precondition: Precondition): Promise<boolean> {
+    return this.#locks.run(name, () => this.#delete(name, precondition));
+  }
+
+  async #delete(name: string, precondition: Precondition): Promise<boolean> {
     const key = serviceKey(name);
     for (let attempt = 1; ; attempt++) {
       const current = await this.#kv.get(key);
@@ -212,7 +231,7 @@ export class ServiceStore {
         // is stored: delete the newer record (compare-and-set still, for its claims to be the
         // ones given back).
         if (precondition !== undefined && precondition !== "*") throw revisionMismatch(current.revision, await this.#storedRevision(key));
-        if (attempt === DELETE_ATTEMPTS) throw new ApiError(409, "service_contended", `service "${name}" kept being written while it was being deleted; retry`);
+        if (attempt === WRITE_ATTEMPTS) throw contended(name);
         // A moment for the other writer to be done (or a read served by a lagging stream replica to catch up).
         await sleep(Math.random() * 10 * attempt);
         continue;
@@ -229,6 +248,8 @@ export class ServiceStore {
     return isLive(now) ? now.revision : undefined;
   }
 }
+
+const contended = (name: string) => new ApiError(409, "service_contended", `service "${name}" kept being written by others while this request wrote it; retry`);
 
 function checkPrecondition(precondition: Precondition, current: number | undefined): void {
   if (precondition === undefined) return;
