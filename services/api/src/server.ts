@@ -65,8 +65,10 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
     loaded: view.firstLoaded,
     async close() {
       closing = true;
-      await Promise.all([status.stop(), view.stop()]);
+      // HTTP first: requests in flight finish on views still following the bucket, and none is
+      // answered from a view that stopped.
       await app.close();
+      await Promise.all([status.stop(), view.stop()]);
       await link.close();
     },
   };
