@@ -87,6 +87,8 @@ export class BucketWatcher {
   #nc: NatsConnection | undefined;
   /** The NATS server the connection is on, by name: a restarted one has the same. */
   #server: string | undefined;
+  /** Stops listening to the link's events (on stop: the link may outlive the watcher). */
+  #unfollowLink: (() => void) | undefined;
   /** Until then the watchdog checks every CLOSE_WATCH_MS instead of WATCHDOG_MS. */
   #watchCloselyUntil = 0;
 
@@ -111,7 +113,7 @@ export class BucketWatcher {
     this.#server = nc.info?.server_name;
     await this.#bind(nc);
     if (this.#stopped) return;
-    this.#options.link.onEvent((event) => {
+    this.#unfollowLink = this.#options.link.onEvent((event) => {
       if (event === "reconnected") this.#reconnected();
     });
     this.#loop = this.#watchLoop();
@@ -120,6 +122,7 @@ export class BucketWatcher {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#unfollowLink?.();
     clearTimeout(this.#watchdog);
     this.#restart();
     await this.#loop;
