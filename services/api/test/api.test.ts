@@ -210,18 +210,21 @@ describe("If-Match", () => {
 });
 
 describe("methods", () => {
-  it("answers 405 with Allow for a known path asked with a method it does not have", async () => {
+  it("answers 405 with Allow for a known path asked with a method it does not have, and OPTIONS with Allow", async () => {
     const post = await call("POST", "/v1/services/web", web);
     assert.equal(post.status, 405);
-    assert.equal(post.headers.get("allow"), "GET, PUT, DELETE, HEAD");
+    assert.equal(post.headers.get("allow"), "GET, PUT, DELETE, HEAD, OPTIONS");
     assert.equal(post.body.error.code, "method_not_allowed");
     const putList = await call("PUT", "/v1/services", web);
     assert.equal(putList.status, 405);
-    assert.equal(putList.headers.get("allow"), "GET, HEAD");
+    assert.equal(putList.headers.get("allow"), "GET, HEAD, OPTIONS");
     // Decided before the body is read: a form body is not a 415 here.
     const form = await call("POST", "/v1/services/web", "a=b", { "content-type": "application/x-www-form-urlencoded" });
     assert.equal(form.status, 405);
     assert.equal((await call("DELETE", "/v1/envoys")).status, 405);
+    const options = await call("OPTIONS", "/v1/services/web");
+    assert.equal(options.status, 204);
+    assert.equal(options.headers.get("allow"), "GET, PUT, DELETE, HEAD, OPTIONS");
   });
 });
 
