@@ -22,7 +22,7 @@ export const metricsPlugin: FastifyPluginAsync<{ ready: () => boolean }> = async
   });
   new Gauge({
     name: "envoyage_api_ready",
-    help: "1 while connected to NATS with the bucket bound.",
+    help: "1 while ready (/readyz): connected to NATS, the bucket bound, and the registry loaded into the view that checks domain claims.",
     registers,
     collect() {
       this.set(ready() ? 1 : 0);
