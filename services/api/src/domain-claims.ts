@@ -151,16 +151,25 @@ export class DomainClaims {
   }
 
   /**
-   * Gives back the claims `name` holds on `domains`. Best effort, never throws: the write it
+   * Gives back the claims `name` holds on `domains`, except those its stored record lists: a
+   * write the client was told failed (NATS answered too late) may have landed all the same, or
+   * another API may have written the service meanwhile. Best effort, never throws: the write it
    * follows has happened, and a claim left behind is stale by the rules of #holds.
    */
   async release(domains: string[], name: string): Promise<void> {
+    const listed = this.#kv
+      .get(serviceKey(name))
+      .then((entry) => this.listedBy(entry))
+      .catch(() => undefined);
     await Promise.all(
       domains.map(async (domain) => {
         const key = claimKey(domain);
         try {
           const claim = await this.#kv.get(key);
-          if (isLive(claim) && claimHolder(claim.value) === name) await this.#kv.delete(key, { previousSeq: claim.revision });
+          if (!isLive(claim) || claimHolder(claim.value) !== name) return;
+          const stillListed = await listed;
+          if (stillListed === undefined || stillListed.includes(domain)) return; // unknown: kept
+          await this.#kv.delete(key, { previousSeq: claim.revision });
         } catch {
           // Left for the next claimant to take over.
         }
