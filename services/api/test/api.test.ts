@@ -440,27 +440,30 @@ describe("shutting down", () => {
   it("finishes a request in flight, and answers one arriving on an idle kept-alive connection with 503, not a reset", async () => {
     const config = loadConfig({ NATS_URL: nats.url, API_HOST: "127.0.0.1", API_PORT: "0" });
     const stopping = await startServer(config, createLogger("api", "silent"));
-    await stopping.bound;
-    const idle = await rawConnection(stopping.port);
-    idle.socket.write("GET /v1/services/nothing HTTP/1.1\r\nhost: x\r\n\r\n");
-    assert.deepEqual(await idle.responses(1), [404]);
+    try {
+      await stopping.bound;
+      const idle = await rawConnection(stopping.port);
+      idle.socket.write("GET /v1/services/nothing HTTP/1.1\r\nhost: x\r\n\r\n");
+      assert.deepEqual(await idle.responses(1), [404]);
 
-    // A PUT whose headers are read (its onRequest has run) and whose body is still to come.
-    const inFlight = await rawConnection(stopping.port);
-    const body = JSON.stringify({ ...web, domains: ["inflight.example.com"] });
-    const requestSeen = new Promise((resolve) => stopping.app.server.once("request", () => setImmediate(resolve)));
-    inFlight.socket.write(`PUT /v1/services/inflight HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
-    await requestSeen;
+      // A PUT whose headers are read (its onRequest has run) and whose body is still to come.
+      const inFlight = await rawConnection(stopping.port);
+      const body = JSON.stringify({ ...web, domains: ["inflight.example.com"] });
+      const requestSeen = new Promise((resolve) => stopping.app.server.once("request", () => setImmediate(resolve)));
+      inFlight.socket.write(`PUT /v1/services/inflight HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
+      await requestSeen;
 
-    const closed = stopping.app.close();
-    await waitFor("the API to be closing", async () => ((await fetch(`http://127.0.0.1:${stopping.port}/healthz`)).status === 503 ? true : undefined));
-    idle.socket.write("GET /v1/services HTTP/1.1\r\nhost: x\r\n\r\n");
-    inFlight.socket.write(body);
-    assert.deepEqual(await idle.responses(2), [404, 503], idle.received());
-    assert.match(idle.received(), /"code":"shutting_down"/);
-    assert.deepEqual(await inFlight.responses(1), [201], inFlight.received());
-    for (const connection of [idle, inFlight]) assert.match(connection.received().split("HTTP/1.1").at(-1)!, /connection: close/i);
-    await closed;
-    await stopping.close();
+      const closed = stopping.app.close();
+      await waitFor("the API to be closing", async () => ((await fetch(`http://127.0.0.1:${stopping.port}/healthz`)).status === 503 ? true : undefined));
+      idle.socket.write("GET /v1/services HTTP/1.1\r\nhost: x\r\n\r\n");
+      inFlight.socket.write(body);
+      assert.deepEqual(await idle.responses(2), [404, 503], idle.received());
+      assert.match(idle.received(), /"code":"shutting_down"/);
+      assert.deepEqual(await inFlight.responses(1), [201], inFlight.received());
+      for (const connection of [idle, inFlight]) assert.match(connection.received().split("HTTP/1.1").at(-1)!, /connection: close/i);
+      await closed;
+    } finally {
+      await stopping.close(); // also after a failure: its NATS connection would keep the test process alive
+    }
   });
 });
