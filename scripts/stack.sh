@@ -49,10 +49,12 @@ die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 pidfile() { echo "$RUN/$1.pid"; }
 # running PID: the process exists and has not exited (a zombie not yet reaped has: some init
 # processes reap slowly, and kill -0 still succeeds on it).
-running() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; }
+# proc_stat PID: /proc/PID/stat after the command name (which may hold spaces): field 1 is the state.
+proc_stat() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null; }
+running() { kill -0 "$1" 2>/dev/null && [ "$(proc_stat "$1" | cut -c1)" != Z ]; }
 # When PID started (clock ticks since boot): kept beside the pid file, so a pid the system gave
 # to another process since (after a reboot, or a crash long ago) is not taken for ours.
-started_at() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+started_at() { proc_stat "$1" | cut -d' ' -f20; }
 startfile() { echo "$RUN/$1.pid-start"; }
 alive() {
   local f s pid

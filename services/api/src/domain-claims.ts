@@ -185,6 +185,6 @@ export class DomainClaims {
 async function claimEach(domains: string[], claim: (domain: string) => Promise<boolean>): Promise<{ taken: string[]; failure: unknown }> {
   const results = await Promise.allSettled(domains.map(claim));
   const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  const took = (i: number) => results[i]!.status === "fulfilled" && (results[i] as PromiseFulfilledResult<boolean>).value;
-  return { taken: domains.filter((_, i) => took(i)), failure: failure?.reason };
+  const took = results.map((r) => r.status === "fulfilled" && r.value);
+  return { taken: domains.filter((_, i) => took[i]), failure: failure?.reason };
 }

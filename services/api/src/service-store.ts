@@ -112,7 +112,7 @@ export class ServiceStore {
         }
         if (attempt === WRITE_ATTEMPTS) throw contended(name);
         // Another writer (another API, the CLI) wrote the service between the read and the write.
-        await sleep(Math.random() * 10 * attempt);
+        await backOff(attempt);
       }
     });
   }
@@ -233,7 +233,7 @@ export class ServiceStore {
         if (precondition !== undefined && precondition !== "*") throw revisionMismatch(current.revision, await this.#storedRevision(key));
         if (attempt === WRITE_ATTEMPTS) throw contended(name);
         // A moment for the other writer to be done (or a read served by a lagging stream replica to catch up).
-        await sleep(Math.random() * 10 * attempt);
+        await backOff(attempt);
         continue;
       }
       this.#view.noteDelete(name, current.revision);
@@ -248,6 +248,9 @@ export class ServiceStore {
     return isLive(now) ? now.revision : undefined;
   }
 }
+
+/** A moment for another writer to be done, longer with every attempt, jittered so racers part. */
+const backOff = (attempt: number) => sleep(Math.random() * 10 * attempt);
 
 const contended = (name: string) => new ApiError(409, "service_contended", `service "${name}" kept being written by others while this request wrote it; retry`);
 

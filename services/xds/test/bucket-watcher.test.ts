@@ -2,10 +2,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import type { KV } from "@nats-io/kv";
-import { pino } from "pino";
-import { Kvm } from "@nats-io/kv";
-import { BucketWatcher, createLogger, NatsLink, openBucket, type BucketEntry } from "@envoyage/registry";
+import { Kvm, type KV } from "@nats-io/kv";
+import { pino, type Logger } from "pino";
+import { BucketWatcher, createLogger, NatsLink, openBucket, type BucketEntry, type WatchHandlers } from "@envoyage/registry";
 import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
 
 describe("BucketWatcher", () => {
@@ -24,28 +23,27 @@ describe("BucketWatcher", () => {
     await nats?.stop();
   });
 
+  /** A watcher of `bucket` on a link of its own; the caller stops both. */
+  function watch(bucket: string, logger: Logger, handlers: WatchHandlers) {
+    const link = new NatsLink({ servers: [nats.url], name: "bucket-watcher-test", logger });
+    const open = async (connection: NatsConnection) => (await openBucket(connection, { bucket, create: false, timeoutMs: 2000 })).kv;
+    return { link, watcher: new BucketWatcher({ link, bucket, timeoutMs: 2000, open, logger, handlers }) };
+  }
+
   it("reports an entry its handler fails on and goes on: the initial load still ends, later entries still arrive", async () => {
     await kv.put("services.good", "{}");
     await kv.put("services.bad", "{}");
     const errors: Array<{ key: string; msg: string }> = [];
     const logger = pino({ level: "error" }, { write: (line: string) => errors.push(JSON.parse(line)) });
-    const link = new NatsLink({ servers: [nats.url], name: "bucket-watcher-test", logger });
     const delivered: string[] = [];
     let loaded = false;
-    const watcher = new BucketWatcher({
-      link,
-      bucket: "envoyage",
-      timeoutMs: 2000,
-      open: async (connection) => (await openBucket(connection, { bucket: "envoyage", create: false, timeoutMs: 2000 })).kv,
-      logger,
-      handlers: {
-        entry: (entry: BucketEntry) => {
-          if (entry.key === "services.bad") throw new Error("a bug in the handler");
-          delivered.push(entry.key);
-        },
-        loaded: () => (loaded = true),
-        recreated: () => assert.fail("the bucket was not created again"),
+    const { link, watcher } = watch("envoyage", logger, {
+      entry: (entry: BucketEntry) => {
+        if (entry.key === "services.bad") throw new Error("a bug in the handler");
+        delivered.push(entry.key);
       },
+      loaded: () => (loaded = true),
+      recreated: () => assert.fail("the bucket was not created again"),
     });
     try {
       await watcher.start();
@@ -65,16 +63,7 @@ describe("BucketWatcher", () => {
   it("reads a key's newest revisions from a bucket made by hand with more history than Envoyage's", async () => {
     const handMade = await new Kvm(nc).create("handmade", { history: 20 });
     for (let i = 1; i <= 14; i++) await handMade.put("services.a", `{"i":${i}}`);
-    const logger = createLogger("test", "silent");
-    const link = new NatsLink({ servers: [nats.url], name: "bucket-watcher-test", logger });
-    const watcher = new BucketWatcher({
-      link,
-      bucket: "handmade",
-      timeoutMs: 2000,
-      open: async (connection) => (await openBucket(connection, { bucket: "handmade", create: false, timeoutMs: 2000 })).kv,
-      logger,
-      handlers: { entry: () => {}, loaded: () => {}, recreated: () => {} },
-    });
+    const { link, watcher } = watch("handmade", createLogger("test", "silent"), { entry: () => {}, loaded: () => {}, recreated: () => {} });
     try {
       await watcher.start();
       const history = await watcher.history("services.a");

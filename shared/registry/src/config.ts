@@ -58,12 +58,7 @@ const BUCKET_NAME = /^[-\w]+$/;
 
 /** A server as the NATS client takes it: nats://host:port, tls://host:port, or host:port. */
 function checkNatsUrl(server: string): void {
-  let url: URL | undefined;
-  try {
-    url = new URL(server.includes("://") ? server : `nats://${server}`);
-  } catch {
-    url = undefined;
-  }
+  const url = URL.parse(server.includes("://") ? server : `nats://${server}`);
   if (!url || !["nats:", "tls:"].includes(url.protocol) || url.hostname === "") {
     throw new ConfigError(`NATS_URL must be a comma-separated list of servers such as nats://127.0.0.1:4222 (nats:// or tls://), got "${server}"`);
   }
