@@ -53,13 +53,20 @@ describe("sync status", () => {
     assert.deepEqual(service.status, { state: "serving", envoys: { connected: 1, acked: 1 } });
   });
 
-  it("keeps the Envoy SYNCED past keys the replicas ignore, and lists no service for them", async () => {
+  it("keeps the Envoy SYNCED past keys the replicas ignore, lists no service for them, and says why each is ignored", async () => {
     await stack.nats_("kv", "put", "envoyage", "notes.readme", "not a registry key");
     await stack.nats_("kv", "put", "envoyage", "services.Upper", JSON.stringify(record(stack.upstreams.B, ["upper.example.com"])));
     // SYNCED: the Envoy holds the bucket's latest revision, which these two writes raised.
     await waitFor("the Envoy to be SYNCED with the latest revision", async () => ((await envoys()).envoys[0]?.status === "SYNCED" ? true : undefined));
     const services = (await stack.call("GET", "/v1/services")).body.services as { name: string }[];
     assert.deepEqual(services.map((s) => s.name), ["web"]);
+    for (const replica of stack.replicas) {
+      const ignored = ((await (await fetch(`${replica.statusUrl}/status`)).json()) as { ignoredKeys: { count: number; keys: Record<string, { problem: string }> } }).ignoredKeys;
+      assert.equal(ignored.count, 2);
+      assert.match(ignored.keys["notes.readme"]?.problem ?? "", /outside the registry layout/);
+      assert.match(ignored.keys["services.Upper"]?.problem ?? "", /"Upper" is not a service name/);
+      assert.match(await (await fetch(`${replica.statusUrl}/metrics`)).text(), /envoyage_registry_ignored_keys 2\n/);
+    }
     await stack.nats_("kv", "del", "--force", "envoyage", "notes.readme");
     await stack.nats_("kv", "del", "--force", "envoyage", "services.Upper");
   });

@@ -24,6 +24,7 @@ const metrics: XdsMetrics = new XdsMetrics(store, {
   streamCounts: () => ads.streamCounts(),
   writes: () => ads.writes,
   services: () => replica.registry.counts(),
+  ignoredKeys: () => replica.ignoredKeys.count,
   ready: () => replica.ready,
   revision: () => replica.revision,
 });

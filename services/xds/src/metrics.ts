@@ -43,6 +43,7 @@ export interface MetricSources {
   streamCounts(): Record<ProtocolName, number>;
   writes(): { inFlightBytes: number; queued: number; stalled: number };
   services(): { served: number; invalid: number; conflict: number };
+  ignoredKeys(): number;
   ready(): boolean;
   revision(): number;
 }
@@ -108,6 +109,14 @@ export class XdsMetrics {
       registers,
       collect() {
         for (const [state, count] of Object.entries(sources.services())) this.set({ state }, count);
+      },
+    });
+    new Gauge({
+      name: "envoyage_registry_ignored_keys",
+      help: "Bucket keys the registry does not take: outside its layout, or a claim naming no service (GET /status lists them).",
+      registers,
+      collect() {
+        this.set(sources.ignoredKeys());
       },
     });
     new Gauge({

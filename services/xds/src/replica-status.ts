@@ -1,10 +1,12 @@
 // What a replica reports about itself (GET /status on XDS_HTTP_PORT): the bucket revision its
 // resources reflect (the committed one, so replicas reporting the same revision report the same
-// versions), the version and size of each resource type, rejected records, and its streams.
+// versions), the version and count of each resource type, rejected records, ignored keys, and its
+// streams.
 import { PUSH_ORDER } from "./ads/stream.js";
 import { TYPE_NAMES, type ResourceSource } from "./ads/resources.js";
 import type { AdsServer } from "./ads/server.js";
 import type { ReplicaReport } from "@envoyage/registry";
+import type { IgnoredKey } from "./ignored-keys.js";
 import type { Replica } from "./replica.js";
 
 export interface ReplicaStatus {
@@ -12,6 +14,8 @@ export interface ReplicaStatus {
   ready: boolean;
   revision: number;
   services: { served: number; rejected: ReplicaReport["rejected"]; failedValidation: Record<string, string[]> };
+  /** Bucket keys the registry does not take (ignored-keys.ts): how many, and the first of them. */
+  ignoredKeys: { count: number; keys: Record<string, IgnoredKey> };
   resources: Record<string, { version: string; count: number }>;
   streams: { sotw: number; delta: number };
 }
@@ -26,6 +30,7 @@ export function replicaStatus(replicaId: string, replica: Replica, source: Resou
       rejected: rejectedReport(replica),
       failedValidation: Object.fromEntries(replica.failedValidation),
     },
+    ignoredKeys: { count: replica.ignoredKeys.count, keys: replica.ignoredKeys.listed() },
     resources: Object.fromEntries(
       PUSH_ORDER.map((type) => {
         const set = source.resources(type);

@@ -11,6 +11,7 @@ import { Registry, type ClaimWrite } from "./registry.js";
 import type { CommitStats, SnapshotStore } from "./snapshot.js";
 import { LastGoodLookups } from "./last-good-lookups.js";
 import { CommitScheduler, type BatchSettings } from "./commit-scheduler.js";
+import { IgnoredKeys, ignoredBecause } from "./ignored-keys.js";
 
 export interface ReplicaOptions {
   link: NatsLink;
@@ -48,6 +49,8 @@ export class Replica {
   readonly #reported = new Map<string, string>();
   /** Services whose latest change failed the pre-push validator (they keep their previous resources). */
   readonly failedValidation = new Map<string, string[]>();
+  /** Keys of the bucket the registry does not take, and why. */
+  readonly ignoredKeys: IgnoredKeys;
   readonly #startedAt = performance.now();
   #loaded = false;
   /**
@@ -69,6 +72,7 @@ export class Replica {
 
   constructor(options: ReplicaOptions) {
     this.#options = options;
+    this.ignoredKeys = new IgnoredKeys(options.logger);
     const { settings } = options;
     this.#watcher = new BucketWatcher({
       link: options.link,
@@ -139,23 +143,24 @@ export class Replica {
     this.#options.events?.entry(entry, this.#loaded);
     this.#scheduler.entryArrived();
     const key = parseKey(entry.key);
+    let owner: string | undefined;
     if (key.kind === "service") {
       if (this.registry.setService(key.name, entry.revision, entry.value)) {
         this.#lookups.request(key.name, entry.key, entry.revision);
       }
       this.#touched.add(key.name);
     } else if (key.kind === "claim") {
-      const owner = entry.value ? claimHolder(entry.value) : undefined;
+      owner = entry.value ? claimHolder(entry.value) : undefined;
+      // A claim naming no possible service stays in the registry: nobody lists its domain, so a
+      // service serving the domain takes it over with compare-and-set, from its revision.
       this.registry.setClaim(key.domain, owner, entry.revision);
       // Another claim landed while this replica's write of it is in flight: the commit it
       // triggers skips the domain, so its server looks again once the write is answered. (The
       // write's own echo, or another replica's same write, changes nothing.)
       const writing = this.#claimsInFlight.get(key.domain);
       if (writing !== undefined && owner !== writing) this.#claimsToRecheck.add(key.domain);
-    } else {
-      const invalid = key.kind === "invalid"; // a service or claim key with a name the API would refuse
-      this.#options.logger[invalid ? "warn" : "debug"]({ key: entry.key }, "ignoring a key outside the registry layout");
     }
+    this.ignoredKeys.set(entry.key, entry.revision, ignoredBecause(entry.key, key, entry.value, owner));
     // Only a registry change is timed. An ignored key is still committed (a commit without
     // changes): Envoys holding the current snapshot hold its revision too.
     if (key.kind === "service" || key.kind === "claim") this.#firstWriteAt = Math.min(this.#firstWriteAt ?? Infinity, entry.created.getTime());
@@ -172,6 +177,7 @@ export class Replica {
     this.#loading = true;
     this.#lookups.clear(); // histories of the deleted bucket's keys
     this.registry.forgetAll();
+    this.ignoredKeys.clear();
   }
 
   #onLoaded(): void {

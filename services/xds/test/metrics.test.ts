@@ -11,6 +11,7 @@ const sources = {
   streamCounts: () => ({ sotw: 0, delta: 0 }),
   writes: () => ({ inFlightBytes: 0, queued: 0, stalled: 0 }),
   services: () => ({ served: 0, invalid: 0, conflict: 0 }),
+  ignoredKeys: () => 0,
   ready: () => true,
   revision: () => 0,
 };
@@ -38,6 +39,14 @@ describe("XdsMetrics", () => {
       assert.match(text, /envoyage_xds_nacks_total\{type="EDS"\} 1\n/);
       assert.match(text, /envoyage_xds_acks_total\{type="EDS"\} 0\n/);
     }
+  });
+
+  it("reports the services by state and the ignored keys its sources count", async () => {
+    const counted = { ...sources, services: () => ({ served: 4, invalid: 1, conflict: 2 }), ignoredKeys: () => 3 };
+    const text = await new XdsMetrics(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 }), counted).registry.metrics();
+    assert.match(text, /envoyage_registry_services\{state="served"\} 4\n/);
+    assert.match(text, /envoyage_registry_services\{state="conflict"\} 2\n/);
+    assert.match(text, /envoyage_registry_ignored_keys 3\n/);
   });
 
   it("reports NACKs, stale requests and rejected records at 0 before the first one, so alerts have a series", async () => {
