@@ -6,7 +6,7 @@
 // serving it, and take the claim over for that service.
 import type { KV, KvEntry } from "@nats-io/kv";
 import { claimHolder, claimKey, decodeRecord, isServiceName, serviceKey, validRevisionsBefore } from "@envoyage/registry";
-import { ApiError, domainConflict } from "./errors.js";
+import { ApiError, domainConflict, pendingClaim } from "./errors.js";
 import { isLive, isWrongRevision } from "./kv-entries.js";
 import type { RegistryView } from "./registry-view.js";
 
@@ -91,7 +91,9 @@ export class DomainClaims {
         }
         const holder = claimHolder(claim.value);
         if (holder === name) return false;
-        if (await this.#holds(holder, domain, claim)) throw domainConflict(domain, holder, "claim");
+        const held = await this.#holds(holder, domain, claim);
+        if (held === "listed") throw domainConflict(domain, holder, "claim");
+        if (held !== undefined) throw pendingClaim(domain, holder, held);
         // A stale claim (one written by hand, say) may stand beside a service that serves the
         // domain all the same, as the only record listing it: taking the claim would hand the
         // domain over, and a service that serves a domain never loses it to a later write.
@@ -116,16 +118,18 @@ export class DomainClaims {
   }
 
   /**
-   * Whether `holder` still holds `claim`: while its record lists the domain (see listedBy);
-   * otherwise until it is rewritten or deleted after the claim, and for CLAIM_PENDING_MS at most.
+   * Whether `holder` still holds `claim`: "listed" while its record lists the domain (see
+   * listedBy); otherwise until it is rewritten or deleted after the claim, and for
+   * CLAIM_PENDING_MS at most: then until when. Undefined once it is stale.
    */
-  async #holds(holder: string, domain: string, claim: KvEntry): Promise<boolean> {
+  async #holds(holder: string, domain: string, claim: KvEntry): Promise<"listed" | Date | undefined> {
     // A value that names no possible service (empty, "x>"): nobody holds it.
-    if (!isServiceName(holder)) return false;
+    if (!isServiceName(holder)) return undefined;
     const entry = await this.#kv.get(serviceKey(holder));
-    if ((await this.listedBy(entry)).includes(domain)) return true;
-    if (entry !== null && entry.revision > claim.revision) return false;
-    return Date.now() - claim.created.getTime() < CLAIM_PENDING_MS;
+    if ((await this.listedBy(entry)).includes(domain)) return "listed";
+    if (entry !== null && entry.revision > claim.revision) return undefined;
+    const lapses = claim.created.getTime() + CLAIM_PENDING_MS;
+    return Date.now() < lapses ? new Date(lapses) : undefined;
   }
 
   /**

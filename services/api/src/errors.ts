@@ -25,6 +25,15 @@ export const notFound = (name: string) => new ApiError(404, "not_found", `servic
 export const domainConflict = (domain: string, heldBy: string, by: "claim" | "record") =>
   new ApiError(409, "domain_conflict", `domain "${domain}" ${by === "claim" ? "is held" : "is listed"} by service "${heldBy}"`, { domain, heldBy });
 
+/** `heldBy` holds the claim but its record does not list the domain (yet): a PUT on its way, or one that failed half way. */
+export const pendingClaim = (domain: string, heldBy: string, lapsesAt: Date) =>
+  new ApiError(
+    409,
+    "domain_conflict",
+    `domain "${domain}" is claimed by service "${heldBy}", whose record does not list it (yet): a write of "${heldBy}" in progress, or one that failed half way; the claim lapses at ${lapsesAt.toISOString()} unless "${heldBy}" is written with the domain`,
+    { domain, heldBy, claimLapsesAt: lapsesAt.toISOString() },
+  );
+
 export const revisionMismatch = (expected: number, current: number | undefined) =>
   new ApiError(
     412,

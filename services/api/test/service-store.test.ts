@@ -7,6 +7,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { claimKey, createLogger, NatsLink, openBucket } from "@envoyage/registry";
 import { sleep, startNats, waitFor, type NatsServer } from "@envoyage/test-support";
+import type { ApiError } from "../src/errors.js";
 import { ServiceStore } from "../src/service-store.js";
 import { RegistryView } from "../src/registry-view.js";
 
@@ -137,7 +138,16 @@ describe("claims a failed PUT left behind", () => {
    */
   async function assertOrphanTakenOverOnceOld(store: ServiceStore, holder: string, domain: string): Promise<void> {
     await kv.create(claimKey(domain), holder);
-    await assert.rejects(store.put("taker", record(domain), undefined), { status: 409, code: "domain_conflict" });
+    const claimed = Date.now();
+    const refusal = await store.put("taker", record(domain), undefined).then(
+      () => assert.fail("a young claim is taken"),
+      (error: ApiError) => error,
+    );
+    assert.equal(refusal.status, 409);
+    assert.equal(refusal.code, "domain_conflict");
+    assert.match(refusal.message, new RegExp(`claimed by service "${holder}", whose record does not list it \\(yet\\).*lapses at`));
+    const lapsesAt = Date.parse(refusal.details.claimLapsesAt as string);
+    assert.ok(Math.abs(lapsesAt - claimed - 60_000) < 5_000, `the claim lapses 60 s after it was written, not at ${refusal.details.claimLapsesAt}`);
     agedReads.add(claimKey(domain));
     try {
       await store.put("taker", record(domain), undefined);
