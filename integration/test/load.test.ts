@@ -1,13 +1,14 @@
 // Zero failed requests while config changes under load: autocannon sends steady traffic to
 // web.example.com through a real Envoy while its upstream is switched A↔B 200 times with
 // in-place PUTs and other services are added and removed. Every response must be a 2xx, in
-// both xDS modes.
+// both xDS modes. New services are probed while they are added: no 5xx before their route.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { record, startLoad, startStack, upstreamGreeting, type Stack } from "@envoyage/test-support";
 
 const WEB = "web.example.com";
 const SWITCHES = 200;
+const NEW_SERVICES = 40;
 
 for (const protocol of ["sotw", "delta"] as const) {
   describe(`changes under load (${protocol})`, () => {
@@ -58,6 +59,27 @@ for (const protocol of ["sotw", "delta"] as const) {
       assert.equal(result.errors, 0);
       assert.equal(result.timeouts, 0);
       assert.ok(stack.upstreams.A.requests > before.A && stack.upstreams.B.requests > before.B, "traffic reached both upstreams");
+    });
+
+    it(`routes each of ${NEW_SERVICES} new services make-before-break: 404 until its route arrives, then its upstream, never a 5xx`, async () => {
+      const answers = new Map<number, number>();
+      for (let i = 0; i < NEW_SERVICES; i++) {
+        const host = `fresh-${i}.example.com`;
+        const target = i % 2 === 0 ? "A" : "B";
+        // Probed from the moment the PUT leaves: the cluster, its endpoints and the route arrive
+        // while requests for the new domain keep coming.
+        const put = stack.call("PUT", `/v1/services/fresh-${i}`, record(stack.upstreams[target], [host]));
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const response = await stack.get(host);
+          if (response.body === upstreamGreeting(target)) break;
+          answers.set(response.status, (answers.get(response.status) ?? 0) + 1);
+          assert.ok(Date.now() < deadline, `${host} not routed to ${target} after 10 s (last: ${response.status} ${response.body})`);
+        }
+        assert.equal((await put).status, 201);
+      }
+      const other = [...answers].filter(([status]) => status !== 404);
+      assert.deepEqual(other, [], `answers other than 404 before the route: ${JSON.stringify(Object.fromEntries(answers))}`);
     });
   });
 }

@@ -102,20 +102,20 @@ describe(`ADS (${protocol})`, () => {
     assert.equal(client.responses.find((r) => r.typeUrl === TYPES.cluster)?.names.length, 2, "the first CDS response is the whole registry");
   });
 
-  it("sends a new stream clusters, then endpoints, and listeners and routes only once those are acknowledged", async () => {
+  it("sends a new stream clusters, then endpoints, and listeners and routes only once clusters are acknowledged and endpoints sent", async () => {
     const { events, connect } = await setup({ a: record(1), b: record(2) });
     const client = connect();
     await synced(client, 2);
     assert.deepEqual(client.responses.map((r) => TYPE_NAMES[r.typeUrl]), ["CDS", "EDS", "LDS", "RDS"]);
-    const [, ackCds] = pushAndAck(events, "CDS", 0);
-    const [, ackEds] = pushAndAck(events, "EDS", 0);
+    const [pushCds, ackCds] = pushAndAck(events, "CDS", 0);
+    const pushEds = indexOf(events, (e) => e.kind === "push" && e.type === "EDS");
     const pushLds = indexOf(events, (e) => e.kind === "push" && e.type === "LDS");
     const pushRds = indexOf(events, (e) => e.kind === "push" && e.type === "RDS");
-    assert.ok(ackCds >= 0 && ackEds >= 0 && pushLds > Math.max(ackCds, ackEds) && pushRds > pushLds, JSON.stringify(events));
+    assert.ok(ackCds > pushCds && pushEds > pushCds && pushLds > Math.max(ackCds, pushEds) && pushRds > pushLds, JSON.stringify(events));
     assert.deepEqual(client.endpoints("a")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.address, "10.0.0.1");
   });
 
-  it("adds a service make-before-break: its route comes after its cluster and endpoints are acknowledged", async () => {
+  it("adds a service make-before-break: its route comes after its cluster is acknowledged and its endpoints sent", async () => {
     const { store, events, connect } = await setup({ a: record(1) });
     const client = connect();
     await synced(client, 1);
@@ -123,10 +123,10 @@ describe(`ADS (${protocol})`, () => {
     store.setService("c", record(3));
     store.commit();
     await synced(client, 2);
-    const pushCds = indexOf(events, (e) => e.kind === "push" && e.type === "CDS", from);
-    const [pushEds, ackNewEds] = pushAndAck(events, "EDS", from);
+    const [pushCds, ackCds] = pushAndAck(events, "CDS", from);
+    const pushEds = indexOf(events, (e) => e.kind === "push" && e.type === "EDS", from);
     const pushRds = indexOf(events, (e) => e.kind === "push" && e.type === "RDS", from);
-    assert.ok(pushCds >= 0 && pushEds > pushCds && ackNewEds > pushEds && pushRds > ackNewEds, JSON.stringify(events.slice(from)));
+    assert.ok(pushCds >= 0 && ackCds > pushCds && pushEds > pushCds && pushRds > Math.max(ackCds, pushEds), JSON.stringify(events.slice(from)));
     assert.equal(events.slice(from).filter((e) => e.kind === "push" && e.type === "LDS").length, 0, "the listener did not change");
   });
 

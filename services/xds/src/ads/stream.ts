@@ -5,9 +5,10 @@
 // Rules (Envoy's "xDS REST and gRPC protocol"):
 // - A type is answered only while Envoy has a request of that type outstanding; the ACK or NACK
 //   of a response is the next request. An ACK whose nonce is not the latest sent is stale.
-// - Make-before-break: listeners and routes are sent only once clusters and endpoints are caught
-//   up (every cluster they may reference is warm); a cluster that routes Envoy may still hold
-//   refer to stays until Envoy has acknowledged routes without it.
+// - Make-before-break: listeners and routes are sent only once Envoy has acknowledged the
+//   clusters and been sent their endpoints (it applies responses in order, so every cluster they
+//   may reference is warm by then); a cluster that routes Envoy may still hold refer to stays
+//   until Envoy has acknowledged routes without it.
 // - A NACKed version is never resent; Envoy keeps its last accepted config meanwhile.
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, xorInto, type ResourceSet, type ResourceSource, type XdsResource } from "./resources.js";
 import type { ResponseBody } from "./responses.js";
@@ -270,12 +271,17 @@ export class AdsStream {
     return state.acked?.version === this.#desired(state, this.#options.source.resources(CLUSTER_TYPE)).version;
   }
 
-  /** True when Envoy holds the current endpoints of every EDS cluster. */
+  /**
+   * True when Envoy holds, or has been sent, the current endpoints of every EDS cluster. Sent is
+   * enough: Envoy applies an ADS stream's responses in the order they come, and a cluster whose
+   * endpoints arrive is warm before the next response is read.
+   */
   #endpointsCaughtUp(): boolean {
     const set = this.#options.source.resources(ENDPOINT_TYPE);
     if (set.size === 0 || !this.#types.has(CLUSTER_TYPE)) return true;
-    const acked = this.#types.get(ENDPOINT_TYPE)?.acked;
-    return acked !== undefined && acked.base === set.version && acked.subscription !== undefined && acked.subscription.covers(set);
+    const state = this.#types.get(ENDPOINT_TYPE);
+    const delivery = state?.sent ?? state?.acked;
+    return delivery !== undefined && delivery.base === set.version && delivery.subscription !== undefined && delivery.subscription.covers(set);
   }
 
   /**
