@@ -1,5 +1,5 @@
 // Replica failures under real traffic: SIGKILL one replica, restart it, kill the other, several
-// rounds; then SIGTERM. Zero failed requests, and Envoy neither re-warms clusters nor churns
+// rounds; a replica that hangs; then SIGTERM. Zero failed requests, and Envoy neither re-warms clusters nor churns
 // listeners when it reconnects, which holds only because replicas in the same state send the
 // same versions.
 import assert from "node:assert/strict";
@@ -8,6 +8,8 @@ import { record, startLoad, startStackServingWeb, upstreamGreeting, waitFor, typ
 
 const WEB = "web.example.com";
 const ROUNDS = 3;
+/** Keepalive (2 s + 3 s, 15 % jitter) plus reconnecting and a loaded machine's slack. */
+const HUNG_REPLICA_BOUND_MS = 8_000;
 /** Envoy counters that move only when clusters or listeners are (re)configured. */
 const CHURN = [
   "cluster_manager.cds.update_success",
@@ -64,6 +66,32 @@ describe("replica failover under load", () => {
     assert.deepEqual(result.failedByStatus, {});
     assert.equal(result.non2xx + result.errors + result.timeouts, 0);
     assert.deepEqual(await churn(), before, "no cluster or listener was re-added or modified");
+  });
+
+  it("moves Envoy off a replica that hangs (SIGSTOP) within its keepalive, losing no request", async (t) => {
+    const load = startLoad(t, { port: stack.listenerPort, host: WEB });
+    const frozen = (await stack.connectedReplica()) ?? 0;
+    const replica = stack.replicas[frozen]!;
+    const current = (await stack.get(WEB)).body === upstreamGreeting("A") ? "A" : "B";
+    const next = current === "A" ? "B" : "A";
+    replica.process.pause();
+    try {
+      const frozenAt = performance.now();
+      await stack.call("PUT", "/v1/services/web", record(stack.upstreams[next]));
+      // envoy/bootstrap.yaml: a ping every 2 s, 3 s to answer it, then the other replica.
+      await stack.until(WEB, upstreamGreeting(next), 15_000);
+      const movedMs = performance.now() - frozenAt;
+      t.diagnostic(`the change reached Envoy ${movedMs.toFixed(0)} ms after its replica froze`);
+      assert.ok(movedMs < HUNG_REPLICA_BOUND_MS, `Envoy stayed ${movedMs.toFixed(0)} ms on a frozen replica (keepalive: ≤ ~5.3 s)`);
+    } finally {
+      replica.process.resume();
+    }
+    const result = await load.stop();
+    assert.equal(result.non2xx + result.errors + result.timeouts, 0, JSON.stringify(result.failedByStatus));
+    const revision = async (url: string) => ((await (await fetch(`${url}/status`)).json()) as { revision: number }).revision;
+    await waitFor("the thawed replica to catch up", async () =>
+      (await revision(replica.statusUrl)) === (await revision(stack.replicas[1 - frozen]!.statusUrl)) ? true : undefined,
+    );
   });
 
   it("loses no request while a replica shuts down on SIGTERM and hands Envoy over", async (t) => {
