@@ -97,11 +97,17 @@ LOGS_SHOWN="${LOGS#"$ROOT"/}"
 # port_busy PORT [ADDRESS]: something listens there (ADDRESS: where the stack is reached).
 port_busy() { (exec 3<>"/dev/tcp/${2:-$REACH}/$1") 2>/dev/null; }
 
+# A log past this size when its process starts is moved to NAME.log.1 (one generation kept), so
+# the logs of a stack brought up again and again stay bounded.
+LOG_ROTATE_BYTES=$(( 64 * 1024 * 1024 ))
+
 # start NAME COMMAND... : runs COMMAND in its own process group, logging to .run/logs/NAME.log
 start() {
   local name="$1"; shift
   if alive "$name"; then log "$name already running (pid $(cat "$(pidfile "$name")"))"; return; fi
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  local file="$LOGS/$name.log"
+  if [ -f "$file" ] && [ "$(stat -c %s "$file")" -gt "$LOG_ROTATE_BYTES" ]; then mv -f "$file" "$file.1"; fi
+  setsid "$@" >>"$file" 2>&1 < /dev/null &
   echo $! >"$(pidfile "$name")"
   started_at $! >"$(startfile "$name")"
   log "$name started (pid $!, log $LOGS_SHOWN/$name.log)"
