@@ -1,6 +1,7 @@
 // Access to the registry for request handlers: fails fast with 503 while NATS is down or the
-// bucket is not bound yet, and turns NATS failures (timeouts, no leader, lost connection) into
-// 503 instead of a hang or a 500.
+// bucket is not bound yet, turns NATS failures (timeouts, no leader, lost connection) into 503
+// instead of a hang or a 500, and the bucket's own limits into 413 and 507, which a retry does
+// not change.
 import { JetStreamApiError, JetStreamError } from "@nats-io/jetstream";
 import {
   ClosedConnectionError,
@@ -47,6 +48,28 @@ function describeNatsFailure(error: Error): string {
   return error.message;
 }
 
+const MESSAGE_TOO_LARGE = 10054;
+const STORE_FAILED = 10077;
+const OUT_OF_STORAGE = new Set([10023, 10028, 10047]); // insufficient resources, memory, storage
+
+/**
+ * A refusal of the bucket's own limits, which a retry does not change: a value over its
+ * max_value_size (the API's body limit is the first guard, a bucket made by hand can be
+ * tighter), or a bucket or server with no room left.
+ */
+function bucketRefusal(error: unknown): ApiError | undefined {
+  for (let e = error; e instanceof Error; e = e.cause) {
+    if (!(e instanceof JetStreamApiError)) continue;
+    if (e.code === MESSAGE_TOO_LARGE) {
+      return new ApiError(413, "value_too_large", `the bucket refuses values this large (its max value size): NATS answered "${e.message}"`);
+    }
+    if (OUT_OF_STORAGE.has(e.code) || (e.code === STORE_FAILED && /maximum .*exceeded/.test(e.message))) {
+      return new ApiError(507, "registry_full", `the bucket has no room for this write: NATS answered "${e.message}"; an operator must raise the bucket's limits or free storage`);
+    }
+  }
+  return undefined;
+}
+
 export class RegistryAccess {
   readonly #link: NatsLink;
   readonly #deadlineMs: number;
@@ -82,6 +105,8 @@ export class RegistryAccess {
       return await Promise.race([this.#turns.run(() => operation(store)), deadline]);
     } catch (error) {
       if (error instanceof ApiError) throw error;
+      const refusal = bucketRefusal(error);
+      if (refusal) throw refusal;
       if (isNatsFailure(error)) throw unavailable(describeNatsFailure(error as Error));
       throw error;
     } finally {

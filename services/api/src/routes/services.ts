@@ -50,7 +50,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
         params: NameParams,
         headers: PutHeaders,
         body: ServiceRecordSchema,
-        response: { 200: StoredService, 201: StoredService, ...errors(400, 409, 412, 413, 415, 503) },
+        response: { 200: StoredService, 201: StoredService, ...errors(400, 409, 412, 413, 415, 503, 507) },
       },
     },
     async (request, reply) => {
@@ -92,7 +92,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
         summary: "Delete a service",
         params: NameParams,
         headers: IfMatchHeaders,
-        response: { 204: Type.Null({ description: "Deleted" }), ...errors(400, 404, 409, 412, 413, 415, 503) },
+        response: { 204: Type.Null({ description: "Deleted" }), ...errors(400, 404, 409, 412, 413, 415, 503, 507) },
       },
     },
     async (request, reply) => {
