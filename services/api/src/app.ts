@@ -58,6 +58,8 @@ export async function buildApp(options: AppOptions) {
     loggerInstance: options.logger,
     logController: new AccessLog(),
     bodyLimit: options.bodyLimit,
+    // `/v1/services/` is the list, as `/v1/services`, not a service with an empty name.
+    routerOptions: { ignoreTrailingSlash: true },
     // Refused below instead, in the API's error shape.
     return503OnClosing: false,
     ajv: { customOptions: AJV_OPTIONS, plugins: [addRecordFormats] },

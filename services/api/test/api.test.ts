@@ -76,6 +76,8 @@ describe("PUT, GET, list and DELETE", () => {
     assert.equal(list.status, 200);
     const { status: _status, ...listed } = list.body.services.find((s: { name: string }) => s.name === "web");
     assert.deepEqual(listed, { name: "web", revision: replaced.body.revision, ...switched });
+    assert.deepEqual((await call("GET", "/v1/services/")).body, list.body, "a trailing slash lists too");
+    assert.equal((await call("GET", "/v1/services/web/")).body.revision, replaced.body.revision);
 
     assert.equal((await call("DELETE", "/v1/services/web")).status, 204);
     assert.equal((await call("GET", "/v1/services/web")).status, 404);
