@@ -243,6 +243,15 @@ export class Registry {
     return { state: "serving", revision: entry.latestRevision };
   }
 
+  /**
+   * Whether what `name` serves may still change with a history lookup in flight: its latest value
+   * is rejected and the last good revision before it is not known yet.
+   */
+  awaitsLastGood(name: string): boolean {
+    const entry = this.#entries.get(name);
+    return entry !== undefined && entry.historyRequested && entry.older === undefined;
+  }
+
   /** Names of services whose latest record is not what is served (invalid or conflicting), as of resolve(). */
   rejected(): string[] {
     return [...this.#rejected];

@@ -286,6 +286,9 @@ export class Replica {
   #reportProblems(): void {
     const { logger } = this.#options;
     for (const name of this.#touched) {
+      // Said once its history is in (the lookup touches it again): until then what it serves,
+      // and so what the log would say, may still change.
+      if (this.registry.awaitsLastGood(name)) continue;
       const status = this.registry.status(name);
       const summary = status && status.state !== "serving" ? JSON.stringify(status) : undefined;
       if (summary === this.#reported.get(name)) continue;

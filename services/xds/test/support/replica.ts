@@ -1,6 +1,7 @@
 // A Replica in the test's own process against a real nats-server, and a NATS client on the same
 // bucket: for tests that look at the replica's registry and snapshot store directly.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
 import type { KV } from "@nats-io/kv";
 import { createLogger, NatsLink, openBucket, registrySettings } from "@envoyage/registry";
 import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
@@ -16,12 +17,11 @@ export interface InProcessReplica {
   stop(): Promise<void>;
 }
 
-/** Starts nats-server, the bucket and a ready replica serving `store`. */
-export async function startInProcessReplica(store: SnapshotStore): Promise<InProcessReplica> {
+/** Starts nats-server, the bucket and a ready replica serving `store`, logging to `logger`. */
+export async function startInProcessReplica(store: SnapshotStore, logger: Logger = createLogger("xds", "silent")): Promise<InProcessReplica> {
   const nats: NatsServer = await startNats();
   const nc: NatsConnection = await connect({ servers: nats.url });
   const { kv } = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
-  const logger = createLogger("xds", "silent");
   const link = new NatsLink({ servers: [nats.url], name: "in-process-replica", logger });
   const replica = new Replica({
     link,
