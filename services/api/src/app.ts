@@ -113,7 +113,8 @@ export async function buildApp(options: AppOptions) {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const apiError = toApiError(error, request, options.bodyLimit);
-    if (apiError.status === 503) request.log.warn(apiError.message);
+    // NATS down or a full bucket: the operator's to fix, logged without a stack; anything else ≥ 500 is a bug.
+    if (apiError.status === 503 || apiError.status === 507) request.log.warn(apiError.message);
     else if (apiError.status >= 500) request.log.error({ err: error }, apiError.message);
     void reply.status(apiError.status).send(apiError.body());
   });

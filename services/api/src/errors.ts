@@ -30,7 +30,7 @@ export const pendingClaim = (domain: string, heldBy: string, lapsesAt: Date) =>
   new ApiError(
     409,
     "domain_conflict",
-    `domain "${domain}" is claimed by service "${heldBy}", whose record does not list it (yet): a write of "${heldBy}" in progress, or one that failed half way; the claim lapses at ${lapsesAt.toISOString()} unless "${heldBy}" is written with the domain`,
+    `domain "${domain}" is claimed by service "${heldBy}", whose record does not list it (yet): a write of "${heldBy}" in progress, or one that failed half way; the claim lapses at ${lapsesAt.toISOString()} at the latest, unless "${heldBy}" is written with the domain`,
     { domain, heldBy, claimLapsesAt: lapsesAt.toISOString() },
   );
 

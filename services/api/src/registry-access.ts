@@ -50,12 +50,14 @@ function describeNatsFailure(error: Error): string {
 
 const MESSAGE_TOO_LARGE = 10054;
 const STORE_FAILED = 10077;
-const OUT_OF_STORAGE = new Set([10023, 10028, 10047]); // insufficient resources, memory, storage
+const ACCOUNT_LIMIT = 10002;
 
 /**
- * A refusal of the bucket's own limits, which a retry does not change: a value over its
- * max_value_size (the API's body limit is the first guard, a bucket made by hand can be
- * tighter), or a bucket or server with no room left.
+ * A refusal of the bucket's or the account's own limits, which a retry does not change: a value
+ * over the bucket's max_value_size (the API's body limit is the first guard, a bucket made by
+ * hand can be tighter), a bucket at its max_bytes or max_msgs (discard new), an account at its
+ * JetStream storage limit. A server at its own store limit (10023) is left a 503: in a cluster
+ * the stream's leader steps down, and the write succeeds on the next one.
  */
 function bucketRefusal(error: unknown): ApiError | undefined {
   for (let e = error; e instanceof Error; e = e.cause) {
@@ -63,8 +65,12 @@ function bucketRefusal(error: unknown): ApiError | undefined {
     if (e.code === MESSAGE_TOO_LARGE) {
       return new ApiError(413, "value_too_large", `the bucket refuses values this large (its max value size): NATS answered "${e.message}"`);
     }
-    if (OUT_OF_STORAGE.has(e.code) || (e.code === STORE_FAILED && /maximum .*exceeded/.test(e.message))) {
-      return new ApiError(507, "registry_full", `the bucket has no room for this write: NATS answered "${e.message}"; an operator must raise the bucket's limits or free storage`);
+    if (e.code === ACCOUNT_LIMIT || (e.code === STORE_FAILED && /^maximum (bytes|messages) exceeded/.test(e.message))) {
+      return new ApiError(
+        507,
+        "registry_full",
+        `the bucket has no room for this write, a delete included (it writes a marker): NATS answered "${e.message}"; an operator must raise the bucket's or the account's limits, or purge`,
+      );
     }
   }
   return undefined;

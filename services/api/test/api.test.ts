@@ -220,6 +220,10 @@ describe("methods", () => {
     const putList = await call("PUT", "/v1/services", web);
     assert.equal(putList.status, 405);
     assert.equal(putList.headers.get("allow"), "GET, HEAD, OPTIONS");
+    // A script whose service name came out empty is told where services are written.
+    const emptyName = await call("DELETE", "/v1/services/");
+    assert.equal(emptyName.status, 405);
+    assert.match(emptyName.body.error.message, /DELETE is not allowed on \/v1\/services; .*written and deleted at \/v1\/services\/\{name\}/);
     // Decided before the body is read: a form body is not a 415 here.
     const form = await call("POST", "/v1/services/web", "a=b", { "content-type": "application/x-www-form-urlencoded" });
     assert.equal(form.status, 405);
@@ -250,6 +254,22 @@ describe("domain claims", () => {
     await call("PUT", "/v1/services/holder", { ...web, domains: ["holder.example.com"] });
     assert.equal((await call("PUT", "/v1/services/taker", { ...web, domains: ["shared.example.com"] })).status, 201);
     assert.equal(await kvValue("domains.shared.example.com"), "taker");
+  });
+
+  it("answers 409 with when a pending claim lapses, for a claim whose holder's record does not list the domain", async () => {
+    const nc = await connect({ servers: nats.url });
+    try {
+      await (await new Kvm(nc).open("envoyage")).create("domains.pending.example.com", "ghost");
+    } finally {
+      await nc.close();
+    }
+    const refused = await call("PUT", "/v1/services/taker", { ...web, domains: ["pending.example.com"] });
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, "domain_conflict");
+    assert.equal(refused.body.error.heldBy, "ghost");
+    assert.match(refused.body.error.message, /claimed by service "ghost", whose record does not list it \(yet\)/);
+    const lapsesIn = Date.parse(refused.body.error.claimLapsesAt) - Date.now();
+    assert.ok(lapsesIn > 50_000 && lapsesIn <= 60_000, `claimLapsesAt ${refused.body.error.claimLapsesAt}: 60 s after the claim was written`);
   });
 
   it("lets exactly one of many concurrent writers claim a domain", async () => {

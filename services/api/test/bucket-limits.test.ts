@@ -70,7 +70,7 @@ describe("a bucket with tighter limits than the API's", () => {
     assert.ok(full, "the bucket never filled up");
     assert.equal(full.status, 507, JSON.stringify(full.body));
     assert.equal(full.body.error.code, "registry_full");
-    assert.match(full.body.error.message, /maximum bytes exceeded.*raise the bucket's limits/);
+    assert.match(full.body.error.message, /a delete included.*maximum bytes exceeded.*raise the bucket's or the account's limits, or purge/);
     assert.equal((await call("GET", "/v1/services/s0")).status, 200);
   });
 });

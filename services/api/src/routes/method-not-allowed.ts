@@ -8,12 +8,12 @@ import { ApiError } from "../errors.js";
  * them. Answered in onRequest, before the body is read: its content type or size must not turn a
  * 405 into a 415 or 413.
  */
-export function methodNotAllowed(url: string, has: string[]): RouteOptions {
+export function methodNotAllowed(url: string, has: string[], hint = ""): RouteOptions {
   const allow = [...(has.includes("GET") ? [...has, "HEAD"] : has), "OPTIONS"].join(", ");
   const answer = async (request: FastifyRequest, reply: FastifyReply) => {
     void reply.header("allow", allow);
     if (request.method === "OPTIONS") return reply.status(204).send();
-    return reply.status(405).send(new ApiError(405, "method_not_allowed", `${request.method} is not allowed here; use ${allow}`).body());
+    return reply.status(405).send(new ApiError(405, "method_not_allowed", `${request.method} is not allowed on ${url}; use ${allow}${hint}`).body());
   };
   const others: RouteOptions["method"] = ["GET", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"].filter((method) => !has.includes(method));
   return { method: others, url, schema: { hide: true }, onRequest: answer, handler: answer };

@@ -72,6 +72,9 @@ export const ErrorBody = Type.Object({
     field: Type.Optional(Type.String({ description: "JSON pointer of the invalid field (400)." })),
     domain: Type.Optional(Type.String()),
     heldBy: Type.Optional(Type.String({ description: "Service that holds the domain (409)." })),
+    claimLapsesAt: Type.Optional(
+      Type.String({ format: "date-time", description: "When a pending claim lapses at the latest, unless its holder is written with the domain (409)." }),
+    ),
     currentRevision: Type.Optional(Type.Union([Type.Integer(), Type.Null()], { description: "Stored revision (412)." })),
   }),
 });

@@ -105,5 +105,6 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
   );
 
   app.route(methodNotAllowed("/v1/services/:name", ["GET", "PUT", "DELETE"]));
-  app.route(methodNotAllowed("/v1/services", ["GET"]));
+  // `PUT /v1/services/` too (a trailing slash is ignored): a script whose service name came out empty.
+  app.route(methodNotAllowed("/v1/services", ["GET"], " (a service is written and deleted at /v1/services/{name})"));
 };
