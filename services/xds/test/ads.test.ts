@@ -130,6 +130,22 @@ describe(`ADS (${protocol})`, () => {
     assert.equal(events.slice(from).filter((e) => e.kind === "push" && e.type === "LDS").length, 0, "the listener did not change");
   });
 
+  it("sends no listeners or routes to a stream that has not asked for clusters, as Envoy reconnecting while clusters warm", async () => {
+    const { store, connect } = await setup({ a: record(1) });
+    const client = connect();
+    await synced(client, 1);
+    client.reconnect({ pause: [TYPES.cluster] });
+    const from = client.responses.length;
+    store.setService("c", record(3));
+    store.commit();
+    await sleep(300); // a push takes a few ms: time enough for routes to go out if they were going to
+    const early = client.responses.slice(from).filter((r) => r.typeUrl === TYPES.listener || r.typeUrl === TYPES.route);
+    assert.deepEqual(early.map(shape), [], "routes naming cluster c, which this Envoy was never sent");
+    client.resume(TYPES.cluster);
+    await synced(client, 2);
+    assert.ok(client.names(TYPES.cluster).includes("c"));
+  });
+
   it("removes a service break-after-make: routes go first, the cluster only after they are acknowledged", async () => {
     const { store, events, connect } = await setup({ a: record(1), gone: record(2) });
     const client = connect();

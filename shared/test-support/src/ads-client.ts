@@ -75,6 +75,10 @@ export class AdsClient {
   readonly #options: AdsClientOptions;
   #closed = false;
   #firstRequest = true;
+  /** Types whose first request on the current stream is held back until resume(). */
+  readonly #paused = new Set<string>();
+  /** What the client held when it last reconnected, per type (delta's initial_resource_versions). */
+  #held: Partial<Record<string, Record<string, string>>> = {};
   error: Error | undefined;
 
   constructor(options: AdsClientOptions) {
@@ -91,11 +95,21 @@ export class AdsClient {
    * Drops the stream and opens a new one, as Envoy does after losing its control plane: it keeps
    * its resources and says what it holds (version_info, or initial_resource_versions in delta).
    */
-  reconnect(): void {
+  reconnect(options: { pause?: string[] } = {}): void {
     this.#call.cancel();
     this.error = undefined;
+    for (const type of options.pause ?? []) this.#paused.add(type);
     const held = Object.fromEntries([...this.#state.keys()].map((type) => [type, this.resourceVersions(type)]));
+    this.#held = held;
     this.#open(held);
+  }
+
+  /**
+   * Sends the request of a type that reconnect() held back, as Envoy does with CDS once the
+   * clusters it was warming are warm (it pauses CDS meanwhile, also on a new stream).
+   */
+  resume(typeUrl: string): void {
+    if (this.#paused.delete(typeUrl)) this.#request(typeUrl, this.#held[typeUrl]);
   }
 
   /** Drops the stream without reconnecting (until reconnect()). */
@@ -118,14 +132,17 @@ export class AdsClient {
     call.on("error", (error: Error) => {
       if (!this.#closed && call === this.#call) this.error = error;
     });
-    for (const type of Object.values(TYPES)) {
-      const state = this.#typeState(type);
-      if (!WILDCARD.has(type) && state.subscribed.length === 0) continue;
-      if (this.protocol === "delta") {
-        this.#sendDelta(type, { subscribe: WILDCARD.has(type) ? ["*"] : state.subscribed, initial: initial[type] });
-      } else {
-        this.#sendSotw(type, state.version, "");
-      }
+    for (const type of Object.values(TYPES)) if (!this.#paused.has(type)) this.#request(type, initial[type]);
+  }
+
+  /** A stream's first request of a type: what it holds, and (but for wildcard types) the names it wants. */
+  #request(type: string, initial: Record<string, string> | undefined): void {
+    const state = this.#typeState(type);
+    if (!WILDCARD.has(type) && state.subscribed.length === 0) return;
+    if (this.protocol === "delta") {
+      this.#sendDelta(type, { subscribe: WILDCARD.has(type) ? ["*"] : state.subscribed, initial });
+    } else {
+      this.#sendSotw(type, state.version, "");
     }
   }
 

@@ -6,9 +6,10 @@
 // - A type is answered only while Envoy has a request of that type outstanding; the ACK or NACK
 //   of a response is the next request. An ACK whose nonce is not the latest sent is stale.
 // - Make-before-break: listeners and routes are sent only once Envoy has acknowledged the
-//   clusters and been sent their endpoints (it applies responses in order, so every cluster they
-//   may reference is warm by then); a cluster that routes Envoy may still hold refer to stays
-//   until Envoy has acknowledged routes without it.
+//   clusters and been sent their endpoints. Envoy holds its CDS ACK back while any cluster it
+//   added warms (waits for its endpoints or DNS), so every cluster the routes may reference is
+//   warm by then; a cluster that routes Envoy may still hold refer to stays until Envoy has
+//   acknowledged routes without it.
 // - A NACKed version is never resent; Envoy keeps its last accepted config meanwhile.
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, xorInto, type ResourceSet, type ResourceSource, type XdsResource } from "./resources.js";
 import type { ResponseBody } from "./responses.js";
@@ -264,17 +265,23 @@ export class AdsStream {
     return true;
   }
 
-  /** True when Envoy holds the cluster set we want it to hold now. */
+  /**
+   * True when Envoy holds the cluster set we want it to hold now. Not before it asked for
+   * clusters: an Envoy that reconnects while clusters it added are warming holds its CDS request
+   * back until they are warm (it pauses CDS), yet asks for endpoints, listeners and routes; routes
+   * sent then could name clusters it never got.
+   */
   #clustersCaughtUp(): boolean {
     const state = this.#types.get(CLUSTER_TYPE);
-    if (!state) return true; // this client does not use CDS
+    if (!state) return false;
     return state.acked?.version === this.#desired(state, this.#options.source.resources(CLUSTER_TYPE)).version;
   }
 
   /**
    * True when Envoy holds, or has been sent, the current endpoints of every EDS cluster. Sent is
-   * enough: Envoy applies an ADS stream's responses in the order they come, and a cluster whose
-   * endpoints arrive is warm before the next response is read.
+   * enough: a cluster Envoy added is warm by the time it acknowledges the clusters (Envoy holds
+   * that ACK back while any cluster warms), and the endpoints of the others reach Envoy before
+   * routes sent after them (one stream, written in order).
    */
   #endpointsCaughtUp(): boolean {
     const set = this.#options.source.resources(ENDPOINT_TYPE);
