@@ -5,7 +5,7 @@
 import type { Logger } from "pino";
 import { isServiceName, SERVICE_PREFIX, type ParsedKey } from "@envoyage/registry";
 
-/** Most keys listed in a status report; the count covers them all. */
+/** Most keys listed in a status report, and warned about one by one; the count covers them all. */
 export const IGNORED_KEYS_LISTED = 100;
 
 export interface IgnoredKey {
@@ -32,6 +32,8 @@ export function ignoredBecause(key: string, parsed: ParsedKey, value: Uint8Array
 export class IgnoredKeys {
   readonly #keys = new Map<string, IgnoredKey>();
   readonly #logger: Logger;
+  /** Warnings given so far: a bucket shared with thousands of other keys gets one summary instead. */
+  #warnings = 0;
 
   constructor(logger: Logger) {
     this.#logger = logger;
@@ -49,7 +51,12 @@ export class IgnoredKeys {
     }
     const known = this.#keys.get(key);
     this.#keys.set(key, { revision, problem });
-    if (known?.problem !== problem) this.#logger.warn({ key, revision, problem }, "ignoring a bucket key the registry does not take");
+    if (known?.problem === problem) return;
+    this.#warnings++;
+    if (this.#warnings <= IGNORED_KEYS_LISTED) this.#logger.warn({ key, revision, problem }, "ignoring a bucket key the registry does not take");
+    else if (this.#warnings === IGNORED_KEYS_LISTED + 1) {
+      this.#logger.warn({ warned: IGNORED_KEYS_LISTED }, "more bucket keys the registry does not take are not logged one by one: GET /status counts and lists them");
+    }
   }
 
   /** The bucket was created again: its keys are gone. */

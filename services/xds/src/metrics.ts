@@ -113,7 +113,7 @@ export class XdsMetrics {
     });
     new Gauge({
       name: "envoyage_registry_ignored_keys",
-      help: "Bucket keys the registry does not take: outside its layout, or a claim naming no service (GET /status lists them).",
+      help: "Bucket keys the registry does not take: outside its layout, a name the API would refuse, or a claim naming no service (GET /status lists them).",
       registers,
       collect() {
         this.set(sources.ignoredKeys());

@@ -3,7 +3,8 @@
 // by the service that serves its domain.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createLogger, encodeRecord, parseKey } from "@envoyage/registry";
+import type { Logger } from "pino";
+import { encodeRecord, parseKey } from "@envoyage/registry";
 import { waitFor } from "@envoyage/test-support";
 import { CLUSTER_TYPE } from "../src/ads/resources.js";
 import { IGNORED_KEYS_LISTED, IgnoredKeys, ignoredBecause } from "../src/ignored-keys.js";
@@ -32,13 +33,17 @@ describe("ignoredBecause", () => {
 });
 
 describe("IgnoredKeys", () => {
-  it("lists at most IGNORED_KEYS_LISTED keys, in key order, and counts them all", () => {
-    const keys = new IgnoredKeys(createLogger("xds", "silent"));
+  it("lists at most IGNORED_KEYS_LISTED keys, in key order, counts them all, and warns one by one about as many", () => {
+    const warnings: string[] = [];
+    const logger = { warn: (_fields: object, message: string) => void warnings.push(message) } as unknown as Logger;
+    const keys = new IgnoredKeys(logger);
     for (let i = IGNORED_KEYS_LISTED + 4; i > 0; i--) keys.set(`k.${String(i).padStart(3, "0")}`, i, "p");
     assert.equal(keys.count, IGNORED_KEYS_LISTED + 4);
     const listed = Object.keys(keys.listed());
     assert.equal(listed.length, IGNORED_KEYS_LISTED);
     assert.equal(listed[0], "k.001");
+    assert.equal(warnings.length, IGNORED_KEYS_LISTED + 1);
+    assert.match(warnings.at(-1)!, /not logged one by one: GET \/status counts and lists them/);
     keys.set("k.001", 200, undefined);
     assert.equal(keys.count, IGNORED_KEYS_LISTED + 3);
     keys.clear();
