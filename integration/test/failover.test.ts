@@ -8,8 +8,8 @@ import { record, startLoad, startStackServingWeb, upstreamGreeting, waitFor, typ
 
 const WEB = "web.example.com";
 const ROUNDS = 3;
-/** Keepalive (2 s + 3 s, 15 % jitter) plus reconnecting and a loaded machine's slack. */
-const HUNG_REPLICA_BOUND_MS = 8_000;
+/** Keepalive (a ping every 2 s, 15 % jitter, 5 s to answer) plus reconnecting and a loaded machine's slack. */
+const HUNG_REPLICA_BOUND_MS = 10_000;
 /** Envoy counters that move only when clusters or listeners are (re)configured. */
 const CHURN = [
   "cluster_manager.cds.update_success",
@@ -78,11 +78,11 @@ describe("replica failover under load", () => {
     try {
       const frozenAt = performance.now();
       await stack.call("PUT", "/v1/services/web", record(stack.upstreams[next]));
-      // envoy/bootstrap.yaml: a ping every 2 s, 3 s to answer it, then the other replica.
+      // envoy/bootstrap.yaml: a ping every 2 s, 5 s to answer it, then the other replica.
       await stack.until(WEB, upstreamGreeting(next), 15_000);
       const movedMs = performance.now() - frozenAt;
       t.diagnostic(`the change reached Envoy ${movedMs.toFixed(0)} ms after its replica froze`);
-      assert.ok(movedMs < HUNG_REPLICA_BOUND_MS, `Envoy stayed ${movedMs.toFixed(0)} ms on a frozen replica (keepalive: ≤ ~5.3 s)`);
+      assert.ok(movedMs < HUNG_REPLICA_BOUND_MS, `Envoy stayed ${movedMs.toFixed(0)} ms on a frozen replica (keepalive: ≤ ~7.3 s)`);
     } finally {
       replica.process.resume();
     }
