@@ -285,7 +285,7 @@ export class AdsStream {
    */
   #endpointsCaughtUp(): boolean {
     const set = this.#options.source.resources(ENDPOINT_TYPE);
-    if (set.size === 0 || !this.#types.has(CLUSTER_TYPE)) return true;
+    if (set.size === 0) return true;
     const state = this.#types.get(ENDPOINT_TYPE);
     const delivery = state?.sent ?? state?.acked;
     return delivery !== undefined && delivery.base === set.version && delivery.subscription !== undefined && delivery.subscription.covers(set);
