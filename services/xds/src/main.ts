@@ -9,7 +9,7 @@ import { loggingEvents } from "./ads-log.js";
 import { XdsMetrics } from "./metrics.js";
 import { loadConfig } from "./config.js";
 import { Replica } from "./replica.js";
-import { replicaStatus } from "./replica-status.js";
+import { replicaReport, replicaStatus } from "./replica-status.js";
 import { SnapshotStore } from "./snapshot.js";
 import { StatusPublisher } from "./status-publisher.js";
 import { startStatusServer } from "./status-server.js";
@@ -41,10 +41,7 @@ const publisher = new StatusPublisher({
   replicaId: config.replicaId,
   logger,
   store,
-  report: () => {
-    const status = replicaStatus(config.replicaId, replica, store, ads);
-    return { replica: config.replicaId, ready: status.ready, revision: status.revision, rejected: status.services.rejected };
-  },
+  report: () => replicaReport(config.replicaId, replica),
 });
 const ads: AdsServer = new AdsServer({
   source: store,

@@ -41,6 +41,14 @@ export function replicaStatus(replicaId: string, replica: Replica, source: Resou
   };
 }
 
+/**
+ * What the replica publishes to the status bucket (status-publisher.ts) every half second: only
+ * what the API reads, not the listing of ignored keys, which sorts them all.
+ */
+export function replicaReport(replicaId: string, replica: Replica): Omit<ReplicaReport, "updatedAt"> {
+  return { replica: replicaId, ready: replica.ready, revision: replica.committedRevision, rejected: rejectedReport(replica) };
+}
+
 function rejectedReport(replica: Replica): ReplicaReport["rejected"] {
   const out: ReplicaReport["rejected"] = {};
   for (const name of replica.registry.rejected()) {
