@@ -34,15 +34,17 @@ export const pendingClaim = (domain: string, heldBy: string, lapsesAt: Date) =>
     { domain, heldBy, claimLapsesAt: lapsesAt.toISOString() },
   );
 
-export const revisionMismatch = (expected: number, current: number | undefined) =>
-  new ApiError(
+export const revisionMismatch = (expected: readonly number[], current: number | undefined) => {
+  const wanted = expected.length === 1 ? `revision ${expected[0]}` : `one of revisions ${expected.join(", ")}`;
+  return new ApiError(
     412,
     "revision_mismatch",
     current === undefined
-      ? `If-Match expected revision ${expected}, but the service does not exist`
-      : `If-Match expected revision ${expected}, but the stored revision is ${current}`,
+      ? `If-Match expected ${wanted}, but the service does not exist`
+      : `If-Match expected ${wanted}, but the stored revision is ${current}`,
     { currentRevision: current ?? null },
   );
+};
 
 export const alreadyExists = (current: number | undefined) =>
   new ApiError(412, "revision_mismatch", "If-None-Match: * but the service exists", { currentRevision: current ?? null });

@@ -27,10 +27,10 @@ export interface WriteResult {
 }
 
 /**
- * `If-Match`: a revision number, or "*" for "whatever revision, but it must exist";
- * "absent" (`If-None-Match: *`): only if it does not exist.
+ * `If-Match`: the revisions it may be at (any of them), or "*" for "whatever revision, but it must
+ * exist"; "absent" (`If-None-Match: *`): only if it does not exist.
  */
-export type Precondition = number | "*" | "absent" | undefined;
+export type Precondition = readonly number[] | "*" | "absent" | undefined;
 
 const LIST_CONCURRENCY = 64;
 /** Reads and compare-and-set writes a PUT or DELETE without a revision to match makes while others keep writing the service. */
@@ -188,7 +188,7 @@ export class ServiceStore {
       } else if (precondition !== undefined) {
         // checkPrecondition made sure the service exists at the expected revision.
         revision = await this.#kv.update(key, value, existing!.revision).catch(async (error: unknown) => {
-          throw isWrongRevision(error) ? revisionMismatch(existing!.revision, await this.#storedRevision(key)) : error;
+          throw isWrongRevision(error) ? revisionMismatch([existing!.revision], await this.#storedRevision(key)) : error;
         });
       } else {
         try {
@@ -230,7 +230,7 @@ export class ServiceStore {
         // Written meanwhile. Without a revision to match, the client asked to delete whatever
         // is stored: delete the newer record (compare-and-set still, for its claims to be the
         // ones given back).
-        if (precondition !== undefined && precondition !== "*") throw revisionMismatch(current.revision, await this.#storedRevision(key));
+        if (precondition !== undefined && precondition !== "*") throw revisionMismatch([current.revision], await this.#storedRevision(key));
         if (attempt === WRITE_ATTEMPTS) throw contended(name);
         // A moment for the other writer to be done (or a read served by a lagging stream replica to catch up).
         await backOff(attempt);
@@ -264,5 +264,5 @@ function checkPrecondition(precondition: Precondition, current: number | undefin
     if (current === undefined) throw new ApiError(412, "revision_mismatch", "If-Match: * but the service does not exist", { currentRevision: null });
     return;
   }
-  if (precondition !== current) throw revisionMismatch(precondition, current);
+  if (current === undefined || !precondition.includes(current)) throw revisionMismatch(precondition, current);
 }

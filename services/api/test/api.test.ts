@@ -184,6 +184,19 @@ describe("If-Match", () => {
     assert.equal((await call("DELETE", "/v1/services/cas", undefined, { "if-match": `"${updated.body.revision}"` })).status, 204);
   });
 
+  it("takes a list of revisions (RFC 9110: any of them matches)", async () => {
+    const body = { ...web, domains: ["list.example.com"] };
+    const created = await call("PUT", "/v1/services/listed", body);
+    const others = `"${created.body.revision + 100}", "${created.body.revision + 101}"`;
+    const refused = await call("PUT", "/v1/services/listed", body, { "if-match": others });
+    assert.equal(refused.status, 412);
+    assert.match(refused.body.error.message, /expected one of revisions \d+, \d+, but the stored revision is \d+/);
+    const matched = await call("PUT", "/v1/services/listed", body, { "if-match": `${others}, "${created.body.revision}"` });
+    assert.equal(matched.status, 200);
+    assert.equal((await call("DELETE", "/v1/services/listed", undefined, { "if-match": `"1", "${matched.body.revision}"` })).status, 204);
+    assert.equal((await call("PUT", "/v1/services/listed", body, { "if-match": '"3", *' })).status, 400, "* stands alone");
+  });
+
   it("answers 412 for If-Match on a service that does not exist, and 400 for a malformed one", async () => {
     assert.equal((await call("PUT", "/v1/services/ghost", web, { "if-match": '"3"' })).status, 412);
     assert.equal((await call("PUT", "/v1/services/ghost", web, { "if-match": "*" })).status, 412);

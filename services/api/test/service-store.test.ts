@@ -288,7 +288,7 @@ describe("a DELETE", () => {
     const store = new ServiceStore(faultyBucket(kv), view);
     const { service } = await store.put("race20", record(5678), undefined);
     writesAfterRead.set("services.race20", () => kv.put("services.race20", JSON.stringify(record(5679))));
-    await assert.rejects(store.delete("race20", service.revision), { status: 412, code: "revision_mismatch" });
+    await assert.rejects(store.delete("race20", [service.revision]), { status: 412, code: "revision_mismatch" });
     assert.equal((await store.get("race20"))?.record?.endpoints[0]?.port, 5679);
   });
 

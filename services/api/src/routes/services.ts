@@ -12,16 +12,18 @@ import { ErrorBody, IfMatchHeaders, NameParams, PutHeaders, ServiceList, Service
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, ErrorBody]));
 
-/** Parses If-Match: a revision, quoted like our ETags or not, or "*". */
+/** Parses If-Match: "*", or revisions quoted like our ETags (or not), comma-separated (RFC 9110: any of them matches). */
 function precondition(header: string | undefined): Precondition {
   if (header === undefined) return undefined;
-  const value = header.trim();
+  const values = header.split(",").map((value) => value.trim());
   // If-Match compares strongly (RFC 9110): a weak ETag would never match, so say why instead.
-  if (value.startsWith("W/")) throw new ApiError(400, "invalid_if_match", `If-Match takes the ETag as GET gives it (such as "12"), not a weak one: got ${JSON.stringify(header)}`);
-  const unquoted = value.replace(/^"(.*)"$/, "$1");
-  if (unquoted === "*") return "*";
-  if (/^[0-9]{1,15}$/.test(unquoted)) return Number(unquoted);
-  throw new ApiError(400, "invalid_if_match", `If-Match must be a revision such as "12" or "*", got ${JSON.stringify(header)}`);
+  if (values.some((value) => value.startsWith("W/"))) {
+    throw new ApiError(400, "invalid_if_match", `If-Match takes the ETag as GET gives it (such as "12"), not a weak one: got ${JSON.stringify(header)}`);
+  }
+  const unquoted = values.map((value) => value.replace(/^"(.*)"$/, "$1"));
+  if (unquoted.length === 1 && unquoted[0] === "*") return "*";
+  if (unquoted.every((value) => /^[0-9]{1,15}$/.test(value))) return unquoted.map(Number);
+  throw new ApiError(400, "invalid_if_match", `If-Match must be "*" or revisions such as "12" (or "12", "14"), got ${JSON.stringify(header)}`);
 }
 
 /** A PUT's precondition: If-Match, or If-None-Match: * (create only), not both. */
