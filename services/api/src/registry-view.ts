@@ -38,6 +38,8 @@ export class RegistryView {
   readonly #deletedAt = new Map<string, number>();
   readonly #watcher: BucketWatcher;
   #loaded = false;
+  /** Counts the bucket's re-creations: a write begun before one may have landed in the deleted bucket. */
+  #generation = 0;
   readonly #firstLoad = Promise.withResolvers<void>();
 
   constructor(options: Omit<BucketWatcherOptions, "handlers">) {
@@ -52,6 +54,7 @@ export class RegistryView {
         recreated: () => {
           // Until the new bucket is loaded, writes take the checked path.
           this.#loaded = false;
+          this.#generation++;
           this.#services.clear();
           this.#claims.clear();
           this.#listers.clear();
@@ -109,8 +112,19 @@ export class RegistryView {
     return this.#watcher.history(key);
   }
 
-  /** A write this API made, applied before its watch event arrives (read your writes). */
-  noteWrite(name: string, revision: number, record: ServiceRecord): void {
+  /** The bucket's generation, to give noteWrite() and noteDelete(): taken before the write. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /**
+   * A write this API made, applied before its watch event arrives (read your writes). Not if the
+   * bucket was created again since the write began (`generation`): the write may have gone to
+   * the deleted bucket, and its revision, of the old one, would stand for a service the new one
+   * does not have until the new bucket's revisions passed it.
+   */
+  noteWrite(name: string, revision: number, record: ServiceRecord, generation: number): void {
+    if (generation !== this.#generation) return;
     // Already delivered by the watch, and maybe deleted since: noting it again would revive it.
     if (revision <= this.#watcher.revision) return;
     const current = this.#services.get(name);
@@ -123,7 +137,8 @@ export class RegistryView {
    * (read your writes). Until the watch has passed that revision it may still deliver it, which
    * must not bring the service back.
    */
-  noteDelete(name: string, revision: number): void {
+  noteDelete(name: string, revision: number, generation: number): void {
+    if (generation !== this.#generation) return;
     const current = this.#services.get(name);
     if (current && current.revision > revision) return; // written again since
     this.#setService(name, undefined);

@@ -100,14 +100,15 @@ export class ServiceStore {
 
   put(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult> {
     return this.#locks.run(name, async () => {
+      const generation = this.#view.generation;
       if (precondition === undefined) {
-        const written = await this.#putAsViewed(name, record);
+        const written = await this.#putAsViewed(name, record, generation);
         if (written) return written;
       }
       for (let attempt = 1; ; attempt++) {
         const result = await this.#putChecked(name, record, precondition);
         if (result) {
-          this.#view.noteWrite(name, result.service.revision, record);
+          this.#view.noteWrite(name, result.service.revision, record, generation);
           return result;
         }
         if (attempt === WRITE_ATTEMPTS) throw contended(name);
@@ -126,7 +127,7 @@ export class ServiceStore {
    * another service) or turns out to be behind: the claims taken here are given back and the
    * checked path decides.
    */
-  async #putAsViewed(name: string, record: ServiceRecord): Promise<WriteResult | undefined> {
+  async #putAsViewed(name: string, record: ServiceRecord, generation: number): Promise<WriteResult | undefined> {
     const view = this.#view;
     if (!view.loaded) return undefined;
     const existing = view.service(name);
@@ -145,7 +146,7 @@ export class ServiceStore {
       if (failure) throw failure;
       const value = encodeRecord(record);
       const revision = existing ? await this.#kv.update(serviceKey(name), value, existing.revision) : await this.#kv.create(serviceKey(name), value);
-      view.noteWrite(name, revision, record);
+      view.noteWrite(name, revision, record, generation);
       await this.#claims.giveBack((existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d)), name);
       return { service: { name, revision, record, problem: undefined }, created: !existing };
     } catch (error) {
@@ -216,6 +217,7 @@ export class ServiceStore {
 
   async #delete(name: string, precondition: Precondition): Promise<boolean> {
     const key = serviceKey(name);
+    const generation = this.#view.generation;
     for (let attempt = 1; ; attempt++) {
       const current = await this.#kv.get(key);
       if (!isLive(current)) {
@@ -236,7 +238,7 @@ export class ServiceStore {
         await backOff(attempt);
         continue;
       }
-      this.#view.noteDelete(name, current.revision);
+      this.#view.noteDelete(name, current.revision, generation);
       await this.#claims.giveBack(toStored(name, current).record?.domains ?? [], name);
       return true;
     }

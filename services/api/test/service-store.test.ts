@@ -246,9 +246,30 @@ describe("the API's view", () => {
     const first = await kv.put("services.gone17", JSON.stringify({ domains: ["gone17.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
     const deleted = await kv.delete("services.gone17").then(async () => (await kv.status()).streamInfo.state.last_seq);
     await waitFor("the view to apply the delete", () => (view.revision >= deleted ? true : undefined));
-    view.noteWrite("gone17", first, { domains: ["gone17.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] });
+    view.noteWrite("gone17", first, { domains: ["gone17.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }, view.generation);
     assert.equal(view.service("gone17"), undefined);
     assert.deepEqual(view.servicesListing("gone17.example.com"), []);
+  });
+
+  it("does not note a write begun before the bucket was created again: it may have gone to the deleted bucket", async () => {
+    const logger = createLogger("api", "silent");
+    const old = await new Kvm(nc).create("recreated19", { history: 10 });
+    const own = new RegistryView({ link, bucket: "recreated19", timeoutMs: 2000, logger, open: async () => new Kvm(await link.connect()).open("recreated19") });
+    try {
+      void own.start();
+      await waitFor("the view to load", () => (own.loaded ? true : undefined));
+      for (let i = 0; i < 20; i++) await old.put(`services.filler${i}`, JSON.stringify({ domains: [`f${i}.example.com`], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
+      const begun = own.generation;
+      const revision = await old.put("services.phantom19", JSON.stringify({ domains: ["phantom19.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }));
+      await jetstreamManager(nc).then((jsm) => jsm.streams.delete("KV_recreated19"));
+      await new Kvm(nc).create("recreated19", { history: 10 });
+      await waitFor("the view to load the new bucket", () => (own.generation > begun && own.loaded ? true : undefined));
+      own.noteWrite("phantom19", revision, { domains: ["phantom19.example.com"], endpoints: [{ address: "127.0.0.1", port: 5678 }] }, begun);
+      assert.equal(own.service("phantom19"), undefined, "a service of the deleted bucket");
+      assert.deepEqual(own.services(), []);
+    } finally {
+      await own.stop();
+    }
   });
 
   it("forgets a service this API deleted at once, and the watch delivering the deleted revision late does not bring it back", async () => {
@@ -257,8 +278,8 @@ describe("the API's view", () => {
     // A view whose watch has delivered nothing yet: the API's own, a moment behind.
     const lagging = new RegistryView({ link, bucket: "envoyage", timeoutMs: 2000, logger: createLogger("api", "silent"), open: async () => kv });
     try {
-      lagging.noteWrite("late18", revision, value);
-      lagging.noteDelete("late18", revision);
+      lagging.noteWrite("late18", revision, value, lagging.generation);
+      lagging.noteDelete("late18", revision, lagging.generation);
       assert.equal(lagging.service("late18"), undefined);
       void lagging.start();
       await waitFor("the lagging view to load", () => (lagging.loaded ? true : undefined));
