@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { encodeRecord } from "@envoyage/registry";
-import { record, startStack, waitFor, type Stack } from "@envoyage/test-support";
+import { record, replicaStatus, startStack, waitFor, type Stack } from "@envoyage/test-support";
 
 interface ReplicaState {
   revision: number;
@@ -24,7 +24,7 @@ after(async () => {
 });
 
 const replicaStates = () =>
-  Promise.all(stack.replicas.map(async (r) => (await (await fetch(`${r.statusUrl}/status`)).json()) as ReplicaState));
+  Promise.all(stack.replicas.map((r) => replicaStatus<ReplicaState>(r)));
 
 describe("concurrent writers", () => {
   it("read-modify-write with If-Match: the final state accounts for every 2xx", async (t) => {

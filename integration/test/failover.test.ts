@@ -4,7 +4,7 @@
 // same versions.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { record, startLoad, startStackServingWeb, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
+import { record, replicaStatus, startLoad, startStackServingWeb, upstreamGreeting, waitFor, type Stack } from "@envoyage/test-support";
 
 const WEB = "web.example.com";
 const ROUNDS = 3;
@@ -88,10 +88,8 @@ describe("replica failover under load", () => {
     }
     const result = await load.stop();
     assert.equal(result.non2xx + result.errors + result.timeouts, 0, JSON.stringify(result.failedByStatus));
-    const revision = async (url: string) => ((await (await fetch(`${url}/status`)).json()) as { revision: number }).revision;
-    await waitFor("the thawed replica to catch up", async () =>
-      (await revision(replica.statusUrl)) === (await revision(stack.replicas[1 - frozen]!.statusUrl)) ? true : undefined,
-    );
+    const revision = async (of: { statusUrl: string }) => (await replicaStatus<{ revision: number }>(of)).revision;
+    await waitFor("the thawed replica to catch up", async () => ((await revision(replica)) === (await revision(stack.replicas[1 - frozen]!)) ? true : undefined));
   });
 
   it("loses no request while a replica shuts down on SIGTERM and hands Envoy over", async (t) => {

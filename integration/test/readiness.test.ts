@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import {
   freePort,
   record,
+  replicaStatus,
   startApi,
   startEnvoy,
   startLoad,
@@ -85,7 +86,7 @@ describe("readiness gate at size", () => {
     const second = await startXds({ natsUrl: nats.url, listenerPort, xdsPort: secondPort });
     replicas.push(second);
     await first.kill();
-    const status = async () => (await (await fetch(`${second.statusUrl}/status`)).json()) as { ready: boolean; streams: { sotw: number } };
+    const status = () => replicaStatus<{ ready: boolean; streams: { sotw: number } }>(second);
     await waitFor("Envoy to connect to the second replica", async () => ((await status()).streams.sotw === 1 ? true : undefined), {
       timeoutMs: 15_000,
     });

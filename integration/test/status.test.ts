@@ -7,6 +7,7 @@ import { after, before, describe, it } from "node:test";
 import {
   freePort,
   record,
+  replicaStatus,
   startApi,
   startEnvoy,
   startNats,
@@ -61,7 +62,7 @@ describe("sync status", () => {
     const services = (await stack.call("GET", "/v1/services")).body.services as { name: string }[];
     assert.deepEqual(services.map((s) => s.name), ["web"]);
     for (const replica of stack.replicas) {
-      const ignored = ((await (await fetch(`${replica.statusUrl}/status`)).json()) as { ignoredKeys: { count: number; keys: Record<string, { problem: string }> } }).ignoredKeys;
+      const { ignoredKeys: ignored } = await replicaStatus<{ ignoredKeys: { count: number; keys: Record<string, { problem: string }> } }>(replica);
       assert.equal(ignored.count, 2);
       assert.match(ignored.keys["notes.readme"]?.problem ?? "", /outside the registry layout/);
       assert.match(ignored.keys["services.Upper"]?.problem ?? "", /"Upper" is not a service name/);

@@ -5,7 +5,7 @@
 // the domain: the replicas give a domain whose claim's holder does not list it to the service
 // serving it, and take the claim over for that service.
 import type { KV, KvEntry } from "@nats-io/kv";
-import { claimHolder, claimKey, decodeRecord, isServiceName, serviceKey, validRevisionsBefore } from "@envoyage/registry";
+import { claimHolder, claimKey, decodeRecord, isServiceName, serviceKey, validRevisionsBefore, within } from "@envoyage/registry";
 import { ApiError, domainConflict, pendingClaim } from "./errors.js";
 import { isLive, isWrongRevision } from "./kv-entries.js";
 import type { RegistryView } from "./registry-view.js";
@@ -147,11 +147,7 @@ export class DomainClaims {
    * happened, and a NATS slow to answer must not turn its answer into a 503.
    */
   async giveBack(domains: string[], name: string): Promise<void> {
-    if (domains.length === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    const waited = new Promise((resolve) => (timer = setTimeout(resolve, GIVE_BACK_WAIT_MS)));
-    await Promise.race([this.release(domains, name), waited]);
-    clearTimeout(timer);
+    if (domains.length > 0) await within(this.release(domains, name), GIVE_BACK_WAIT_MS);
   }
 
   /**

@@ -11,7 +11,7 @@ import {
   RequestError,
   TimeoutError,
 } from "@nats-io/nats-core";
-import type { NatsLink } from "@envoyage/registry";
+import { TIMED_OUT, within, type NatsLink } from "@envoyage/registry";
 import { ApiError, unavailable } from "./errors.js";
 import type { ServiceStore } from "./service-store.js";
 import { TurnBatcher } from "./turn-batcher.js";
@@ -100,23 +100,20 @@ export class RegistryAccess {
   async run<T>(operation: (store: ServiceStore) => Promise<T>): Promise<T> {
     if (!this.#store) throw unavailable("not connected to the bucket yet");
     if (!this.#link.isConnected) throw unavailable("disconnected from NATS; reconnecting");
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(unavailable(`no answer from NATS within ${this.#deadlineMs} ms`)), this.#deadlineMs);
-    });
+    const store = this.#store;
+    let result: T | typeof TIMED_OUT;
     try {
-      // An operation still running at the deadline may yet complete; the client, told 503,
-      // retries, and PUT and DELETE are idempotent.
-      const store = this.#store;
-      return await Promise.race([this.#turns.run(() => operation(store)), deadline]);
+      result = await within(this.#turns.run(() => operation(store)), this.#deadlineMs);
     } catch (error) {
       if (error instanceof ApiError) throw error;
       const refusal = bucketRefusal(error);
       if (refusal) throw refusal;
       if (isNatsFailure(error)) throw unavailable(describeNatsFailure(error as Error));
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
+    // An operation still running at the deadline may yet complete; the client, told 503,
+    // retries, and PUT and DELETE are idempotent.
+    if (result === TIMED_OUT) throw unavailable(`no answer from NATS within ${this.#deadlineMs} ms`);
+    return result;
   }
 }

@@ -21,15 +21,12 @@ export interface ReplicaStatus {
 }
 
 export function replicaStatus(replicaId: string, replica: Replica, source: ResourceSource, ads: AdsServer): ReplicaStatus {
+  const { ready, revision, rejected } = replicaReport(replicaId, replica);
   return {
     replica: replicaId,
-    ready: replica.ready,
-    revision: replica.committedRevision,
-    services: {
-      served: replica.registry.servedCount,
-      rejected: rejectedReport(replica),
-      failedValidation: Object.fromEntries(replica.failedValidation),
-    },
+    ready,
+    revision,
+    services: { served: replica.registry.servedCount, rejected, failedValidation: Object.fromEntries(replica.failedValidation) },
     ignoredKeys: { count: replica.ignoredKeys.count, keys: replica.ignoredKeys.listed() },
     resources: Object.fromEntries(
       PUSH_ORDER.map((type) => {

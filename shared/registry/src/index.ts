@@ -1,4 +1,5 @@
 export * from "./config.js";
+export * from "./deadline.js";
 export * from "./history.js";
 export * from "./kv.js";
 export * from "./lifecycle.js";

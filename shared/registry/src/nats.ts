@@ -3,6 +3,7 @@
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
+import { TIMED_OUT, within } from "./deadline.js";
 
 export type LinkEvent = "connected" | "disconnected" | "reconnected";
 
@@ -79,18 +80,14 @@ export class NatsLink {
     this.#closing = true;
     const nc = this.#connection;
     if (!nc || nc.isClosed()) return;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), DRAIN_MS)));
     const drained = nc.drain().then(
-      () => "drained" as const,
-      () => "failed" as const,
+      () => true,
+      () => false,
     );
-    const outcome = await Promise.race([drained, timedOut]);
-    clearTimeout(timer);
-    if (outcome !== "drained") {
-      if (outcome === "timeout") this.#options.logger.warn({ drainMs: DRAIN_MS }, "NATS did not confirm the drain in time; closing the connection");
-      await nc.close();
-    }
+    const outcome = await within(drained, DRAIN_MS);
+    if (outcome === true) return;
+    if (outcome === TIMED_OUT) this.#options.logger.warn({ drainMs: DRAIN_MS }, "NATS did not confirm the drain in time; closing the connection");
+    await nc.close();
   }
 
   async #followStatus(nc: NatsConnection): Promise<void> {

@@ -56,6 +56,11 @@ export async function startApi(options: {
   return { process: child, url, port, stop: async () => void (await child.stop()), kill: async () => void (await child.kill()) };
 }
 
+/** A replica's GET /status (services/xds/src/replica-status.ts), typed as far as the caller reads it. */
+export async function replicaStatus<T>(replica: { statusUrl: string }): Promise<T> {
+  return (await (await fetch(`${replica.statusUrl}/status`)).json()) as T;
+}
+
 export interface XdsProcess extends ServiceProcess {
   xdsPort: number;
   httpPort: number;

@@ -4,7 +4,7 @@ import { execFile } from "node:child_process";
 import { request, Agent } from "node:http";
 import { promisify } from "node:util";
 import { startEnvoy, type Envoy } from "./envoy.js";
-import { startApi, startXds, type ApiProcess, type XdsProcess } from "./envoyage.js";
+import { replicaStatus, startApi, startXds, type ApiProcess, type XdsProcess } from "./envoyage.js";
 import { startNats, type NatsServer } from "./nats.js";
 import { startNatsCluster, type NatsCluster } from "./nats-cluster.js";
 import { startContainerParts } from "./containers.js";
@@ -214,7 +214,7 @@ function assembleStack(parts: StackParts): Stack {
     async connectedReplica() {
       for (const [index, replica] of parts.replicas.entries()) {
         if (!replica.process.running) continue;
-        const status = (await (await fetch(`${replica.statusUrl}/status`)).json()) as { streams: Record<string, number> };
+        const status = await replicaStatus<{ streams: Record<string, number> }>(replica);
         if (Object.values(status.streams).some((count) => count > 0)) return index;
       }
       return undefined;
