@@ -51,6 +51,8 @@ export class ResourceTable implements ResourceSet {
   #namesSerial = 0;
   #log: LogEntry[] = [];
   #retired = new Map<string, Retired>();
+  /** The latest commit serial of a removal no longer in #retired (its TTL passed). */
+  #forgottenThrough = 0;
   #changedCache = new Map<string, ReadonlySet<string> | undefined>();
 
   constructor(typeUrl: string) {
@@ -146,9 +148,15 @@ export class ResourceTable implements ResourceSet {
     return out;
   }
 
+  removalsKnownSince(serial: number): boolean {
+    return serial >= this.#forgottenThrough;
+  }
+
   #pruneRetired(now: number): void {
     for (const [name, retired] of this.#retired) {
-      if (now - retired.at > RETIRED_TTL_MS) this.#retired.delete(name);
+      if (now - retired.at <= RETIRED_TTL_MS) continue;
+      this.#retired.delete(name);
+      this.#forgottenThrough = Math.max(this.#forgottenThrough, retired.serial);
     }
   }
 }

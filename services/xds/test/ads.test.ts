@@ -312,6 +312,33 @@ describe("ADS delta only", () => {
     await client.waitUntil("a again", (c) => c.responses.slice(from).some((r) => r.typeUrl === TYPES.endpoint && r.names.includes("a")));
   });
 
+  it("starts over an Envoy that NACKed for longer than removals are kept, and it then drops what was removed meanwhile", async (t) => {
+    const { store, events, connect } = await setup({ a: record(1), b: record(2) });
+    const client = connect({ nack: (type, names) => (type === TYPES.cluster && names.includes("poison") ? "cluster rejected on purpose" : undefined) });
+    await synced(client, 2);
+    store.setService("poison", record(3));
+    store.removeService("b");
+    store.commit();
+    await client.waitUntil("the NACK", () => events.some((e) => e.kind === "nack"));
+    // Past the time removals are kept, more changes than the change log holds.
+    t.mock.timers.enable({ apis: ["Date"], now: Date.now() + 6 * 60_000 });
+    const added = Array.from({ length: 130 }, (_, i) => `t${i}`);
+    for (const [i, name] of added.entries()) {
+      store.setService(name, record(10 + i));
+      store.commit();
+    }
+    t.mock.timers.reset();
+    store.removeService("poison");
+    store.commit();
+    const dropped = await waitFor("the stream to be dropped", () => client.error);
+    assert.match(dropped.message, /too far behind to tell Envoy what to remove/);
+    assert.ok(client.names(TYPES.cluster).includes("b"), "the NACKs kept b");
+
+    client.reconnect();
+    const want = ["a", ...added].sort().join();
+    await client.waitUntil("b removed, the rest added", (c) => c.names(TYPES.cluster).join() === want);
+  });
+
   it("resends nothing unchanged to an Envoy that reconnects with initial_resource_versions", async () => {
     const { store, connect } = await setup({ a: record(1), b: record(2), c: record(3) });
     const client = connect();

@@ -8,7 +8,7 @@
 import type { DeltaDiscoveryRequest } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
 import type { ResourceSet, XdsResource } from "./resources.js";
 import { encodeDelta, type ResponseBody, type ResponseCache } from "./responses.js";
-import { WILDCARD_TYPES, type Delivery, type Protocol, type ResponseInput, type StreamRequest } from "./stream.js";
+import { START_OVER, WILDCARD_TYPES, type Delivery, type Protocol, type ResponseInput, type StreamRequest } from "./stream.js";
 import type { SubscriptionPool } from "./subscriptions.js";
 
 export function deltaRequest(request: DeltaDiscoveryRequest, subscriptions: SubscriptionPool): StreamRequest {
@@ -42,7 +42,8 @@ export class DeltaProtocol implements Protocol {
     this.#cache = cache;
   }
 
-  respond({ set, state, desired }: ResponseInput): ResponseBody | undefined {
+  respond({ set, state, desired }: ResponseInput): ResponseBody | undefined | typeof START_OVER {
+    if (!state.envoyHas && removalsUnknown(set, desired, state.acked)) return START_OVER;
     const encode = (change: Change, nonce: string) => encodeDelta(set.typeUrl, desired.version, change.updated, change.removed, nonce);
     let body: ResponseBody;
     const again = state.forgotten ? resubscribed(set, desired, state.forgotten) : [];
@@ -127,6 +128,17 @@ function resubscribed(set: ResourceSet, desired: Delivery, forgotten: ReadonlySe
     if (resource) again.push(resource);
   }
   return again;
+}
+
+/**
+ * True when Envoy may hold resources that are gone and no longer known: the change log does not
+ * reach back to what it acknowledged, and a removal since then was forgotten (removals are kept
+ * for a while only, resource-table.ts). Only a new stream, on which Envoy lists what it holds,
+ * can tell it what to remove. Envoy NACKing every version for longer than removals are kept
+ * gets here.
+ */
+function removalsUnknown(set: ResourceSet, desired: Delivery, acked: Delivery | undefined): boolean {
+  return acked !== undefined && !desired.subscription && !set.removalsKnownSince(acked.serial) && set.changedSince(acked.base) === undefined;
 }
 
 /** Names Envoy may hold that are gone, when the change log no longer reaches its version. */

@@ -49,6 +49,8 @@ export interface ResourceSet {
   changedSince(version: string): ReadonlySet<string> | undefined;
   /** Resources removed at a commit serial greater than `serial` and not re-added since. */
   retiredSince(serial: number): XdsResource[];
+  /** False when a resource removed after commit `serial` is no longer known to retiredSince(). */
+  removalsKnownSince(serial: number): boolean;
 }
 
 export interface ResourceSource {

@@ -159,6 +159,7 @@ export class AdsServer {
       subscriptions: this.#subscriptions,
       events,
       send: (bytes) => this.writes.write(stream, bytes, (b, flushed) => call.write(b, flushed)),
+      startOver: (reason) => this.#calls.get(stream)?.drop(reason),
     });
     events.connect(stream, call.getPeer());
 

@@ -11,7 +11,7 @@
 //   warm by then; a cluster that routes Envoy may still hold refer to stays until Envoy has
 //   acknowledged routes without it.
 // - A NACKed version is never resent; Envoy keeps its last accepted config meanwhile.
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, xorInto, type ResourceSet, type ResourceSource, type XdsResource } from "./resources.js";
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, typeName, xorInto, type ResourceSet, type ResourceSource, type XdsResource } from "./resources.js";
 import type { ResponseBody } from "./responses.js";
 import type { Subscription, SubscriptionPool } from "./subscriptions.js";
 
@@ -87,10 +87,16 @@ export interface ResponseInput {
   desired: Delivery;
 }
 
+/**
+ * The protocol cannot bring Envoy to the desired state on this stream: Envoy must open a new one,
+ * on which it says what it holds.
+ */
+export const START_OVER = Symbol("start over");
+
 export interface Protocol {
   readonly name: ProtocolName;
   /** The response that brings Envoy from its state to `desired`, or undefined if it already holds it. */
-  respond(input: ResponseInput): ResponseBody | undefined;
+  respond(input: ResponseInput): ResponseBody | undefined | typeof START_OVER;
 }
 
 /** What a stream reports, for logs, metrics and sync status. */
@@ -109,6 +115,8 @@ export interface AdsStreamOptions {
   subscriptions: SubscriptionPool;
   events: StreamEvents;
   send: (bytes: Buffer) => void;
+  /** Ends the stream, so its Envoy reconnects (see START_OVER). */
+  startOver: (reason: string) => void;
 }
 
 /**
@@ -231,6 +239,10 @@ export class AdsStream {
     if (acked?.version === desired.version && acked.subscription === desired.subscription && !state.envoyHas && !state.forgotten) return;
     if (state.rejected?.version === desired.version && state.rejected.subscriptions.has(subscriptionKey(desired.subscription))) return;
     const body = this.#options.protocol.respond({ set, state, desired });
+    if (body === START_OVER) {
+      this.#options.startOver(`${typeName(state.typeUrl)}: too far behind to tell Envoy what to remove`);
+      return;
+    }
     if (body === undefined) {
       // Nothing Envoy holds differs from what we want: it already has this state.
       state.acked = desired;
