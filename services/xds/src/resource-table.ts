@@ -6,7 +6,7 @@ import { encodeAny, lengthDelimitedField } from "./wire.js";
 
 /** How many commits changedSince() can look back over. */
 const CHANGE_LOG_SIZE = 128;
-/** How long a removed resource is kept for streams whose routes may still use it. */
+/** How long a removed resource is kept: for streams whose routes may still use it, or whose Envoy still warms a cluster that needs it. */
 const RETIRED_TTL_MS = 5 * 60_000;
 
 /**
@@ -39,6 +39,8 @@ interface Retired {
   resource: XdsResource;
   serial: number;
   at: number;
+  /** Commit serial since which it was in the set (see #addedAt). */
+  addedAt: number;
 }
 
 export class ResourceTable implements ResourceSet {
@@ -51,6 +53,11 @@ export class ResourceTable implements ResourceSet {
   #namesSerial = 0;
   #log: LogEntry[] = [];
   #retired = new Map<string, Retired>();
+  /**
+   * Commit serial at which each resource joined the set; one removed and added again within the
+   * retired TTL keeps its first, as routes built meanwhile may refer to it.
+   */
+  #addedAt = new Map<string, number>();
   /** The latest commit serial of a removal no longer in #retired (its TTL passed). */
   #forgottenThrough = 0;
   #changedCache = new Map<string, ReadonlySet<string> | undefined>();
@@ -102,11 +109,15 @@ export class ResourceTable implements ResourceSet {
       if (next) {
         xorInto(this.#accumulator, next.digest);
         this.#current.set(name, next);
-        this.#retired.delete(name);
-        namesChanged ||= previous === undefined;
+        if (!previous) {
+          this.#addedAt.set(name, this.#retired.get(name)?.addedAt ?? serial);
+          this.#retired.delete(name);
+          namesChanged = true;
+        }
       } else if (previous) {
         this.#current.delete(name);
-        this.#retired.set(name, { resource: previous, serial, at: now });
+        this.#retired.set(name, { resource: previous, serial, at: now, addedAt: this.#addedAt.get(name) ?? 0 });
+        this.#addedAt.delete(name);
         namesChanged = true;
       }
       changed.push(name);
@@ -146,6 +157,16 @@ export class ResourceTable implements ResourceSet {
     const out: XdsResource[] = [];
     for (const retired of this.#retired.values()) if (retired.serial > serial) out.push(retired.resource);
     return out;
+  }
+
+  droppedSince(serial: number): XdsResource[] {
+    const out: XdsResource[] = [];
+    for (const retired of this.#retired.values()) if (retired.serial > serial && retired.addedAt <= serial) out.push(retired.resource);
+    return out;
+  }
+
+  retired(name: string): XdsResource | undefined {
+    return this.#retired.get(name)?.resource;
   }
 
   removalsKnownSince(serial: number): boolean {

@@ -7,6 +7,7 @@ import { AdsClient, sleep, TYPES, waitFor } from "@envoyage/test-support";
 import { AdsServer, type AdsEvents } from "../src/ads/server.js";
 import { TYPE_NAMES } from "../src/ads/resources.js";
 import { SnapshotStore } from "../src/snapshot.js";
+import { Cluster_DiscoveryType } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
 
 const record = (n: number, port = 8000 + n): ServiceRecord => ({
   domains: [`s${n}.example.com`],
@@ -191,6 +192,30 @@ describe(`ADS (${protocol})`, () => {
       [{ kind: "push", type: "EDS", version: events.slice(from).find((e) => e.kind === "push")!.version, names: 1 }],
     );
   });
+
+  const afterward: [string, (store: SnapshotStore) => void, string[]][] = [
+    ["deleted", (store) => store.removeService("b"), ["a"]],
+    ["given hostname endpoints", (store) => store.setService("b", { domains: ["s2.example.com"], endpoints: [{ address: "localhost", port: 8002 }] }), ["a", "b"]],
+  ];
+  for (const [change, apply, clusters] of afterward) {
+    it(`gives Envoy the endpoints of a cluster it warms that was ${change} meanwhile, so its clusters do not wait for the initial fetch timeout`, async () => {
+      const { store, connect } = await setup({ a: record(1) });
+      const client = connect({ warming: true });
+      await synced(client, 1);
+      store.setService("b", record(2));
+      store.commit(); // Envoy gets clusters with b, and asks for b's endpoints before it ACKs them
+      apply(store);
+      store.commit();
+      // Versions are content hashes: after a deletion the latest clusters have the version from before.
+      const withB = () => client.responses.findIndex((r) => r.typeUrl === TYPES.cluster && r.names.includes("b"));
+      const cdsAfterB = () => client.responses.some((r, i) => r.typeUrl === TYPES.cluster && withB() >= 0 && i > withB());
+      const latest = (type: string) => store.resources(type).version;
+      await client.waitUntil("the latest clusters and routes", (c) => cdsAfterB() && c.version(TYPES.cluster) === latest(TYPES.cluster) && c.version(TYPES.route) === latest(TYPES.route));
+      assert.deepEqual(client.names(TYPES.cluster), clusters);
+      assert.ok(client.responses.some((r) => r.typeUrl === TYPES.endpoint && r.names.includes("b")), "b's endpoints, as they were, warmed it");
+      assert.equal(client.clusters().find((c) => c.name === "b")?.type ?? Cluster_DiscoveryType.STRICT_DNS, Cluster_DiscoveryType.STRICT_DNS);
+    });
+  }
 
   it("keeps a NACKing Envoy on its last good config, never resends the rejected version, and recovers", async () => {
     const { store, events, connect } = await setup({ a: record(1) });

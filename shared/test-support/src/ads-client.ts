@@ -60,6 +60,11 @@ export interface AdsClientOptions {
   initialVersions?: Partial<Record<string, string>>;
   /** Delta: the resource versions per type this client claims to hold (initial_resource_versions). */
   initialResourceVersions?: Partial<Record<string, Record<string, string>>>;
+  /**
+   * Like Envoy, warm the EDS clusters a CDS response adds: its ACK waits until the client holds
+   * their endpoints (Envoy gives up after its initial fetch timeout, 15 s; this client never does).
+   */
+  warming?: boolean;
 }
 
 type Stream = grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> | grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
@@ -77,6 +82,8 @@ export class AdsClient {
   #firstRequest = true;
   /** Types whose first request on the current stream is held back until resume(). */
   readonly #paused = new Set<string>();
+  /** The ACK of a CDS response held back while the EDS clusters it added warm (options.warming). */
+  #warming: { nonce: string; waiting: Set<string> } | undefined;
   /** What the client held when it last reconnected, per type (delta's initial_resource_versions). */
   #held: Partial<Record<string, Record<string, string>>> = {};
   error: Error | undefined;
@@ -98,6 +105,7 @@ export class AdsClient {
   reconnect(options: { pause?: string[] } = {}): void {
     this.#call.cancel();
     this.error = undefined;
+    this.#warming = undefined;
     for (const type of options.pause ?? []) this.#paused.add(type);
     const held = Object.fromEntries([...this.#state.keys()].map((type) => [type, this.resourceVersions(type)]));
     this.#held = held;
@@ -269,12 +277,14 @@ export class AdsClient {
       this.#sendSotw(typeUrl, state.version, response.nonce, rejection);
       return;
     }
+    const held = new Set(state.resources.keys());
     if (WILDCARD.has(typeUrl)) state.resources.clear();
     response.resources.forEach((any, i) => state.resources.set(names[i]!, { bytes: any.value, version: response.versionInfo }));
     state.version = response.versionInfo;
     // Like Envoy, subscribe to what new clusters and listeners need before ACKing them.
     this.#followDependencies(typeUrl);
-    this.#sendSotw(typeUrl, state.version, response.nonce);
+    if (!this.#warm(typeUrl, names, held, response.nonce)) this.#sendSotw(typeUrl, state.version, response.nonce);
+    if (typeUrl === TYPES.endpoint) this.#warmed();
   }
 
   #onDelta(response: DeltaDiscoveryResponse): void {
@@ -294,13 +304,36 @@ export class AdsClient {
       this.#sendDelta(typeUrl, { nonce: response.nonce, error: rejection });
       return;
     }
+    const held = new Set(state.resources.keys());
     for (const resource of response.resources) {
       state.resources.set(resource.name, { bytes: resource.resource!.value, version: resource.version });
     }
     for (const name of response.removedResources) state.resources.delete(name);
     state.version = response.systemVersionInfo;
     this.#followDependencies(typeUrl);
-    this.#sendDelta(typeUrl, { nonce: response.nonce });
+    if (!this.#warm(typeUrl, names, held, response.nonce)) this.#sendDelta(typeUrl, { nonce: response.nonce });
+    if (typeUrl === TYPES.endpoint) this.#warmed();
+  }
+
+  /** options.warming: holds a CDS response's ACK back while EDS clusters it added have no endpoints. */
+  #warm(typeUrl: string, names: string[], held: ReadonlySet<string>, nonce: string): boolean {
+    if (!this.#options.warming || typeUrl !== TYPES.cluster) return false;
+    const eds = new Set(this.#edsClusters());
+    const waiting = new Set(names.filter((name) => !held.has(name) && eds.has(name) && !this.resource(TYPES.endpoint, name)));
+    if (waiting.size === 0) return false;
+    this.#warming = { nonce, waiting };
+    return true;
+  }
+
+  /** Sends the held CDS ACK once every cluster it waited for has its endpoints. */
+  #warmed(): void {
+    const warming = this.#warming;
+    if (!warming) return;
+    for (const name of warming.waiting) if (this.resource(TYPES.endpoint, name)) warming.waiting.delete(name);
+    if (warming.waiting.size > 0) return;
+    this.#warming = undefined;
+    if (this.protocol === "delta") this.#sendDelta(TYPES.cluster, { nonce: warming.nonce });
+    else this.#sendSotw(TYPES.cluster, this.version(TYPES.cluster), warming.nonce);
   }
 
   #followDependencies(typeUrl: string): void {

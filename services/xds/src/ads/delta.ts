@@ -72,7 +72,7 @@ function wanted(set: ResourceSet, desired: Delivery): Map<string, XdsResource> {
   const out = new Map<string, XdsResource>();
   if (desired.subscription) {
     for (const name of desired.subscription.names) {
-      const resource = set.get(name);
+      const resource = set.get(name) ?? set.retired(name);
       if (resource) out.set(name, resource);
     }
   } else {
@@ -109,8 +109,9 @@ function sinceAcked(set: ResourceSet, desired: Delivery, acked: Delivery | undef
   }
   if (subscription && acked.subscription !== subscription) {
     for (const name of subscription.names) {
-      if (acked.subscription?.names.has(name) || changed.has(name)) continue;
-      const resource = set.get(name);
+      if (acked.subscription?.names.has(name) || (changed.has(name) && set.has(name))) continue;
+      // Gone, yet newly asked for: Envoy warms a cluster sent before (ResourceSet.retired).
+      const resource = set.get(name) ?? set.retired(name);
       if (resource) updated.push(resource);
     }
   }

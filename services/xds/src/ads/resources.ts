@@ -49,6 +49,14 @@ export interface ResourceSet {
   changedSince(version: string): ReadonlySet<string> | undefined;
   /** Resources removed at a commit serial greater than `serial` and not re-added since. */
   retiredSince(serial: number): XdsResource[];
+  /** Of those, the ones that were in the set at commit `serial` (what a state of then may refer to). */
+  droppedSince(serial: number): XdsResource[];
+  /**
+   * A resource removed lately (not re-added), as it was. Envoy may still ask for it: it warms a
+   * cluster sent before the cluster's endpoints were removed, and holds everything back until
+   * it has them.
+   */
+  retired(name: string): XdsResource | undefined;
   /** False when a resource removed after commit `serial` is no longer known to retiredSince(). */
   removalsKnownSince(serial: number): boolean;
 }

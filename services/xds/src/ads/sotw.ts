@@ -49,7 +49,8 @@ export class SotwProtocol implements Protocol {
       }
       const resources: XdsResource[] = [];
       for (const name of names) {
-        const resource = set.get(name);
+        // A name Envoy newly asks for that is gone: it warms a cluster sent before (ResourceSet.retired).
+        const resource = set.get(name) ?? (acked?.subscription?.names.has(name) ? undefined : set.retired(name));
         if (resource) resources.push(resource);
       }
       return encodeSotw(set.typeUrl, set.version, resources, nonce);

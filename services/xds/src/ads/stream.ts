@@ -304,8 +304,9 @@ export class AdsStream {
   }
 
   /**
-   * Clusters removed since the routes Envoy holds (or is being sent) were built: they stay in
-   * the cluster set until Envoy acknowledges routes that no longer use them.
+   * Clusters removed since the routes Envoy holds (or is being sent) were built, that those
+   * routes may use: they stay in the cluster set until Envoy acknowledges routes without them.
+   * A cluster added after those routes is not kept: they cannot refer to it.
    */
   #clustersKeptAlive(): XdsResource[] {
     const routes = this.#types.get(ROUTE_TYPE);
@@ -313,7 +314,7 @@ export class AdsStream {
     const routeSet = this.#options.source.resources(ROUTE_TYPE);
     const since = Math.min(routes.acked?.serial ?? Infinity, routes.sent?.serial ?? Infinity);
     if (since >= routeSet.serial) return [];
-    return this.#options.source.resources(CLUSTER_TYPE).retiredSince(since);
+    return this.#options.source.resources(CLUSTER_TYPE).droppedSince(since);
   }
 
   #state(type: string): TypeState {
