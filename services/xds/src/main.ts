@@ -13,6 +13,7 @@ import { replicaReport, replicaStatus } from "./replica-status.js";
 import { SnapshotStore } from "./snapshot.js";
 import { StatusPublisher } from "./status-publisher.js";
 import { startStatusServer } from "./status-server.js";
+import { UnansweredPushes } from "./unanswered-pushes.js";
 
 const config = loadConfigOrExit("envoyage-xds", () => loadConfig(process.env));
 const logger = createLogger("xds", config.logLevel).child({ replica: config.replicaId });
@@ -43,10 +44,13 @@ const publisher = new StatusPublisher({
   store,
   report: () => replicaReport(config.replicaId, replica),
 });
+const unanswered = new UnansweredPushes(logger);
 const ads: AdsServer = new AdsServer({
   source: store,
   // An Envoy connecting to a standby gets its delayed commit first (CommitScheduler.flush).
-  events: combineEvents(loggingEvents(logger), metrics.adsEvents(), publisher.events(), { connect: () => replica.envoyConnected() }),
+  events: combineEvents(loggingEvents(logger), metrics.adsEvents(), publisher.events(), unanswered.events(), {
+    connect: () => replica.envoyConnected(),
+  }),
   writeBudgetBytes: config.writeBudgetBytes,
 });
 
@@ -61,6 +65,7 @@ logger.info(
   "xDS replica started; loading the registry",
 );
 void replica.start();
+unanswered.start();
 const untilServing = store.onCommit(() => {
   if (!store.ready) return;
   untilServing();
@@ -78,6 +83,7 @@ void publisher.start(async () =>
 onTermination(logger, config.shutdownGraceMs + config.registry.natsTimeoutMs, async (signal) => {
   logger.info({ signal, streams: ads.streamCount }, "shutting down: handing Envoys over to other replicas");
   await ads.shutdown(config.shutdownGraceMs);
+  unanswered.stop();
   await publisher.stop();
   status.close();
   await replica.stop();
