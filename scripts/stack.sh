@@ -113,12 +113,19 @@ start() {
   log "$name started (pid $!, log $LOGS_SHOWN/$name.log)"
 }
 
-# wait_for WHAT TIMEOUT_S COMMAND... : retries COMMAND until it succeeds
+# wait_for WHAT TIMEOUT_S NAME COMMAND... : retries COMMAND until it succeeds. NAME is the process
+# (as started) that must bring it up: if it exits meanwhile (a malformed setting, a port taken)
+# up fails at once with the end of its log instead of waiting out the timeout.
 wait_for() {
-  local what="$1" timeout="$2"; shift 2
+  local what="$1" timeout="$2" name="$3"; shift 3
   local deadline=$((SECONDS + timeout))
+  local rest="; make down stops the rest of the stack"
   until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || die "$what did not come up within ${timeout}s; see $LOGS_SHOWN/"
+    if ! alive "$name"; then
+      tail -n 5 "$LOGS/$name.log" 2>/dev/null | sed 's/^/  /' >&2
+      die "$name exited while starting; the end of its log, $LOGS_SHOWN/$name.log, is above$rest"
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || die "$what did not come up within ${timeout}s; see $LOGS_SHOWN/$rest"
     sleep 0.1
   done
 }
@@ -173,7 +180,7 @@ up() {
     for i in $(seq 1 "$NATS_CLUSTER"); do start_nats "nats-$i" "$((NATS_PORT + i - 1))" "$((NATS_ROUTE_PORT + i - 1))"; done
   fi
   echo "$NATS_CLUSTER" >"$RUN/nats-cluster"
-  for url in "${nats_urls[@]}"; do wait_for "nats-server ${url##*:}" 15 port_busy "${url##*:}"; done
+  for i in "${!nats_urls[@]}"; do wait_for "nats-server ${nats_urls[$i]##*:}" 15 "${nats_names[$i]}" port_busy "${nats_urls[$i]##*:}"; done
   local joined
   joined="$(IFS=,; echo "${nats_urls[*]}")"
 
@@ -193,9 +200,9 @@ up() {
         "NODE=$node" "$ROOT/services/xds/bin/envoyage-xds"
     fi
   done
-  wait_for "the API" 30 http_ok "http://$REACH:$API_PORT/readyz"
-  wait_for "xds-1" 30 http_ok "http://$REACH:${XDS_HTTP_PORTS[0]}/readyz"
-  wait_for "xds-2" 30 http_ok "http://$REACH:${XDS_HTTP_PORTS[1]}/readyz"
+  wait_for "the API" 30 api http_ok "http://$REACH:$API_PORT/readyz"
+  wait_for "xds-1" 30 xds-1 http_ok "http://$REACH:${XDS_HTTP_PORTS[0]}/readyz"
+  wait_for "xds-2" 30 xds-2 http_ok "http://$REACH:${XDS_HTTP_PORTS[1]}/readyz"
 
   local upstream="$ROOT/shared/test-support/dist/src/upstream-main.js"
   alive upstream-a || { check_port "$UPSTREAM_A_PORT" upstream-a; start upstream-a "$node" "$upstream" --name A --host "$BIND" --port "$UPSTREAM_A_PORT"; }
@@ -218,10 +225,10 @@ up() {
     date +%s >"$RUN/envoy.started"
     echo "$ads" >"$RUN/envoy-ads"
   fi
-  wait_for "Envoy" 30 envoy_ready
-  wait_for "Envoy's listener on :$LISTENER_PORT" 15 port_busy "$LISTENER_PORT"
+  wait_for "Envoy" 30 envoy envoy_ready
+  wait_for "Envoy's listener on :$LISTENER_PORT" 15 envoy port_busy "$LISTENER_PORT"
   # Sync status is published every half second: up returns once GET /v1/envoys shows Envoy.
-  wait_for "Envoy in GET /v1/envoys" 15 envoy_reported
+  wait_for "Envoy in GET /v1/envoys" 15 envoy envoy_reported
   status
   log "up. Try: make test-add && make test-switch && make test-remove"
 }
