@@ -35,6 +35,8 @@ export type Precondition = readonly number[] | "*" | "absent" | undefined;
 const LIST_CONCURRENCY = 64;
 /** Reads and compare-and-set writes a PUT or DELETE without a revision to match makes while others keep writing the service. */
 const WRITE_ATTEMPTS = 5;
+/** How long revision() leaves a stream that did not answer alone. */
+const STREAM_QUIET_MS = 2_000;
 
 function toStored(name: string, entry: KvEntry): StoredService {
   return { name, ...viewedService(entry.revision, entry.value) };
@@ -43,6 +45,8 @@ function toStored(name: string, entry: KvEntry): StoredService {
 export class ServiceStore {
   readonly #kv: KV;
   readonly #view: RegistryView;
+  /** Until then revision() answers from the view: the stream did not answer lately. */
+  #streamQuietUntil = 0;
   readonly #claims: DomainClaims;
   readonly #locks = new ServiceLocks();
 
@@ -60,13 +64,16 @@ export class ServiceStore {
   /**
    * The bucket's latest revision (every write counts, claims included). While its stream cannot
    * say (a cluster electing its leader, when no write lands either), the last one the view
-   * applied: sync status stays readable through a failover.
+   * applied: sync status stays readable through a failover, and is not asked again for
+   * STREAM_QUIET_MS (each try waits NATS_TIMEOUT_MS).
    */
   async revision(): Promise<number> {
+    if (this.#view.loaded && performance.now() < this.#streamQuietUntil) return this.#view.revision;
     try {
       return (await this.#kv.status()).streamInfo.state.last_seq;
     } catch (error) {
       if (!this.#view.loaded) throw error;
+      this.#streamQuietUntil = performance.now() + STREAM_QUIET_MS;
       return this.#view.revision;
     }
   }

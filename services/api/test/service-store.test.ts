@@ -23,10 +23,20 @@ const hangingReads = new Set<string>();
 /** Writes made right after the next read of a key: another client's, between a read and a compare-and-set. */
 const writesAfterRead = new Map<string, () => Promise<unknown>>();
 
-/** The real bucket, except for reads of `failingReads`, `agedReads`, `hangingReads` and `writesAfterRead`. */
+/** Status reads (stream info) fail while set, as during a NATS cluster's leader election; and are counted. */
+const statusReads = { failing: false, count: 0 };
+
+/** The real bucket, except for reads of `failingReads`, `agedReads`, `hangingReads`, `writesAfterRead`, and status reads. */
 function faultyBucket(bucket: KV): KV {
   return new Proxy(bucket, {
     get(target, property, receiver) {
+      if (property === "status") {
+        return async () => {
+          statusReads.count++;
+          if (statusReads.failing) throw new Error("injected: stream info timed out");
+          return target.status();
+        };
+      }
       if (property === "get") {
         return async (key: string) => {
           if (failingReads.has(key)) throw new Error(`injected: reading ${key} timed out`);
@@ -289,6 +299,27 @@ describe("the API's view", () => {
       await lagging.stop();
       await kv.delete("services.late18");
     }
+  });
+});
+
+describe("the bucket's revision", () => {
+  it("comes from the view while the stream does not answer, which is not asked again for a while", async () => {
+    const store = new ServiceStore(faultyBucket(kv), view);
+    await cliPut("services.rev", JSON.stringify({ domains: ["rev.example.com"], endpoints: [{ address: "127.0.0.1", port: 80 }] }));
+    assert.equal(await store.revision(), view.revision);
+    statusReads.failing = true;
+    statusReads.count = 0;
+    try {
+      assert.equal(await store.revision(), view.revision);
+      assert.equal(await store.revision(), view.revision);
+      assert.equal(statusReads.count, 1, "a second read within the quiet time does not wait on the stream again");
+      await sleep(2_100);
+      await store.revision();
+      assert.equal(statusReads.count, 2, "asked again after the quiet time");
+    } finally {
+      statusReads.failing = false;
+    }
+    assert.equal(await store.revision(), (await kv.status()).streamInfo.state.last_seq);
   });
 });
 
