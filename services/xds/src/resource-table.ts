@@ -159,9 +159,11 @@ export class ResourceTable implements ResourceSet {
     return out;
   }
 
-  droppedSince(serial: number): XdsResource[] {
+  droppedSince(serials: readonly number[]): XdsResource[] {
     const out: XdsResource[] = [];
-    for (const retired of this.#retired.values()) if (retired.serial > serial && retired.addedAt <= serial) out.push(retired.resource);
+    for (const retired of this.#retired.values()) {
+      if (serials.some((serial) => retired.addedAt <= serial && serial < retired.serial)) out.push(retired.resource);
+    }
     return out;
   }
 

@@ -217,6 +217,26 @@ describe(`ADS (${protocol})`, () => {
     });
   }
 
+  it("keeps a cluster that routes on their way to Envoy use, when its service goes before Envoy acknowledged them", async () => {
+    // A domain moves to a new service and back before Envoy acknowledges the routes of the move.
+    const at = (address: string) => ({ domains: ["d.example.com"], endpoints: [{ address, port: 80 }] });
+    const { store, connect } = await setup({ old: at("10.0.0.1") });
+    const client = connect();
+    await synced(client, 1);
+    client.holdAcks(TYPES.route);
+    store.removeService("old");
+    store.setService("new", at("10.0.0.2"));
+    store.commit();
+    await client.waitUntil("routes to new, not acknowledged", (c) => Object.keys(c.virtualHosts()).join() === "new");
+    store.removeService("new");
+    store.setService("old", at("10.0.0.1"));
+    store.commit();
+    await sleep(200);
+    assert.ok(client.names(TYPES.cluster).includes("new"), "the routes Envoy applied keep their cluster until it acknowledges newer ones");
+    client.release(TYPES.route);
+    await client.waitUntil("only old, routed", (c) => c.names(TYPES.cluster).join() === "old" && Object.keys(c.virtualHosts()).join() === "old");
+  });
+
   it("keeps a NACKing Envoy on its last good config, never resends the rejected version, and recovers", async () => {
     const { store, events, connect } = await setup({ a: record(1) });
     const client = connect({ nack: (type, names) => (type === TYPES.cluster && names.includes("b") ? "cluster rejected on purpose" : undefined) });

@@ -84,6 +84,8 @@ export class AdsClient {
   readonly #paused = new Set<string>();
   /** The ACK of a CDS response held back while the EDS clusters it added warm (options.warming). */
   #warming: { nonce: string; waiting: Set<string> } | undefined;
+  /** Types whose responses are applied but not acknowledged (holdAcks), with the latest nonce held. */
+  readonly #heldAcks = new Map<string, string | undefined>();
   /** What the client held when it last reconnected, per type (delta's initial_resource_versions). */
   #held: Partial<Record<string, Record<string, string>>> = {};
   error: Error | undefined;
@@ -283,7 +285,7 @@ export class AdsClient {
     state.version = response.versionInfo;
     // Like Envoy, subscribe to what new clusters and listeners need before ACKing them.
     this.#followDependencies(typeUrl);
-    if (!this.#warm(typeUrl, names, held, response.nonce)) this.#sendSotw(typeUrl, state.version, response.nonce);
+    if (!this.#warm(typeUrl, names, held, response.nonce) && !this.#holdAck(typeUrl, response.nonce)) this.#sendSotw(typeUrl, state.version, response.nonce);
     if (typeUrl === TYPES.endpoint) this.#warmed();
   }
 
@@ -311,8 +313,28 @@ export class AdsClient {
     for (const name of response.removedResources) state.resources.delete(name);
     state.version = response.systemVersionInfo;
     this.#followDependencies(typeUrl);
-    if (!this.#warm(typeUrl, names, held, response.nonce)) this.#sendDelta(typeUrl, { nonce: response.nonce });
+    if (!this.#warm(typeUrl, names, held, response.nonce) && !this.#holdAck(typeUrl, response.nonce)) this.#sendDelta(typeUrl, { nonce: response.nonce });
     if (typeUrl === TYPES.endpoint) this.#warmed();
+  }
+
+  #holdAck(typeUrl: string, nonce: string): boolean {
+    if (!this.#heldAcks.has(typeUrl)) return false;
+    this.#heldAcks.set(typeUrl, nonce);
+    return true;
+  }
+
+  /** From now on responses of a type are applied but not acknowledged, until release(): an ACK on its way. */
+  holdAcks(typeUrl: string): void {
+    this.#heldAcks.set(typeUrl, undefined);
+  }
+
+  /** Sends the ACK held back for a type, if any, and acknowledges its responses again. */
+  release(typeUrl: string): void {
+    const nonce = this.#heldAcks.get(typeUrl);
+    this.#heldAcks.delete(typeUrl);
+    if (nonce === undefined) return;
+    if (this.protocol === "delta") this.#sendDelta(typeUrl, { nonce });
+    else this.#sendSotw(typeUrl, this.version(typeUrl), nonce);
   }
 
   /** options.warming: holds a CDS response's ACK back while EDS clusters it added have no endpoints. */

@@ -125,7 +125,8 @@ function sinceAcked(set: ResourceSet, desired: Delivery, acked: Delivery | undef
 function resubscribed(set: ResourceSet, desired: Delivery, forgotten: ReadonlySet<string>): XdsResource[] {
   const again: XdsResource[] = [];
   for (const name of forgotten) {
-    const resource = desired.subscription?.names.has(name) ? set.get(name) : undefined;
+    // Gone, yet asked for again: Envoy warms a cluster sent before (ResourceSet.retired).
+    const resource = desired.subscription?.names.has(name) ? (set.get(name) ?? set.retired(name)) : undefined;
     if (resource) again.push(resource);
   }
   return again;

@@ -49,8 +49,11 @@ export interface ResourceSet {
   changedSince(version: string): ReadonlySet<string> | undefined;
   /** Resources removed at a commit serial greater than `serial` and not re-added since. */
   retiredSince(serial: number): XdsResource[];
-  /** Of those, the ones that were in the set at commit `serial` (what a state of then may refer to). */
-  droppedSince(serial: number): XdsResource[];
+  /**
+   * Resources removed (and not re-added) since any of these commit serials, that were in the set
+   * at that serial: what states of then may refer to.
+   */
+  droppedSince(serials: readonly number[]): XdsResource[];
   /**
    * A resource removed lately (not re-added), as it was. Envoy may still ask for it: it warms a
    * cluster sent before the cluster's endpoints were removed, and holds everything back until

@@ -304,17 +304,17 @@ export class AdsStream {
   }
 
   /**
-   * Clusters removed since the routes Envoy holds (or is being sent) were built, that those
+   * Clusters removed since the routes Envoy holds, or is being sent, were built, that those
    * routes may use: they stay in the cluster set until Envoy acknowledges routes without them.
-   * A cluster added after those routes is not kept: they cannot refer to it.
+   * A cluster added after both is not kept: neither can refer to it.
    */
   #clustersKeptAlive(): XdsResource[] {
     const routes = this.#types.get(ROUTE_TYPE);
     if (!routes || (!routes.acked && !routes.sent)) return [];
     const routeSet = this.#options.source.resources(ROUTE_TYPE);
-    const since = Math.min(routes.acked?.serial ?? Infinity, routes.sent?.serial ?? Infinity);
-    if (since >= routeSet.serial) return [];
-    return this.#options.source.resources(CLUSTER_TYPE).droppedSince(since);
+    const built = [routes.acked?.serial, routes.sent?.serial].filter((serial) => serial !== undefined && serial < routeSet.serial) as number[];
+    if (built.length === 0) return [];
+    return this.#options.source.resources(CLUSTER_TYPE).droppedSince(built);
   }
 
   #state(type: string): TypeState {
