@@ -107,6 +107,8 @@ start() {
   if alive "$name"; then log "$name already running (pid $(cat "$(pidfile "$name")"))"; return; fi
   local file="$LOGS/$name.log"
   if [ -f "$file" ] && [ "$(stat -c %s "$file")" -gt "$LOG_ROTATE_BYTES" ]; then mv -f "$file" "$file.1"; fi
+  # Where this run's lines start: a process that dies while starting is shown by them, not by an older run's.
+  stat -c %s "$file" >"$RUN/$name.log-offset" 2>/dev/null || echo 0 >"$RUN/$name.log-offset"
   setsid "$@" >>"$file" 2>&1 < /dev/null &
   echo $! >"$(pidfile "$name")"
   started_at $! >"$(startfile "$name")"
@@ -122,7 +124,7 @@ wait_for() {
   local rest="; make down stops the rest of the stack"
   until "$@" >/dev/null 2>&1; do
     if ! alive "$name"; then
-      tail -n 5 "$LOGS/$name.log" 2>/dev/null | sed 's/^/  /' >&2
+      tail -c +"$(( $(cat "$RUN/$name.log-offset" 2>/dev/null || echo 0) + 1 ))" "$LOGS/$name.log" 2>/dev/null | tail -n 5 | sed 's/^/  /' >&2
       die "$name exited while starting; the end of its log, $LOGS_SHOWN/$name.log, is above$rest"
     fi
     [ "$SECONDS" -lt "$deadline" ] || die "$what did not come up within ${timeout}s; see $LOGS_SHOWN/$rest"
@@ -270,7 +272,7 @@ stop_one() {
     fi
     log "$name stopped"
   fi
-  rm -f "$f" "$(startfile "$name")"
+  rm -f "$f" "$(startfile "$name")" "$RUN/$name.log-offset"
 }
 
 down() {

@@ -104,13 +104,12 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
   });
 
   it("fails at once, with the process's own message, when a process exits on a malformed setting", async () => {
-    const started = performance.now();
     const failed = await run("make", ["--no-print-directory", "up"], { cwd: REPO_ROOT, env: env({ COMMIT_BATCH_MS: "-1" }), timeout: 60_000 }).then(
       () => assert.fail("make up succeeded with COMMIT_BATCH_MS=-1"),
       (error: { stderr: string }) => error,
     );
     try {
-      assert.ok(performance.now() - started < 20_000, `make up took ${Math.round(performance.now() - started)} ms to fail, not its 30 s timeout`);
+      assert.doesNotMatch(failed.stderr, /did not come up within/, "failed at once, not after the readiness timeout");
       assert.match(failed.stderr, /COMMIT_BATCH_MS must be an integer from 0 to 600000, got "-1"/);
       assert.match(failed.stderr, /xds-1 exited while starting; .*make down stops the rest of the stack/);
     } finally {

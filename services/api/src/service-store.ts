@@ -47,6 +47,7 @@ export class ServiceStore {
   readonly #view: RegistryView;
   /** Until then revision() answers from the view: the stream did not answer lately. */
   #streamQuietUntil = 0;
+  #revisionRead: Promise<number> | undefined;
   readonly #claims: DomainClaims;
   readonly #locks = new ServiceLocks();
 
@@ -67,8 +68,14 @@ export class ServiceStore {
    * applied: sync status stays readable through a failover, and is not asked again for
    * STREAM_QUIET_MS (each try waits NATS_TIMEOUT_MS).
    */
-  async revision(): Promise<number> {
-    if (this.#view.loaded && performance.now() < this.#streamQuietUntil) return this.#view.revision;
+  revision(): Promise<number> {
+    if (this.#view.loaded && performance.now() < this.#streamQuietUntil) return Promise.resolve(this.#view.revision);
+    // One read at a time: requests arriving while it waits share it instead of waiting on their own.
+    this.#revisionRead ??= this.#readRevision().finally(() => (this.#revisionRead = undefined));
+    return this.#revisionRead;
+  }
+
+  async #readRevision(): Promise<number> {
     try {
       return (await this.#kv.status()).streamInfo.state.last_seq;
     } catch (error) {
