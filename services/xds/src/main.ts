@@ -44,7 +44,7 @@ const publisher = new StatusPublisher({
   store,
   report: () => replicaReport(config.replicaId, replica),
 });
-const unanswered = new UnansweredPushes(logger);
+const unanswered = new UnansweredPushes(logger, () => ads.streams());
 const ads: AdsServer = new AdsServer({
   source: store,
   // An Envoy connecting to a standby gets its delayed commit first (CommitScheduler.flush).

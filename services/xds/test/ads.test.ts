@@ -220,7 +220,7 @@ describe(`ADS (${protocol})`, () => {
   it("keeps a cluster that routes on their way to Envoy use, when its service goes before Envoy acknowledged them", async () => {
     // A domain moves to a new service and back before Envoy acknowledges the routes of the move.
     const at = (address: string) => ({ domains: ["d.example.com"], endpoints: [{ address, port: 80 }] });
-    const { store, connect } = await setup({ old: at("10.0.0.1") });
+    const { store, server, connect } = await setup({ old: at("10.0.0.1") });
     const client = connect();
     await synced(client, 1);
     client.holdAcks(TYPES.route);
@@ -228,6 +228,8 @@ describe(`ADS (${protocol})`, () => {
     store.setService("new", at("10.0.0.2"));
     store.commit();
     await client.waitUntil("routes to new, not acknowledged", (c) => Object.keys(c.virtualHosts()).join() === "new");
+    const inFlight = [...server.streams()].flatMap((stream) => [...stream.unanswered()].map((push) => TYPE_NAMES[push.typeUrl]));
+    assert.deepEqual(inFlight, ["RDS"], "the stream knows what Envoy has not answered");
     store.removeService("new");
     store.setService("old", at("10.0.0.1"));
     store.commit();

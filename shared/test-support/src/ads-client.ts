@@ -285,7 +285,7 @@ export class AdsClient {
     state.version = response.versionInfo;
     // Like Envoy, subscribe to what new clusters and listeners need before ACKing them.
     this.#followDependencies(typeUrl);
-    if (!this.#warm(typeUrl, names, held, response.nonce) && !this.#holdAck(typeUrl, response.nonce)) this.#sendSotw(typeUrl, state.version, response.nonce);
+    this.#answer(typeUrl, names, held, response.nonce);
     if (typeUrl === TYPES.endpoint) this.#warmed();
   }
 
@@ -313,7 +313,7 @@ export class AdsClient {
     for (const name of response.removedResources) state.resources.delete(name);
     state.version = response.systemVersionInfo;
     this.#followDependencies(typeUrl);
-    if (!this.#warm(typeUrl, names, held, response.nonce) && !this.#holdAck(typeUrl, response.nonce)) this.#sendDelta(typeUrl, { nonce: response.nonce });
+    this.#answer(typeUrl, names, held, response.nonce);
     if (typeUrl === TYPES.endpoint) this.#warmed();
   }
 
@@ -332,7 +332,15 @@ export class AdsClient {
   release(typeUrl: string): void {
     const nonce = this.#heldAcks.get(typeUrl);
     this.#heldAcks.delete(typeUrl);
-    if (nonce === undefined) return;
+    if (nonce !== undefined) this.#ack(typeUrl, nonce);
+  }
+
+  /** ACKs a response just applied, unless warming or holdAcks holds the ACK back. */
+  #answer(typeUrl: string, names: string[], held: ReadonlySet<string>, nonce: string): void {
+    if (!this.#warm(typeUrl, names, held, nonce) && !this.#holdAck(typeUrl, nonce)) this.#ack(typeUrl, nonce);
+  }
+
+  #ack(typeUrl: string, nonce: string): void {
     if (this.protocol === "delta") this.#sendDelta(typeUrl, { nonce });
     else this.#sendSotw(typeUrl, this.version(typeUrl), nonce);
   }
@@ -354,8 +362,7 @@ export class AdsClient {
     for (const name of warming.waiting) if (this.resource(TYPES.endpoint, name)) warming.waiting.delete(name);
     if (warming.waiting.size > 0) return;
     this.#warming = undefined;
-    if (this.protocol === "delta") this.#sendDelta(TYPES.cluster, { nonce: warming.nonce });
-    else this.#sendSotw(TYPES.cluster, this.version(TYPES.cluster), warming.nonce);
+    this.#ack(TYPES.cluster, warming.nonce);
   }
 
   #followDependencies(typeUrl: string): void {

@@ -89,6 +89,11 @@ export class AdsServer {
     });
   }
 
+  /** The open streams. */
+  streams(): IterableIterator<AdsStream> {
+    return this.#calls.keys();
+  }
+
   get streamCount(): number {
     return this.#calls.size;
   }

@@ -46,7 +46,8 @@ export interface TypeState {
   /** Envoy has a request of this type outstanding. */
   pending: boolean;
   lastNonce: string | undefined;
-  sent: (Delivery & { nonce: string; forgotten: ReadonlySet<string> | undefined }) | undefined;
+  /** In flight: what Envoy has not answered yet, and when it was sent (performance.now()). */
+  sent: (Delivery & { nonce: string; forgotten: ReadonlySet<string> | undefined; at: number }) | undefined;
   acked: Delivery | undefined;
   /**
    * The version Envoy last NACKed and every subscription it was NACKed with (by their names, as
@@ -184,6 +185,13 @@ export class AdsStream {
     }
   }
 
+  /** The responses Envoy has not answered yet: one per type at most. */
+  *unanswered(): Generator<{ typeUrl: string; version: string; nonce: string; sentAt: number }> {
+    for (const state of this.#types.values()) {
+      if (state.sent) yield { typeUrl: state.typeUrl, version: state.sent.version, nonce: state.sent.nonce, sentAt: state.sent.at };
+    }
+  }
+
   close(): void {
     for (const state of this.#types.values()) {
       if (state.subscription) this.#options.subscriptions.release(state.subscription);
@@ -251,7 +259,7 @@ export class AdsStream {
       return;
     }
     if (body.nonce === state.lastNonce) return;
-    state.sent = { ...desired, nonce: body.nonce, forgotten: state.forgotten };
+    state.sent = { ...desired, nonce: body.nonce, forgotten: state.forgotten, at: performance.now() };
     state.forgotten = undefined;
     state.lastNonce = body.nonce;
     state.pending = false;
