@@ -50,6 +50,9 @@ function toApiError(error: FastifyError, request: FastifyRequest, bodyLimit: num
   }
 }
 
+/** What a 503 tells clients to wait before retrying (Retry-After). */
+const RETRY_AFTER_SECONDS = "1";
+
 /** How long a closing API keeps kept-alive connections open for requests already on their way. */
 const CLOSE_DRAIN_MS = 300;
 
@@ -116,6 +119,9 @@ export async function buildApp(options: AppOptions) {
     // NATS down or a full bucket: the operator's to fix, logged without a stack; anything else ≥ 500 is a bug.
     if (apiError.status === 503 || apiError.status === 507) request.log.warn(apiError.message);
     else if (apiError.status >= 500) request.log.error({ err: error }, apiError.message);
+    // A 503 passes (NATS back, a leader elected, another API instance): clients that honour
+    // Retry-After come back after a second rather than at once or never.
+    if (apiError.status === 503) void reply.header("retry-after", RETRY_AFTER_SECONDS);
     void reply.status(apiError.status).send(apiError.body());
   });
   app.setNotFoundHandler((request, reply) => {

@@ -427,6 +427,7 @@ describe("NATS unavailable", () => {
     const elapsed = performance.now() - started;
     assert.equal(response.status, 503);
     assert.equal(response.body.error.code, "registry_unavailable");
+    assert.equal(response.headers.get("retry-after"), "1");
     assert.ok(elapsed < 1000, `503 took ${elapsed.toFixed(0)} ms`);
     const list = await call("GET", "/v1/services");
     assert.equal(list.status, 503);
@@ -494,6 +495,7 @@ describe("shutting down", () => {
       inFlight.socket.write(body);
       assert.deepEqual(await idle.responses(2), [404, 503], idle.received());
       assert.match(idle.received(), /"code":"shutting_down"/);
+      assert.match(idle.received(), /retry-after: 1/i);
       assert.deepEqual(await inFlight.responses(1), [201], inFlight.received());
       for (const connection of [idle, inFlight]) assert.match(connection.received().split("HTTP/1.1").at(-1)!, /connection: close/i);
       await closed;
