@@ -1,7 +1,9 @@
 // The bucket watcher every replica follows the registry with, against a real nats-server.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { pino, type Logger } from "pino";
 import { BucketWatcher, createLogger, NatsLink, openBucket, type BucketEntry, type WatchHandlers } from "@envoyage/registry";
@@ -54,6 +56,37 @@ describe("BucketWatcher", () => {
       assert.equal(errors.length, 1);
       assert.equal(errors[0]!.key, "services.bad");
       assert.match(errors[0]!.msg, /applying a bucket entry failed; it is skipped/);
+    } finally {
+      await watcher.stop();
+      await link.close();
+    }
+  });
+
+  it("keeps its watch on a bucket whose newest messages are gone: the stream's last sequence is ahead, but nothing is left to catch up on", async () => {
+    // As the status bucket after its entries' TTL, or the registry after a compaction.
+    const { kv: trimmed } = await openBucket(nc, { bucket: "trimmed", create: true, timeoutMs: 2000 });
+    await trimmed.put("services.a", "{}");
+    const gone = await trimmed.put("services.b", "{}");
+    await (await jetstreamManager(nc)).streams.deleteMessage("KV_trimmed", gone);
+    const lines: Array<{ msg: string }> = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const delivered: string[] = [];
+    let loaded = false;
+    const { link, watcher } = watch("trimmed", logger, {
+      entry: (entry: BucketEntry) => delivered.push(entry.key),
+      loaded: () => (loaded = true),
+      recreated: () => assert.fail("the bucket was not created again"),
+    });
+    try {
+      await watcher.start();
+      await waitFor("the initial load", () => (loaded ? true : undefined));
+      await sleep(2000); // four watchdog checks: the old rule restarted the watch at the second
+      const said = lines.map((line) => line.msg);
+      assert.deepEqual(said.filter((msg) => /stalled/.test(msg)), [], said.join("\n"));
+      assert.equal(said.filter((msg) => msg === "watching the bucket").length, 1, said.join("\n"));
+      await trimmed.put("services.c", "{}");
+      await waitFor("an entry written after", () => (delivered.includes("services.c") ? true : undefined));
+      assert.deepEqual(delivered, ["services.a", "services.c"]);
     } finally {
       await watcher.stop();
       await link.close();

@@ -84,6 +84,12 @@ export class BucketWatcher {
   #aheadOfBucketAt: number | undefined;
   /** The bucket's stream came back empty: the watch loop starts over. */
   #emptied = false;
+  /**
+   * The stream's last sequence when it was found to hold nothing after the revision applied: its
+   * newest messages are gone (status entries past their TTL, a compaction), so the watch is not
+   * behind although the sequence is ahead of it.
+   */
+  #nothingAfterUpTo = 0;
   #nc: NatsConnection | undefined;
   /** The NATS server the connection is on, by name: a restarted one has the same. */
   #server: string | undefined;
@@ -132,7 +138,7 @@ export class BucketWatcher {
    * A watch can stall without an error: in a cluster, the node holding its consumer may die
    * while this replica's own connection survives, and the client notices only after missed
    * heartbeats. If the bucket is ahead of us and we made no progress for a whole check,
-   * restart the watch from where we are. A bucket that is gone, or was created again, restarts
+   * restart the watch from where we are (unless what is ahead is gone: #nothingAfterUpTo). A bucket that is gone, or was created again, restarts
    * it too: the watch loop binds again and starts over.
    */
   async #checkProgress(): Promise<void> {
@@ -145,12 +151,16 @@ export class BucketWatcher {
       if (streamInfo.created !== this.#createdAt || this.#hasEmptied(last)) {
         // The client's watch may have re-attached to it by itself, at revisions it will not reach.
         this.#restart();
-      } else if (last <= this.#lastRevision) {
+      } else if (last <= Math.max(this.#lastRevision, this.#nothingAfterUpTo)) {
         this.#behindAt = undefined;
       } else if (this.#behindAt === this.#lastRevision) {
-        this.#options.logger.warn({ bucket: this.#options.bucket, applied: this.#lastRevision, last }, "the bucket watch stalled; restarting it");
         this.#behindAt = undefined;
-        this.#restart();
+        if (await this.#holdsAnythingAfter(this.#lastRevision)) {
+          this.#options.logger.warn({ bucket: this.#options.bucket, applied: this.#lastRevision, last }, "the bucket watch stalled; restarting it");
+          this.#restart();
+        } else {
+          this.#nothingAfterUpTo = last;
+        }
       } else {
         this.#behindAt = this.#lastRevision;
       }
@@ -159,6 +169,16 @@ export class BucketWatcher {
       // reports it, and the watch resumes when it returns.
       if (isStreamMissing(error)) this.#restart();
     }
+  }
+
+  /**
+   * Whether the bucket's stream still holds a message after `revision`. Without direct gets (a
+   * bucket made by hand) it cannot tell cheaply, and says so: the watch is restarted as if it had.
+   */
+  async #holdsAnythingAfter(revision: number): Promise<boolean> {
+    if (!this.#direct || !this.#jsm) return true;
+    const { bucket } = this.#options;
+    return (await this.#jsm.direct.getMessage(`KV_${bucket}`, { seq: revision + 1, next_by_subj: `$KV.${bucket}.>` })) != null;
   }
 
   /**
@@ -340,6 +360,7 @@ export class BucketWatcher {
     );
     this.#createdAt = createdAt;
     this.#emptied = false;
+    this.#nothingAfterUpTo = 0;
     this.#lastRevision = 0;
     this.#loaded = false;
     this.#options.handlers.recreated();
