@@ -36,7 +36,7 @@ export interface ReplicaEvents {
   rejected(name: string, reason: RejectionReason): void;
 }
 
-const CLAIM_RETRY_MS = 2000;
+const CLAIM_RETRY_MS = 2000; // the warning below says so
 
 export class Replica {
   readonly registry = new Registry();
@@ -61,6 +61,8 @@ export class Replica {
   /** Domains whose claim this replica is writing, and for whom. */
   readonly #claimsInFlight = new Map<string, string>();
   #claimRetry: NodeJS.Timeout | undefined;
+  /** Claim writes fail (NATS unreachable, the bucket full): said once, until one gets through. */
+  #claimsFailing = false;
   /** Domains whose claim changed while this replica's write of it was in flight. */
   readonly #claimsToRecheck = new Set<string>();
   /** The next commit looks at the claims of every served domain, not only those of the services it evaluated. */
@@ -268,12 +270,19 @@ export class Replica {
         .then(
           (won) => {
             settled();
+            if (this.#claimsFailing) {
+              this.#claimsFailing = false;
+              logger.info("claim writes get through again");
+            }
             if (won) logger.info({ domain, service: owner, takeover: expectedRevision !== 0 }, "claimed a served domain");
           },
           (error: unknown) => {
             settled();
             if (this.#stopped) return;
-            logger.warn({ err: error, domain, service: owner }, "could not claim a served domain; retrying");
+            // Every unclaimed domain fails alike, every retry: the first says it for all of them.
+            if (this.#claimsFailing) logger.debug({ err: error, domain, service: owner }, "could not claim a served domain; retrying");
+            else logger.warn({ err: error, domain, service: owner }, "could not claim a served domain; retrying every 2 s, further failures at debug level");
+            this.#claimsFailing = true;
             this.#claimRetry ??= setTimeout(() => {
               this.#claimRetry = undefined;
               this.#recheckAllClaimsSoon();

@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
+import { jetstreamManager, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { pino } from "pino";
 import { claimKey, encodeRecord, openBucket } from "@envoyage/registry";
 import { sleep, startNats, waitFor } from "@envoyage/test-support";
 import { CLUSTER_TYPE } from "../src/ads/resources.js";
@@ -102,6 +104,35 @@ describe("a bucket deleted and restored from elsewhere", () => {
       }
     } finally {
       await restored.stop();
+    }
+  });
+});
+
+describe("claim writes that fail", () => {
+  it("are said once, not once per domain and retry, and their end is said too", async () => {
+    const lines: Array<{ level: number; msg: string }> = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    let fullAt: { jsm: JetStreamManager; config: StreamConfig } | undefined;
+    // Records written with the CLI, then the bucket full: the replica serves them, but cannot claim their domains.
+    const own = await startInProcessReplica(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 }), logger, async (bucket, nc) => {
+      for (const name of ["f1", "f2", "f3"]) await bucket.put(`services.${name}`, record(`${name}-a.example.com`, `${name}-b.example.com`));
+      const jsm = await jetstreamManager(nc);
+      const { config } = await jsm.streams.info("KV_envoyage");
+      await jsm.streams.update("KV_envoyage", { ...config, max_msgs: 3 });
+      fullAt = { jsm, config };
+    });
+    try {
+      assert.equal(own.store.resources(CLUSTER_TYPE).size, 3, "the three services are served");
+      await sleep(4500); // the first writes and two retries, each of six domains
+      const failures = lines.filter((line) => line.msg.startsWith("could not claim a served domain"));
+      assert.equal(failures.length, 1, JSON.stringify(failures));
+      assert.equal(failures[0]!.level, 40, "warn");
+
+      await fullAt!.jsm.streams.update("KV_envoyage", { ...fullAt!.config, max_msgs: -1 });
+      await waitFor("every domain claimed", async () => ((await own.kv.get(claimKey("f3-b.example.com")))?.string() === "f3" ? true : undefined), { timeoutMs: 10_000 });
+      assert.ok(lines.some((line) => line.msg === "claim writes get through again"));
+    } finally {
+      await own.stop();
     }
   });
 });

@@ -17,11 +17,19 @@ export interface InProcessReplica {
   stop(): Promise<void>;
 }
 
-/** Starts nats-server, the bucket and a ready replica serving `store`, logging to `logger`. */
-export async function startInProcessReplica(store: SnapshotStore, logger: Logger = createLogger("xds", "silent")): Promise<InProcessReplica> {
+/**
+ * Starts nats-server, the bucket and a ready replica serving `store`, logging to `logger`;
+ * `seed` writes to the bucket before the replica starts.
+ */
+export async function startInProcessReplica(
+  store: SnapshotStore,
+  logger: Logger = createLogger("xds", "silent"),
+  seed: (kv: KV, nc: NatsConnection) => Promise<void> = async () => {},
+): Promise<InProcessReplica> {
   const nats: NatsServer = await startNats();
   const nc: NatsConnection = await connect({ servers: nats.url });
   const { kv } = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
+  await seed(kv, nc);
   const link = new NatsLink({ servers: [nats.url], name: "in-process-replica", logger });
   const replica = new Replica({
     link,
