@@ -1,5 +1,5 @@
 // The API's settings, from the environment (README, "Configuration").
-import { envInt, envLogLevel, envPort, envString, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
+import { envInt, envIpAddress, envLogLevel, envPort, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
 
 export interface ApiConfig {
   registry: RegistrySettings;
@@ -14,7 +14,7 @@ export function loadConfig(env: Env): ApiConfig {
   return {
     registry: registrySettings(env),
     logLevel: envLogLevel(env),
-    host: envString(env, "API_HOST", "0.0.0.0"),
+    host: envIpAddress(env, "API_HOST", "0.0.0.0", { localhost: true }),
     port: envPort(env, "API_PORT", 8080),
     bodyLimit: envInt(env, "API_BODY_LIMIT", 256 * 1024, 1024, 16 * 1024 * 1024),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 5000, 0, 600_000),

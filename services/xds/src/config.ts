@@ -1,6 +1,6 @@
 // The replica's settings, from the environment (README, "Configuration").
 import { hostname } from "node:os";
-import { envInt, envLogLevel, envPort, envString, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
+import { envInt, envIpAddress, envLogLevel, envPort, envString, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
 import type { BatchSettings } from "./commit-scheduler.js";
 
 export interface XdsConfig {
@@ -30,11 +30,12 @@ export function loadConfig(env: Env): XdsConfig {
     registry: registrySettings(env),
     logLevel: envLogLevel(env),
     replicaId: envString(env, "REPLICA_ID", `${hostname()}:${xdsPort}`),
-    host: envString(env, "XDS_HOST", "0.0.0.0"),
+    host: envIpAddress(env, "XDS_HOST", "0.0.0.0", { localhost: true }),
     xdsPort,
     httpPort: envPort(env, "XDS_HTTP_PORT", 9190),
-    listenerAddress: envString(env, "LISTENER_ADDRESS", "0.0.0.0"),
-    listenerPort: envPort(env, "LISTENER_PORT", 10000),
+    // Envoy takes only an IP address for a listener, and the port is the one clients use.
+    listenerAddress: envIpAddress(env, "LISTENER_ADDRESS", "0.0.0.0", { localhost: false }),
+    listenerPort: envInt(env, "LISTENER_PORT", 10000, 1, 65535),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 5000, 0, 600_000),
     batch: {
       windowMs: envInt(env, "COMMIT_BATCH_MS", 50, 0, 600_000),

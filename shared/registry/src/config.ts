@@ -1,5 +1,6 @@
 // Configuration from the environment. Every setting has a default that matches the local stack
 // (README, "Configuration"); a malformed value stops the process with a message naming it.
+import { isIP } from "node:net";
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -28,6 +29,19 @@ export function envInt(env: Env, name: string, fallback: number, min: number, ma
 export function envPort(env: Env, name: string, fallback: number): number {
   // 0 asks the OS for a free port (tests use it); the bound port is logged.
   return envInt(env, name, fallback, 0, 65535);
+}
+
+/**
+ * An IP address (IPv4 or IPv6); `localhost` too if `localhost`: a name would be resolved when
+ * binding and fail there, or, sent to Envoy as a listener's address, be rejected by every Envoy.
+ */
+export function envIpAddress(env: Env, name: string, fallback: string, options: { localhost: boolean }): string {
+  const value = envString(env, name, fallback);
+  if (isIP(value) === 0 && !(options.localhost && value === "localhost")) {
+    const accepted = options.localhost ? "an IP address or localhost" : "an IP address";
+    throw new ConfigError(`${name} must be ${accepted} (such as ${fallback} or 127.0.0.1), got "${value}"`);
+  }
+  return value;
 }
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
