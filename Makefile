@@ -5,7 +5,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help tools install build up down logs status test test-unit test-integration \
+.PHONY: help tools install build up down restart logs status test test-unit test-integration \
         test-add test-switch test-remove bench compose-up compose-down proto proto-check clean
 
 help: ## list the targets
@@ -28,6 +28,9 @@ up: build ## start the stack (NATS, API, 2 xDS replicas, Envoy, upstreams A, B);
 
 down: ## stop exactly what make up started
 	@scripts/stack.sh down
+
+restart: build ## stop one process of the stack (P=xds-1, as make status names it) and start it again as it ran
+	@scripts/stack.sh restart $(P)
 
 logs: ## follow every log of the local stack
 	@scripts/stack.sh logs

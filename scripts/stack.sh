@@ -7,12 +7,13 @@
 #   stack.sh down     stop exactly what `up` started
 #   stack.sh logs     follow every log
 #   stack.sh status   what runs and is ready, on which port
+#   stack.sh restart NAME   stop one process (gracefully), then `up` (which starts it again)
 #
 # ENVOY_ADS=delta starts Envoy on delta xDS (api_type DELTA_GRPC) instead of state of the world.
 # NATS_CLUSTER=3 runs NATS as a 3-node JetStream cluster (client ports 4222-4224, routes
 # 6222-6224: NATS_ROUTE_PORT, by default NATS_PORT + 2000) with the bucket replicated on all
 # three; every service is given all three URLs. The stack remembers its NATS mode, Envoy's
-# xDS variant and BIND_ADDRESS until `down`.
+# xDS variant, BIND_ADDRESS and the settings below (REMEMBERED) until `down`.
 #
 # Ports and addresses follow the documented defaults; each can be overridden by the same
 # environment variable the services read (README, "Configuration"): XDS_PORT and XDS_HTTP_PORT
@@ -25,23 +26,6 @@ RUN="${ENVOYAGE_RUN_DIR:-$ROOT/.run}"
 LOGS="$RUN/logs"
 export PATH="$ROOT/.tools/bin:$PATH"
 
-NATS_PORT="${NATS_PORT:-4222}"
-NATS_ROUTE_PORT="${NATS_ROUTE_PORT:-$((NATS_PORT + 2000))}"
-NATS_CLUSTER_ASKED="${NATS_CLUSTER:-}"
-NATS_CLUSTER="${NATS_CLUSTER:-1}"
-NATS_CLUSTER_RUNNING=""
-API_PORT="${API_PORT:-8080}"
-XDS_PORT="${XDS_PORT:-9090}"
-XDS_PORTS=("$XDS_PORT" "$((XDS_PORT + 1))")
-XDS_HTTP_PORT="${XDS_HTTP_PORT:-9190}"
-XDS_HTTP_PORTS=("$XDS_HTTP_PORT" "$((XDS_HTTP_PORT + 1))")
-LISTENER_PORT="${LISTENER_PORT:-10000}"
-ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
-UPSTREAM_A_PORT="${UPSTREAM_A_PORT:-5678}"
-UPSTREAM_B_PORT="${UPSTREAM_B_PORT:-5679}"
-BIND=127.0.0.1
-REACH=127.0.0.1
-BIND_RUNNING=""
 
 log() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -71,6 +55,51 @@ any_stack_alive() {
     [ -f "$f" ] && alive "$(basename "$f" .pid)" && return 0
   done
   return 1
+}
+# The stack's ports, from the environment (after resolve_settings), else the documented defaults.
+settings() {
+  NATS_PORT="${NATS_PORT:-4222}"
+  NATS_ROUTE_PORT="${NATS_ROUTE_PORT:-$((NATS_PORT + 2000))}"
+  NATS_CLUSTER_ASKED="${NATS_CLUSTER:-}"
+  NATS_CLUSTER="${NATS_CLUSTER:-1}"
+  NATS_CLUSTER_RUNNING=""
+  API_PORT="${API_PORT:-8080}"
+  XDS_PORT="${XDS_PORT:-9090}"
+  XDS_PORTS=("$XDS_PORT" "$((XDS_PORT + 1))")
+  XDS_HTTP_PORT="${XDS_HTTP_PORT:-9190}"
+  XDS_HTTP_PORTS=("$XDS_HTTP_PORT" "$((XDS_HTTP_PORT + 1))")
+  LISTENER_PORT="${LISTENER_PORT:-10000}"
+  ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
+  UPSTREAM_A_PORT="${UPSTREAM_A_PORT:-5678}"
+  UPSTREAM_B_PORT="${UPSTREAM_B_PORT:-5679}"
+  BIND=127.0.0.1
+  REACH=127.0.0.1
+  BIND_RUNNING=""
+}
+# Settings a running stack was started with, kept in $RUN/settings until `down` (empty: not
+# given, the default): `up` restarting a stopped process starts it as before (a replica on another
+# LISTENER_PORT would move Envoy's listener), and refuses a different value; `status` and `down`
+# look at the stack's own ports. NATS_CLUSTER, ENVOY_ADS and BIND_ADDRESS are kept on their own.
+REMEMBERED=(NATS_PORT NATS_ROUTE_PORT API_PORT XDS_PORT XDS_HTTP_PORT LISTENER_PORT LISTENER_ADDRESS ENVOY_ADMIN_PORT
+  UPSTREAM_A_PORT UPSTREAM_B_PORT LOG_LEVEL NATS_TIMEOUT_MS SHUTDOWN_GRACE_MS API_BODY_LIMIT COMMIT_BATCH_MS
+  COMMIT_BURST COMMIT_STANDBY_MS XDS_WRITE_BUDGET_MB ENVOYAGE_BUCKET ENVOYAGE_STATUS_BUCKET)
+# resolve_settings COMMAND: takes the running stack's settings; for up, refuses one asked differently.
+resolve_settings() {
+  local file="$RUN/settings" name kept asked
+  if [ -f "$file" ] && ! any_stack_alive; then rm -f "$file"; fi
+  if [ -f "$file" ]; then
+    while IFS='=' read -r name kept; do
+      asked="${!name:-}"
+      if [ -z "$asked" ]; then
+        [ -z "$kept" ] || export "$name=$kept"
+      elif [ "$asked" != "$kept" ] && [ "$1" = up ]; then
+        die "the stack runs with $name=${kept:-(default)}; make down first to change it"
+      fi
+    done <"$file"
+  elif [ "$1" = up ]; then
+    mkdir -p "$RUN"
+    for name in "${REMEMBERED[@]}"; do echo "$name=${!name:-}"; done >"$file"
+  fi
 }
 # The NATS mode: as asked, else the one the running stack was started in (kept in
 # $RUN/nats-cluster while any process of it runs, even with every nats-server dead, so make up
@@ -278,7 +307,7 @@ stop_one() {
 down() {
   # Envoy first (it would only log reconnects), NATS last (the services drain to it).
   for name in envoy upstream-a upstream-b xds-1 xds-2 api nats nats-1 nats-2 nats-3 nats-4 nats-5; do stop_one "$name"; done
-  rm -f "$RUN/envoy.started" "$RUN/nats-cluster" "$RUN/envoy-ads" "$RUN/bind-address"
+  rm -f "$RUN/envoy.started" "$RUN/nats-cluster" "$RUN/envoy-ads" "$RUN/bind-address" "$RUN/settings"
   local busy=()
   for port in "$NATS_PORT" "$API_PORT" "${XDS_PORTS[@]}" "${XDS_HTTP_PORTS[@]}" "$LISTENER_PORT" "$ADMIN_PORT" "$UPSTREAM_A_PORT" "$UPSTREAM_B_PORT"; do
     port_busy "$port" && busy+=("$port")
@@ -353,9 +382,17 @@ logs() {
 }
 
 case "${1:-}" in
-  up) resolve_nats_mode; resolve_bind; up ;;
-  down) resolve_bind; down ;;
+  up) resolve_settings up; settings; resolve_nats_mode; resolve_bind; up ;;
+  down) resolve_settings down; settings; resolve_bind; down ;;
   logs) logs ;;
-  status) resolve_nats_mode; resolve_bind; status ;;
-  *) echo "usage: $0 up|down|logs|status" >&2; exit 2 ;;
+  status) resolve_settings status; settings; resolve_nats_mode; resolve_bind; status ;;
+  restart)
+    case "${2:-}" in
+      nats | nats-[1-5] | api | xds-1 | xds-2 | envoy | upstream-a | upstream-b) ;;
+      *) die "restart what? P=nats (nats-1 … in a cluster), api, xds-1, xds-2, envoy, upstream-a or upstream-b" ;;
+    esac
+    any_stack_alive || die "the stack does not run: make up"
+    resolve_settings up; settings; resolve_nats_mode; resolve_bind
+    stop_one "$2"; up ;;
+  *) echo "usage: $0 up|down|logs|status|restart NAME" >&2; exit 2 ;;
 esac

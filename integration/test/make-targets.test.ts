@@ -103,6 +103,25 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     }
   });
 
+  it("restarts a stopped process with the settings the stack was started with, and refuses others until make down", async () => {
+    await make("up", { COMMIT_STANDBY_MS: "7" });
+    try {
+      const pid = Number(await readFile(join(runDir, "xds-1.pid"), "utf8"));
+      // As the README says to restart a process: neither setting given.
+      assert.match(await make("restart", { P: "xds-1", LISTENER_PORT: "", COMMIT_STANDBY_MS: "" }), /xds-1 stopped[^]*xds-1 started[^]*\[stack\] up\./);
+      const restarted = Number(await readFile(join(runDir, "xds-1.pid"), "utf8"));
+      assert.notEqual(restarted, pid);
+      const environ = (await readFile(`/proc/${restarted}/environ`, "utf8")).split("\0");
+      assert.ok(environ.includes(`LISTENER_PORT=${ports["LISTENER_PORT"]}`), "Envoy's listener stays where it was");
+      assert.ok(environ.includes("COMMIT_STANDBY_MS=7"));
+      assert.match(await make("status", { LISTENER_PORT: "" }), new RegExp(`Envoy +http://127\\.0\\.0\\.1:${ports["LISTENER_PORT"]} `));
+      await assert.rejects(make("up", { LISTENER_PORT: String(ports["LISTENER_PORT"]! + 1) }), /the stack runs with LISTENER_PORT=\d+; make down first to change it/);
+      await assert.rejects(make("up", { COMMIT_STANDBY_MS: "9" }), /the stack runs with COMMIT_STANDBY_MS=7; make down first/);
+    } finally {
+      await make("down");
+    }
+  });
+
   it("fails at once, with the process's own message, when a process exits on a malformed setting", async () => {
     const failed = await run("make", ["--no-print-directory", "up"], { cwd: REPO_ROOT, env: env({ COMMIT_BATCH_MS: "-1" }), timeout: 60_000 }).then(
       () => assert.fail("make up succeeded with COMMIT_BATCH_MS=-1"),
