@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The HTTP API: validates service records and writes them to the KV bucket.
-import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, loadConfigOrExit, onTermination } from "@envoyage/registry";
+import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, loadConfigOrExit, onTermination, requireSupportedNode } from "@envoyage/registry";
 import { loadConfig } from "./config.js";
 import { startServer } from "./server.js";
 
+requireSupportedNode("envoyage-api");
 const config = loadConfigOrExit("envoyage-api", () => loadConfig(process.env));
 const logger = createLogger("api", config.logLevel);
 exitOnUnexpectedErrors(logger);

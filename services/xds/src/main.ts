@@ -2,7 +2,7 @@
 // An xDS replica: watches the bucket, translates the registry, serves it to Envoy over ADS.
 import type { AddressInfo } from "node:net";
 import { jetstream } from "@nats-io/jetstream";
-import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, loadConfigOrExit, NatsLink, onTermination, openStatusBucket } from "@envoyage/registry";
+import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, loadConfigOrExit, NatsLink, onTermination, openStatusBucket, requireSupportedNode } from "@envoyage/registry";
 import { AdsServer } from "./ads/server.js";
 import { combineEvents } from "./ads/events.js";
 import { loggingEvents } from "./ads-log.js";
@@ -15,6 +15,7 @@ import { StatusPublisher } from "./status-publisher.js";
 import { startStatusServer } from "./status-server.js";
 import { UnansweredPushes } from "./unanswered-pushes.js";
 
+requireSupportedNode("envoyage-xds");
 const config = loadConfigOrExit("envoyage-xds", () => loadConfig(process.env));
 const logger = createLogger("xds", config.logLevel).child({ replica: config.replicaId });
 exitOnUnexpectedErrors(logger);

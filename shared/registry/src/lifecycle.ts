@@ -4,6 +4,20 @@
 import type { Logger } from "pino";
 import { ConfigError } from "./config.js";
 
+/** The oldest Node.js major the services run on (package.json "engines"). */
+const MIN_NODE_MAJOR = 26;
+
+/**
+ * An older Node fails later on an API it lacks ("Promise.withResolvers is not a function" on
+ * Node 20), far from the cause: say the cause at once, and exit as on a malformed setting.
+ */
+export function requireSupportedNode(program: string, version = process.versions.node): void {
+  const major = Number(version.split(".")[0]);
+  if (major >= MIN_NODE_MAJOR) return;
+  console.error(`${program}: needs Node.js ${MIN_NODE_MAJOR} or later, this is ${version}; make install puts it in .tools/bin (README, "Two commands")`);
+  process.exit(2);
+}
+
 export function loadConfigOrExit<T>(program: string, load: () => T): T {
   try {
     return load();
