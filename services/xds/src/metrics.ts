@@ -8,6 +8,7 @@ import type { AdsStream, ProtocolName } from "./ads/stream.js";
 import { REJECTION_REASONS, type ReplicaEvents } from "./replica.js";
 import type { SnapshotStore } from "./snapshot.js";
 
+const PROTOCOLS: readonly ProtocolName[] = ["sotw", "delta"];
 const LATENCY_BUCKETS = [0.001, 0.002, 0.004, 0.006, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /**
@@ -166,9 +167,11 @@ export class XdsMetrics {
       labelNames: ["reason"],
       registers,
     });
-    // Failures are reported at 0 from the start: an alert on their rate has a series to read.
+    // Every series is reported at 0 from the start: an alert or a rate on it has a series to
+    // read (a standby replica pushes nothing until an Envoy connects).
     for (const [typeUrl, name] of Object.entries(TYPE_NAMES)) {
-      for (const counts of [this.#acks, this.#nacks, this.#stale]) counts.add(typeUrl, () => ({ type: name }), 0);
+      for (const counts of [this.#acks, this.#nacks, this.#stale, this.#pushBytes]) counts.add(typeUrl, () => ({ type: name }), 0);
+      for (const protocol of PROTOCOLS) this.#pushes.add(protocol + typeUrl, () => ({ type: name, protocol }), 0);
     }
     for (const reason of REJECTION_REASONS) this.#rejected.inc({ reason }, 0);
   }

@@ -49,11 +49,13 @@ describe("XdsMetrics", () => {
     assert.match(text, /envoyage_registry_ignored_keys 3\n/);
   });
 
-  it("reports NACKs, stale requests and rejected records at 0 before the first one, so alerts have a series", async () => {
+  it("reports pushes, NACKs, stale requests and rejected records at 0 before the first one, so alerts and rates have a series", async () => {
     const text = await new XdsMetrics(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 }), sources).registry.metrics();
     for (const type of ["CDS", "EDS", "LDS", "RDS"]) {
       assert.match(text, new RegExp(`envoyage_xds_nacks_total\\{type="${type}"\\} 0\n`));
       assert.match(text, new RegExp(`envoyage_xds_stale_requests_total\\{type="${type}"\\} 0\n`));
+      assert.match(text, new RegExp(`envoyage_xds_push_bytes_total\\{type="${type}"\\} 0\n`));
+      for (const protocol of ["sotw", "delta"]) assert.match(text, new RegExp(`envoyage_xds_pushes_total\\{type="${type}",protocol="${protocol}"\\} 0\n`));
     }
     for (const reason of ["invalid", "conflict", "validation"]) {
       assert.match(text, new RegExp(`envoyage_registry_rejected_records_total\\{reason="${reason}"\\} 0\n`));
