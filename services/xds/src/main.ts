@@ -2,7 +2,7 @@
 // An xDS replica: watches the bucket, translates the registry, serves it to Envoy over ADS.
 import type { AddressInfo } from "node:net";
 import { jetstream } from "@nats-io/jetstream";
-import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, loadConfigOrExit, NatsLink, onTermination, openStatusBucket, requireSupportedNode } from "@envoyage/registry";
+import { compileHotPathsSooner, createLogger, LINK_DRAIN_MS, exitOnUnexpectedErrors, loadConfigOrExit, NatsLink, onTermination, openStatusBucket, requireSupportedNode } from "@envoyage/registry";
 import { AdsServer } from "./ads/server.js";
 import { combineEvents } from "./ads/events.js";
 import { loggingEvents } from "./ads-log.js";
@@ -79,9 +79,9 @@ void publisher.start(async () =>
   openStatusBucket(jetstream(await link.connect(), { timeout: config.registry.natsTimeoutMs }), config.registry.statusBucket, config.registry.bucketReplicas),
 );
 
-// Handing Envoys over takes up to the grace period; the last status write and closing NATS get
-// a request timeout more.
-onTermination(logger, config.shutdownGraceMs + config.registry.natsTimeoutMs, async (signal) => {
+// Handing Envoys over takes up to the grace period; the last status write up to two requests
+// (opening the status bucket again, if it was lost, then the write), closing NATS its drain.
+onTermination(logger, config.shutdownGraceMs + 2 * config.registry.natsTimeoutMs + LINK_DRAIN_MS, async (signal) => {
   logger.info({ signal, streams: ads.streamCount }, "shutting down: handing Envoys over to other replicas");
   await ads.shutdown(config.shutdownGraceMs);
   unanswered.stop();

@@ -6,7 +6,7 @@ import { TYPE_NAMES, typeName } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
 import type { AdsStream, ProtocolName } from "./ads/stream.js";
 import { REJECTION_REASONS, type ReplicaEvents } from "./replica.js";
-import type { SnapshotStore } from "./snapshot.js";
+import { COMMIT_HISTORY, type SnapshotStore } from "./snapshot.js";
 
 const PROTOCOLS: readonly ProtocolName[] = ["sotw", "delta"];
 const LATENCY_BUCKETS = [0.001, 0.002, 0.004, 0.006, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -214,7 +214,8 @@ export class XdsMetrics {
     this.#syncedAt.set(stream, serial);
     if (previous === 0) return; // a new Envoy's first full config is not a change converging
     let earliest = Infinity;
-    for (let s = previous + 1; s <= serial; s++) earliest = Math.min(earliest, this.#store.commitMeta(s)?.firstWriteAt ?? Infinity);
+    // Commits older than the store remembers have no time to give.
+    for (let s = Math.max(previous + 1, serial - COMMIT_HISTORY + 1); s <= serial; s++) earliest = Math.min(earliest, this.#store.commitMeta(s)?.firstWriteAt ?? Infinity);
     if (earliest !== Infinity) this.#convergence.observe(Math.max(0, Date.now() - earliest) / 1000);
   }
 }

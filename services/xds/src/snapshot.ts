@@ -66,7 +66,7 @@ export interface CommitMeta {
 const ROUTE_CONFIGURATION_OVERHEAD = 1024;
 
 /** How many commits commitMeta() remembers. */
-const COMMIT_HISTORY = 1024;
+export const COMMIT_HISTORY = 1024;
 
 export interface CommitStats {
   serial: number;

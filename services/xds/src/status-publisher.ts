@@ -252,10 +252,13 @@ export class StatusPublisher {
     return this.#iso;
   }
 
-  /** The revision an Envoy holds grows with writes that did not change its config. */
+  /**
+   * The revision an Envoy holds grows with writes that did not change its config. A commit too
+   * old to be remembered (an Envoy NACKing through a thousand commits) leaves it as reported.
+   */
   #refreshRevision(stream: AdsStream, tracked: Tracked, now: number): void {
-    const revision = this.#options.store.commitMeta(stream.syncedSerial)?.revision ?? 0;
-    if (stream.syncedSerial > 0 && revision !== tracked.report.syncedRevision) {
+    const revision = this.#options.store.commitMeta(stream.syncedSerial)?.revision;
+    if (stream.syncedSerial > 0 && revision !== undefined && revision !== tracked.report.syncedRevision) {
       tracked.report.syncedRevision = revision;
       this.#changedNow(tracked, now);
     }

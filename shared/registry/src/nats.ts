@@ -15,7 +15,7 @@ export interface NatsLinkOptions {
 }
 
 /** How long closing waits for the server to confirm the drain. */
-const DRAIN_MS = 1000;
+export const LINK_DRAIN_MS = 1000;
 
 export class NatsLink {
   #connection: NatsConnection | undefined;
@@ -73,7 +73,7 @@ export class NatsLink {
   }
 
   /**
-   * Drains the connection (what was published reaches the server), within DRAIN_MS: a server
+   * Drains the connection (what was published reaches the server), within LINK_DRAIN_MS: a server
    * that is connected but does not answer (stopped, overloaded) would hold the shutdown for good.
    */
   async close(): Promise<void> {
@@ -84,9 +84,9 @@ export class NatsLink {
       () => true,
       () => false,
     );
-    const outcome = await within(drained, DRAIN_MS);
+    const outcome = await within(drained, LINK_DRAIN_MS);
     if (outcome === true) return;
-    if (outcome === TIMED_OUT) this.#options.logger.warn({ drainMs: DRAIN_MS }, "NATS did not confirm the drain in time; closing the connection");
+    if (outcome === TIMED_OUT) this.#options.logger.warn({ drainMs: LINK_DRAIN_MS }, "NATS did not confirm the drain in time; closing the connection");
     await nc.close();
   }
 
