@@ -5,11 +5,11 @@
 import { MAX_DOMAINS } from "@envoyage/registry";
 
 /** Envoy takes larger resources, but nothing Envoyage generates legitimately comes close. */
-export const MAX_RESOURCE_BYTES = 1024 * 1024;
+const MAX_RESOURCE_BYTES = 1024 * 1024;
 /** The one route configuration carries every virtual host; keep it well under gRPC limits. */
 export const MAX_ROUTE_CONFIGURATION_BYTES = 64 * 1024 * 1024;
 /** Envoy's stats and admin output stay readable with names of this size. */
-export const MAX_NAME_LENGTH = 63;
+const MAX_NAME_LENGTH = 63;
 
 export interface StagedService {
   name: string;

@@ -44,7 +44,7 @@ export function envIpAddress(env: Env, name: string, fallback: string, options: 
   return value;
 }
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export function envLogLevel(env: Env): LogLevel {

@@ -16,7 +16,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { DOMAIN_PATTERN, MAX_HOSTNAME_LENGTH, SERVICE_NAME_PATTERN } from "./record.js";
 
 export const SERVICE_PREFIX = "services.";
-export const CLAIM_PREFIX = "domains.";
+const CLAIM_PREFIX = "domains.";
 
 /**
  * Revisions kept per key. The replicas fall back to the newest valid revision of a service when

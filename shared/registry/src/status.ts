@@ -10,9 +10,8 @@
 // <replica> is base64url (KV keys allow few characters). Envoys go in pages, not an entry each,
 // because a config change changes what every Envoy holds: a thousand Envoys are then a few
 // writes, not a thousand.
-import { StorageType } from "@nats-io/jetstream";
+import { StorageType, type JetStreamClient } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import type { JetStreamClient } from "@nats-io/jetstream";
 import { Ajv, type ValidateFunction } from "ajv";
 import { Type, type Static, type TSchema } from "typebox";
 import { AJV_OPTIONS, parseJsonValue } from "./validation.js";
@@ -21,7 +20,7 @@ export const STATUS_TTL_MS = 30_000;
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
-export const TypeReportSchema = Type.Object({
+const TypeReportSchema = Type.Object({
   /** Version of the latest response sent. */
   sent: Nullable(Type.String()),
   /** Version Envoy last accepted, and when. */
@@ -55,7 +54,7 @@ export interface EnvoyPage {
 /** Largest page of Envoy reports, in bytes of JSON: well under NATS's 1 MB message limit. */
 export const ENVOY_PAGE_BYTES = 256 * 1024;
 
-export const ReplicaReportSchema = Type.Object({
+const ReplicaReportSchema = Type.Object({
   replica: Type.String(),
   updatedAt: Type.String(),
   ready: Type.Boolean(),

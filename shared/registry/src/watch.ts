@@ -6,11 +6,10 @@
 // with it; the API follows the registry and the status bucket.
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
-import type { QueuedIterator } from "@nats-io/nats-core";
+import type { NatsConnection, QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { BucketMissingError, claimKey } from "./kv.js";
 import type { NatsLink } from "./nats.js";
-import type { NatsConnection } from "@nats-io/nats-core";
 
 export interface BucketEntry {
   key: string;

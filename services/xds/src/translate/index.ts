@@ -14,7 +14,6 @@ import { translateRouteConfiguration, translateVirtualHost } from "./route.js";
 
 export { LISTENER_NAME, ROUTE_CONFIG_NAME, type TranslateOptions } from "./names.js";
 export { translateListener } from "./listener.js";
-export { translateRouteConfiguration } from "./route.js";
 
 /** What one service contributes to Envoy's configuration. */
 export interface ServiceResources {
