@@ -168,6 +168,10 @@ async function throughStack(protocol: "sotw" | "delta", changes: number): Promis
       endpoint: (to) => kv.put("services.web", encodeRecord(record(stack.upstreams[to]))),
       newService: (name, host) => kv.put(`services.${name}`, encodeRecord(record(stack.upstreams.A, [host]))),
     });
+    // The API's new services then join a registry of the same size as the KV puts' and the
+    // floors' did: Envoy's work for one grows with the routes it holds.
+    for (let i = 0; i < changes; i++) await kv.delete(`services.kv-${i}`);
+    await seen(stack.listenerPort, `kv-${changes - 1}.example.com`, "", 30_000);
     const put = async (name: string, body: object, status: number) => {
       const response = await httpRequest(stack.api.port, { method: "PUT", path: `/v1/services/${name}`, body: JSON.stringify(body) });
       if (response.status !== status) throw new Error(`PUT answered ${response.status}: ${response.body}`);
@@ -228,7 +232,7 @@ export async function propagation(quick: boolean): Promise<Section> {
     description:
       `Two kinds of change, each written ${changes} times per path, ${PACE_MS} ms apart (one change at a time; replicas batch bursts by design, see 2.): ` +
       "an endpoint change (web.example.com's upstream, A ↔ B) and a new service (a service with a domain of its own each time, " +
-      "the registry growing by one). Each sample runs from just before the write " +
+      "the registry growing by one; each path starts from the same registry, the KV puts' new services being deleted before the API's). Each sample runs from just before the write " +
       "to the first request through Envoy that sees it (probes start as soon as the write has left, not after its answer). The floor is Envoyage's ADS server and snapshot store fed directly in a process " +
       "of their own (no NATS, no API): what a bare push to Envoy costs on this machine, measured in the same run. The go-control-plane row " +
       "is the same bare push from the Go peer (bench/peers, its LinearCache, which sends only what changed as Envoyage does), fed over its control endpoint. " +
