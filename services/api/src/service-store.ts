@@ -145,6 +145,8 @@ export class ServiceStore {
     const view = this.#view;
     if (!view.loaded) return undefined;
     const existing = view.service(name);
+    // An invalid latest value: the domains to give back are its last good revision's (history).
+    if (existing && !existing.record) return undefined;
     const free: string[] = [];
     // The checked path decides a free domain another service's record lists, one held by another
     // service, and one held by this service without its record listing it.
@@ -189,7 +191,8 @@ export class ServiceStore {
     const existing = isLive(current) ? toStored(name, current) : undefined;
     checkPrecondition(precondition, existing?.revision);
 
-    const taken = await this.#claims.claimAll(record.domains, claims, name, await this.#claims.listedBy(current));
+    const listed = await this.#claims.listedBy(current);
+    const taken = await this.#claims.claimAll(record.domains, claims, name, listed);
     try {
       const value = encodeRecord(record);
       let revision: number;
@@ -215,8 +218,7 @@ export class ServiceStore {
           return undefined;
         }
       }
-      const dropped = (existing?.record?.domains ?? []).filter((d) => !record.domains.includes(d));
-      await this.#claims.giveBack(dropped, name);
+      await this.#claims.giveBack(listed.filter((d) => !record.domains.includes(d)), name);
       return { service: { name, revision, record, problem: undefined }, created };
     } catch (error) {
       this.#claims.releaseLater(taken, name);
@@ -253,7 +255,7 @@ export class ServiceStore {
         continue;
       }
       this.#view.noteDelete(name, current.revision, generation);
-      await this.#claims.giveBack(toStored(name, current).record?.domains ?? [], name);
+      await this.#claims.giveBack(await this.#claims.listedBy(current), name);
       return true;
     }
   }

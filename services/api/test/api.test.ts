@@ -334,6 +334,23 @@ describe("records written straight to NATS", () => {
     assert.equal(response.body.name, "raw");
     assert.match(response.body.problem, /not UTF-8 JSON/);
   });
+
+  it("gives back the claims of the last good revision when a service whose latest value is invalid is replaced or deleted", async () => {
+    const rawPut = async (name: string, value: string) => {
+      const nc = await connect({ servers: nats.url });
+      await (await new Kvm(nc).open("envoyage")).put(`services.${name}`, value);
+      await nc.close();
+    };
+    for (const [name, replace] of [["broken-put", true], ["broken-del", false]] as const) {
+      const domain = `${name}.example.com`;
+      assert.equal((await call("PUT", `/v1/services/${name}`, { ...web, domains: [domain] })).status, 201);
+      assert.equal(await kvValue(`domains.${domain}`), name);
+      await rawPut(name, "{not json"); // the replicas keep serving the last good revision, and its claim
+      if (replace) assert.equal((await call("PUT", `/v1/services/${name}`, { ...web, domains: [`other-${domain}`] })).status, 200);
+      else assert.equal((await call("DELETE", `/v1/services/${name}`)).status, 204);
+      assert.equal(await kvValue(`domains.${domain}`), undefined, `${replace ? "a replacement without" : "deleting"} ${name} gives ${domain} back`);
+    }
+  });
 });
 
 describe("OpenAPI", () => {
