@@ -26,7 +26,6 @@ RUN="${ENVOYAGE_RUN_DIR:-$ROOT/.run}"
 LOGS="$RUN/logs"
 export PATH="$ROOT/.tools/bin:$PATH"
 
-
 log() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 
@@ -56,7 +55,7 @@ any_stack_alive() {
   done
   return 1
 }
-# The stack's ports, from the environment (after resolve_settings), else the documented defaults.
+# The stack's ports and modes, from the environment (after resolve_settings), else the documented defaults.
 settings() {
   NATS_PORT="${NATS_PORT:-4222}"
   NATS_ROUTE_PORT="${NATS_ROUTE_PORT:-$((NATS_PORT + 2000))}"

@@ -2,7 +2,7 @@
 // An xDS replica: watches the bucket, translates the registry, serves it to Envoy over ADS.
 import type { AddressInfo } from "node:net";
 import { jetstream } from "@nats-io/jetstream";
-import { compileHotPathsSooner, createLogger, LINK_DRAIN_MS, exitOnUnexpectedErrors, loadConfigOrExit, NatsLink, onTermination, openStatusBucket, requireSupportedNode } from "@envoyage/registry";
+import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, LINK_DRAIN_MS, loadConfigOrExit, NatsLink, onTermination, openStatusBucket, requireSupportedNode } from "@envoyage/registry";
 import { AdsServer } from "./ads/server.js";
 import { combineEvents } from "./ads/events.js";
 import { loggingEvents } from "./ads-log.js";

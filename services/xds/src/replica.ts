@@ -36,7 +36,7 @@ export interface ReplicaEvents {
   rejected(name: string, reason: RejectionReason): void;
 }
 
-const CLAIM_RETRY_MS = 2000; // the warning below says so
+const CLAIM_RETRY_MS = 2000;
 
 export class Replica {
   readonly registry = new Registry();
@@ -281,7 +281,7 @@ export class Replica {
             if (this.#stopped) return;
             // Every unclaimed domain fails alike, every retry: the first says it for all of them.
             if (this.#claimsFailing) logger.debug({ err: error, domain, service: owner }, "could not claim a served domain; retrying");
-            else logger.warn({ err: error, domain, service: owner }, "could not claim a served domain; retrying every 2 s, further failures at debug level");
+            else logger.warn({ err: error, domain, service: owner }, `could not claim a served domain; retrying every ${CLAIM_RETRY_MS / 1000} s, further failures at debug level`);
             this.#claimsFailing = true;
             this.#claimRetry ??= setTimeout(() => {
               this.#claimRetry = undefined;

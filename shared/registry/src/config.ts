@@ -32,8 +32,9 @@ export function envPort(env: Env, name: string, fallback: number): number {
 }
 
 /**
- * An IP address (IPv4 or IPv6); `localhost` too if `localhost`: a name would be resolved when
- * binding and fail there, or, sent to Envoy as a listener's address, be rejected by every Envoy.
+ * An IP address (IPv4 or IPv6), or also `localhost` where `options.localhost` allows it. Any other
+ * name would be resolved only when binding and fail there, or, sent to Envoy as a listener's
+ * address, be rejected by every Envoy.
  */
 export function envIpAddress(env: Env, name: string, fallback: string, options: { localhost: boolean }): string {
   const value = envString(env, name, fallback);

@@ -137,8 +137,9 @@ export class BucketWatcher {
    * A watch can stall without an error: in a cluster, the node holding its consumer may die
    * while this replica's own connection survives, and the client notices only after missed
    * heartbeats. If the bucket is ahead of us and we made no progress for a whole check,
-   * restart the watch from where we are (unless what is ahead is gone: #nothingAfterUpTo). A bucket that is gone, or was created again, restarts
-   * it too: the watch loop binds again and starts over.
+   * restart the watch from where we are (unless what is ahead is gone: #nothingAfterUpTo). A
+   * bucket that is gone, or was created again, restarts it too: the watch loop binds again and
+   * starts over.
    */
   async #checkProgress(): Promise<void> {
     // While the loop sets up a watch there is nothing to restart: that can take seconds while a
