@@ -4,6 +4,7 @@
 // only a few run at once, and a failing one backs off. Started all together, a burst of hundreds
 // of invalid writes once overran nats-server's JetStream API queue; the lookups timed out and
 // retried every 500 ms for good.
+import { setTimeout as sleep } from "node:timers/promises";
 import { validRevisionsBefore, type BucketEntry } from "@envoyage/registry";
 import type { Logger } from "pino";
 import type { EffectiveRecord } from "./registry.js";
@@ -39,6 +40,8 @@ export class LastGoodLookups {
   readonly #queue: Lookup[] = [];
   readonly #running = new Set<Lookup>();
   #generation = 0;
+  /** Aborted by clear(): a cleared lookup waiting out its backoff gives its slot back at once. */
+  #cleared = new AbortController();
 
   constructor(options: LastGoodLookupsOptions) {
     this.#options = options;
@@ -60,6 +63,8 @@ export class LastGoodLookups {
   clear(): void {
     this.#generation++;
     this.#queue.length = 0;
+    this.#cleared.abort();
+    this.#cleared = new AbortController();
   }
 
   #next(): void {
@@ -76,12 +81,13 @@ export class LastGoodLookups {
 
   async #run({ generation, name, key, latest }: Lookup): Promise<EffectiveRecord[]> {
     const { history, wanted, logger } = this.#options;
+    const { signal } = this.#cleared;
     for (let delay = RETRY_MS; generation === this.#generation && wanted(name, latest); delay = Math.min(delay * 2, MAX_RETRY_MS)) {
       try {
         return validRevisionsBefore(await history(key), latest);
       } catch (error) {
         if (delay === RETRY_MS) logger.warn({ service: name, err: error }, "history lookup failed; retrying with backoff");
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        await sleep(delay, undefined, { signal }).catch(() => undefined); // cleared: the loop ends
       }
     }
     return [];

@@ -51,4 +51,27 @@ describe("LastGoodLookups", () => {
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(settled, [{ name: "web", latest: 5, older: [3] }]);
   });
+
+  it("gives the slots of cleared lookups waiting out their backoff back at once, not when their wait ends", async () => {
+    let failing = true;
+    const settled: string[] = [];
+    const pool = new LastGoodLookups({
+      history: async () => {
+        if (failing) throw new Error("NATS unreachable");
+        return [entry(5, ["new.com"]), entry(3, ["new.com"])];
+      },
+      wanted: () => true,
+      settled: (name) => settled.push(name),
+      logger: createLogger("xds", "silent"),
+    });
+    for (let i = 0; i < 4; i++) pool.request(`old${i}`, `services.old${i}`, 5); // every slot, backing off from 0.5 s up
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    failing = false;
+    pool.clear(); // the bucket was created again
+    pool.request("web", "services.web", 5);
+    const started = performance.now();
+    while (settled.length === 0 && performance.now() - started < 2000) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(settled, ["web"]);
+    assert.ok(performance.now() - started < 300, `the new bucket's lookup waited ${Math.round(performance.now() - started)} ms for a slot`);
+  });
 });
