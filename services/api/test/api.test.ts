@@ -495,6 +495,8 @@ describe("shutting down", () => {
     const stopping = await startServer(config, createLogger("api", "silent"));
     try {
       await stopping.bound;
+      // Loaded, or the PUT below is answered 503 "still loading" instead of being stored.
+      await waitFor("the API to be ready", async () => ((await fetch(`http://127.0.0.1:${stopping.port}/readyz`)).status === 200 ? true : undefined));
       const idle = await rawConnection(stopping.port);
       idle.socket.write("GET /v1/services/nothing HTTP/1.1\r\nhost: x\r\n\r\n");
       assert.deepEqual(await idle.responses(1), [404]);
