@@ -4,11 +4,10 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type CounterConfiguration, type LabelValues } from "prom-client";
 import { TYPE_NAMES, typeName } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
-import type { AdsStream, ProtocolName } from "./ads/stream.js";
+import { PROTOCOL_NAMES, type AdsStream, type ProtocolName } from "./ads/stream.js";
 import { REJECTION_REASONS, type ReplicaEvents } from "./replica.js";
 import { COMMIT_HISTORY, type SnapshotStore } from "./snapshot.js";
 
-const PROTOCOLS: readonly ProtocolName[] = ["sotw", "delta"];
 const LATENCY_BUCKETS = [0.001, 0.002, 0.004, 0.006, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /**
@@ -171,7 +170,7 @@ export class XdsMetrics {
     // read (a standby replica pushes nothing until an Envoy connects).
     for (const [typeUrl, name] of Object.entries(TYPE_NAMES)) {
       for (const counts of [this.#acks, this.#nacks, this.#stale, this.#pushBytes]) counts.add(typeUrl, () => ({ type: name }), 0);
-      for (const protocol of PROTOCOLS) this.#pushes.add(protocol + typeUrl, () => ({ type: name, protocol }), 0);
+      for (const protocol of PROTOCOL_NAMES) this.#pushes.add(protocol + typeUrl, () => ({ type: name, protocol }), 0);
     }
     for (const reason of REJECTION_REASONS) this.#rejected.inc({ reason }, 0);
   }

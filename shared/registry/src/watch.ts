@@ -177,8 +177,13 @@ export class BucketWatcher {
    */
   async #holdsAnythingAfter(revision: number): Promise<boolean> {
     if (!this.#direct || !this.#jsm) return true;
+    return (await this.#nextMessage(this.#jsm, revision + 1, ">")) != null;
+  }
+
+  /** With a direct get: the first message of keys matching `key` at sequence `seq` or after. */
+  #nextMessage(jsm: JetStreamManager, seq: number, key: string): Promise<StoredMsg | null> {
     const { bucket } = this.#options;
-    return (await this.#jsm.direct.getMessage(`KV_${bucket}`, { seq: revision + 1, next_by_subj: `$KV.${bucket}.>` })) != null;
+    return jsm.direct.getMessage(`KV_${bucket}`, { seq, next_by_subj: `$KV.${bucket}.${key}` });
   }
 
   /**
@@ -196,12 +201,11 @@ export class BucketWatcher {
       for await (const e of await kv.history({ key })) entries.push(toEntry(e));
       return entries.reverse();
     }
-    const { bucket } = this.#options;
     const entries: BucketEntry[] = [];
     // Read to the end: a bucket made by hand may keep more revisions than ours (up to NATS's 64),
     // and the newest are the ones that matter.
     for (let seq = 1; ; ) {
-      const message = await jsm.direct.getMessage(`KV_${bucket}`, { seq, next_by_subj: `$KV.${bucket}.${key}` });
+      const message = await this.#nextMessage(jsm, seq, key);
       if (!message) break;
       entries.push(storedEntry(key, message));
       seq = message.seq + 1;

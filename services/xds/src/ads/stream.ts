@@ -23,7 +23,8 @@ export const WILDCARD_TYPES: ReadonlySet<string> = new Set([CLUSTER_TYPE, LISTEN
 /** Types sent only once clusters and endpoints are caught up, so nothing references what Envoy lacks. */
 const AFTER_CLUSTERS: ReadonlySet<string> = new Set([LISTENER_TYPE, ROUTE_TYPE]);
 
-export type ProtocolName = "sotw" | "delta";
+export const PROTOCOL_NAMES = ["sotw", "delta"] as const;
+export type ProtocolName = (typeof PROTOCOL_NAMES)[number];
 
 /** What Envoy holds (or is being sent) of one type. */
 export interface Delivery {
