@@ -2,15 +2,18 @@
 // GET /v1/envoys or a service's status costs no NATS round trip. Entries are written by the
 // replicas (services/xds/src/status-publisher.ts): each replica's report and its Envoys in pages.
 // They count only while fresh: an entry not refreshed within the bucket's TTL belongs to a
-// replica that is gone.
+// replica that is gone. Keys are the replica id in base64url: `replicas.<id>`, and
+// `envoys.<id>.<page>` / `rejected.<id>.<page>` for its pages.
 import {
   BucketWatcher,
   decodeEnvoyPage,
+  decodeRejectedPage,
   decodeReplicaReport,
   STATUS_TTL_MS,
   type BucketEntry,
   type BucketWatcherOptions,
   type EnvoyReport,
+  type RejectedService,
   type ReplicaReport,
 } from "@envoyage/registry";
 
@@ -40,6 +43,8 @@ export class StatusView {
   /** Pages of Envoy reports, by key. */
   readonly #envoys = new Map<string, Seen<EnvoyReport[]>>();
   readonly #replicas = new Map<string, Seen<ReplicaReport>>();
+  /** Pages of rejected services, by replica id (as in the keys), then by key. */
+  readonly #rejected = new Map<string, Map<string, Seen<Map<string, RejectedService>>>>();
   readonly #watcher: BucketWatcher;
 
   constructor(options: Omit<BucketWatcherOptions, "handlers">) {
@@ -51,6 +56,7 @@ export class StatusView {
         recreated: () => {
           this.#envoys.clear();
           this.#replicas.clear();
+          this.#rejected.clear();
         },
       },
     });
@@ -73,18 +79,28 @@ export class StatusView {
       else this.#envoys.delete(entry.key);
     } else if (entry.key.startsWith("replicas.")) {
       const report = entry.value && decodeReplicaReport(entry.value);
-      if (report) this.#replicas.set(entry.key, { report, at });
-      else this.#replicas.delete(entry.key);
+      if (report) this.#replicas.set(replicaOf(entry.key), { report, at });
+      else this.#replicas.delete(replicaOf(entry.key));
+    } else if (entry.key.startsWith("rejected.")) {
+      const page = entry.value && decodeRejectedPage(entry.value);
+      const replica = replicaOf(entry.key);
+      const pages = this.#rejected.get(replica) ?? new Map<string, Seen<Map<string, RejectedService>>>();
+      if (page) pages.set(entry.key, { report: page, at });
+      else pages.delete(entry.key);
+      if (pages.size > 0) this.#rejected.set(replica, pages);
+      else this.#rejected.delete(replica);
     }
   }
 
   /** One line per Envoy (node id): its freshest stream, preferring a connected one. */
   envoys(bucketRevision: number): EnvoyStatus[] {
     const byNode = new Map<string, EnvoyReport>();
-    for (const report of [...this.#fresh(this.#envoys)].flat()) {
-      const best = byNode.get(report.node);
-      const better = !best || (report.connected && !best.connected) || (report.connected === best.connected && report.updatedAt > best.updatedAt);
-      if (better) byNode.set(report.node, report);
+    for (const [, page] of this.#freshEntries(this.#envoys)) {
+      for (const report of page) {
+        const best = byNode.get(report.node);
+        const better = !best || (report.connected && !best.connected) || (report.connected === best.connected && report.updatedAt > best.updatedAt);
+        if (better) byNode.set(report.node, report);
+      }
     }
     return [...byNode.values()]
       .sort((a, b) => a.node.localeCompare(b.node))
@@ -95,8 +111,8 @@ export class StatusView {
   serviceStatus(name: string, revision: number, connected = this.connectedRevisions()): ServiceSyncStatus {
     const envoys = { connected: connected.length, acked: connected.filter((synced) => synced !== null && synced >= revision).length };
     let applied = false;
-    for (const replica of this.#fresh(this.#replicas)) {
-      const rejected = replica.rejected[name];
+    for (const [id, replica] of this.#freshEntries(this.#replicas)) {
+      const rejected = this.#rejectedBy(id, name);
       if (rejected && rejected.revision === revision) {
         const serving = rejected.servingRevision === undefined ? {} : { servingRevision: rejected.servingRevision };
         return rejected.state === "invalid"
@@ -106,6 +122,17 @@ export class StatusView {
       applied ||= replica.ready && replica.revision >= revision;
     }
     return { state: applied ? "serving" : "pending", envoys };
+  }
+
+  /** Why replica `id` does not serve service `name`, if it says so in a fresh page. */
+  #rejectedBy(id: string, name: string): RejectedService | undefined {
+    const pages = this.#rejected.get(id);
+    if (!pages) return undefined;
+    for (const [, page] of this.#freshEntries(pages)) {
+      const rejected = page.get(name);
+      if (rejected) return rejected;
+    }
+    return undefined;
   }
 
   /** The revision each connected Envoy holds completely (computed once for many serviceStatus calls). */
@@ -118,13 +145,18 @@ export class StatusView {
    * marker reaching the watch, and a replica that restarts under a new id (a pod's host name)
    * would otherwise leave its pages here for good. Refreshed, it is delivered again.
    */
-  *#fresh<T>(map: Map<string, Seen<T>>): Iterable<T> {
+  *#freshEntries<T>(map: Map<string, Seen<T>>): Iterable<[string, T]> {
     const oldest = Date.now() - STATUS_TTL_MS;
     for (const [key, seen] of map) {
-      if (seen.at >= oldest) yield seen.report;
+      if (seen.at >= oldest) yield [key, seen.report];
       else map.delete(key);
     }
   }
+}
+
+/** The replica id (base64url, as in the keys) of a status key: `replicas.<id>` or `<kind>.<id>.<page>`. */
+function replicaOf(key: string): string {
+  return key.split(".", 2)[1]!;
 }
 
 function syncState(report: EnvoyReport, bucketRevision: number): EnvoySyncState {

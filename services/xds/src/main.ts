@@ -9,7 +9,7 @@ import { loggingEvents } from "./ads-log.js";
 import { XdsMetrics } from "./metrics.js";
 import { loadConfig } from "./config.js";
 import { Replica } from "./replica.js";
-import { replicaReport, replicaStatus } from "./replica-status.js";
+import { rejectedServicesByCommit, replicaReport, replicaStatus } from "./replica-status.js";
 import { SnapshotStore } from "./snapshot.js";
 import { StatusPublisher } from "./status-publisher.js";
 import { startStatusServer } from "./status-server.js";
@@ -44,6 +44,7 @@ const publisher = new StatusPublisher({
   logger,
   store,
   report: () => replicaReport(config.replicaId, replica),
+  rejected: rejectedServicesByCommit(replica),
 });
 const unanswered = new UnansweredPushes(logger, () => ads.streams());
 const ads: AdsServer = new AdsServer({

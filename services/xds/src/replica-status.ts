@@ -5,7 +5,7 @@
 import { PUSH_ORDER } from "./ads/stream.js";
 import { TYPE_NAMES, type ResourceSource } from "./ads/resources.js";
 import type { AdsServer } from "./ads/server.js";
-import type { ReplicaReport } from "@envoyage/registry";
+import type { RejectedService, ReplicaReport } from "@envoyage/registry";
 import type { IgnoredKey } from "./ignored-keys.js";
 import type { Replica } from "./replica.js";
 
@@ -13,7 +13,7 @@ export interface ReplicaStatus {
   replica: string;
   ready: boolean;
   revision: number;
-  services: { served: number; rejected: ReplicaReport["rejected"]; failedValidation: Record<string, string[]> };
+  services: { served: number; rejected: Record<string, RejectedService>; failedValidation: Record<string, string[]> };
   /** Bucket keys the registry does not take (ignored-keys.ts): how many, and the first of them. */
   ignoredKeys: { count: number; keys: Record<string, IgnoredKey> };
   resources: Record<string, { version: string; count: number }>;
@@ -21,12 +21,12 @@ export interface ReplicaStatus {
 }
 
 export function replicaStatus(replicaId: string, replica: Replica, source: ResourceSource, ads: AdsServer): ReplicaStatus {
-  const { ready, revision, rejected } = replicaReport(replicaId, replica);
+  const { ready, revision } = replicaReport(replicaId, replica);
   return {
     replica: replicaId,
     ready,
     revision,
-    services: { served: replica.registry.servedCount, rejected, failedValidation: Object.fromEntries(replica.failedValidation) },
+    services: { served: replica.registry.servedCount, rejected: rejectedServices(replica), failedValidation: Object.fromEntries(replica.failedValidation) },
     ignoredKeys: { count: replica.ignoredKeys.count, keys: replica.ignoredKeys.listed() },
     resources: Object.fromEntries(
       PUSH_ORDER.map((type) => {
@@ -39,15 +39,33 @@ export function replicaStatus(replicaId: string, replica: Replica, source: Resou
 }
 
 /**
- * What the replica publishes to the status bucket (status-publisher.ts) every half second: only
- * what the API reads, not the listing of ignored keys, which sorts them all.
+ * What the replica publishes to the status bucket (status-publisher.ts) every half second, with
+ * rejectedServices(): only what the API reads, not the listing of ignored keys, which sorts them all.
  */
 export function replicaReport(replicaId: string, replica: Replica): Omit<ReplicaReport, "updatedAt"> {
-  return { replica: replicaId, ready: replica.ready, revision: replica.committedRevision, rejected: rejectedReport(replica) };
+  return { replica: replicaId, ready: replica.ready, revision: replica.committedRevision };
 }
 
-function rejectedReport(replica: Replica): ReplicaReport["rejected"] {
-  const out: ReplicaReport["rejected"] = {};
+/**
+ * rejectedServices(replica), built again only after the replica's next commit: the status
+ * publisher asks every half second, and a registry with thousands of bad records made that a
+ * tenth of an idle replica's CPU.
+ */
+export function rejectedServicesByCommit(replica: Replica): () => Record<string, RejectedService> {
+  let commits = -1;
+  let services: Record<string, RejectedService> = {};
+  return () => {
+    if (replica.commits !== commits) {
+      commits = replica.commits;
+      services = rejectedServices(replica);
+    }
+    return services;
+  };
+}
+
+/** The services whose latest record is not served, by name: its state and why. */
+export function rejectedServices(replica: Replica): Record<string, RejectedService> {
+  const out: Record<string, RejectedService> = {};
   for (const name of replica.registry.rejected()) {
     const status = replica.registry.status(name);
     if (status === undefined || status.state === "serving") continue;

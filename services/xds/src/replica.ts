@@ -70,6 +70,7 @@ export class Replica {
   #stopped = false;
   /** Earliest write (server time) applied since the last commit. */
   #firstWriteAt: number | undefined;
+  #commits = 0;
   readonly #scheduler: CommitScheduler;
 
   constructor(options: ReplicaOptions) {
@@ -118,6 +119,11 @@ export class Replica {
   get committedRevision(): number {
     const store = this.#options.store;
     return store.commitMeta(store.serial)?.revision ?? 0;
+  }
+
+  /** How many times the registry was resolved and committed: which services are rejected, and why, changes only then. */
+  get commits(): number {
+    return this.#commits;
   }
 
   start(): Promise<void> {
@@ -196,6 +202,7 @@ export class Replica {
   }
 
   #commit(): void {
+    this.#commits++;
     const { store, logger } = this.#options;
     const { changes, evaluated, historyLookups } = this.registry.resolve();
     for (const { name, revision } of historyLookups) this.#lookups.request(name, serviceKey(name), revision);

@@ -1,23 +1,97 @@
-// Packs Envoy reports, each already JSON, into EnvoyPage bodies of at most `maxBytes` bytes of
-// UTF-8, keeping their order. A report larger than a page on its own gets a page of its own.
-const PREFIX = '{"envoys":[';
-const SUFFIX = "]}";
-const FRAME = PREFIX.length + SUFFIX.length;
+// One replica's pages of one kind in the status bucket (shared/registry/src/status.ts): items,
+// each already JSON, packed into page bodies within a size limit. Only pages whose body changed
+// are written, and pages left over from when there were more items are deleted.
+import type { KV } from "@nats-io/kv";
 
-export function packPages(reports: readonly string[], maxBytes: number): string[] {
+export interface PageFormat {
+  prefix: string;
+  suffix: string;
+}
+
+/** Envoy reports: `{"envoys":[<report>,…]}`. */
+export const ENVOY_PAGES: PageFormat = { prefix: '{"envoys":[', suffix: "]}" };
+/** Rejected services: `{"rejected":{"<name>":<why>,…}}`, each item a `"<name>":<why>` member. */
+export const REJECTED_PAGES: PageFormat = { prefix: '{"rejected":{', suffix: "}}" };
+
+/**
+ * Packs items into page bodies of at most `maxBytes` bytes of UTF-8, keeping their order. An item
+ * larger than a page on its own gets a page of its own.
+ */
+export function packPages(items: readonly string[], maxBytes: number, format: PageFormat): string[] {
+  const frame = Buffer.byteLength(format.prefix) + Buffer.byteLength(format.suffix);
   const pages: string[] = [];
   let current: string[] = [];
-  let size = FRAME;
-  for (const report of reports) {
-    const bytes = Buffer.byteLength(report);
+  let size = frame;
+  for (const item of items) {
+    const bytes = Buffer.byteLength(item);
     if (current.length > 0 && size + 1 + bytes > maxBytes) {
-      pages.push(PREFIX + current.join(",") + SUFFIX);
+      pages.push(format.prefix + current.join(",") + format.suffix);
       current = [];
-      size = FRAME;
+      size = frame;
     }
     size += bytes + (current.length > 0 ? 1 : 0);
-    current.push(report);
+    current.push(item);
   }
-  if (current.length > 0) pages.push(PREFIX + current.join(",") + SUFFIX);
+  if (current.length > 0) pages.push(format.prefix + current.join(",") + format.suffix);
   return pages;
+}
+
+/** A write to the status bucket, and what to do if it fails. */
+export interface StatusWrite {
+  done: Promise<unknown>;
+  failed: () => void;
+}
+
+export class StatusPages {
+  readonly #key: (page: number) => string;
+  readonly #format: PageFormat;
+  readonly #maxBytes: number;
+  /** Each page's body as last written; undefined when it is to be written (again). */
+  readonly #bodies: (string | undefined)[] = [];
+  /** Pages that may exist in the bucket: those beyond the current count are deleted. */
+  #inBucket = 0;
+  /** The update whose writes are under way: its page count, and whether a delete failed. */
+  #pending: { count: number; deleteFailed: boolean } | undefined;
+  /** A write failed: the next update must happen even if the items did not change. */
+  dirty = false;
+
+  constructor(key: (page: number) => string, format: PageFormat, maxBytes: number) {
+    this.#key = key;
+    this.#format = format;
+    this.#maxBytes = maxBytes;
+  }
+
+  /** The writes that make the bucket hold `items`: the pages that changed (all when `refresh`) and deletes of those left over. */
+  update(kv: KV, items: readonly string[], refresh: boolean): StatusWrite[] {
+    this.dirty = false;
+    const pages = packPages(items, this.#maxBytes, this.#format);
+    const writes: StatusWrite[] = [];
+    pages.forEach((body, page) => {
+      if (!refresh && body === this.#bodies[page]) return;
+      this.#bodies[page] = body;
+      const failed = () => {
+        if (page < this.#bodies.length) this.#bodies[page] = undefined;
+        this.dirty = true;
+      };
+      writes.push({ done: kv.put(this.#key(page), body), failed });
+    });
+    this.#bodies.length = pages.length;
+    const pending = { count: pages.length, deleteFailed: false };
+    for (let page = pages.length; page < this.#inBucket; page++) {
+      const failed = () => {
+        pending.deleteFailed = true;
+        this.dirty = true;
+      };
+      writes.push({ done: kv.delete(this.#key(page)), failed });
+    }
+    this.#inBucket = Math.max(this.#inBucket, pages.length);
+    this.#pending = pending;
+    return writes;
+  }
+
+  /** The writes of the last update have all settled (and failed() been called for those that failed). */
+  settled(): void {
+    if (this.#pending && !this.#pending.deleteFailed) this.#inBucket = this.#pending.count;
+    this.#pending = undefined;
+  }
 }

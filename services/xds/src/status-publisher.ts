@@ -1,17 +1,27 @@
 // Publishes sync status to the status bucket (shared/registry/src/status.ts): this replica's
-// report, and its Envoy streams in pages — per type the version sent, accepted or rejected (with
-// Envoy's error), and the bucket revision the Envoy holds completely. Every half second it writes
+// report, the services it rejects in pages, and its Envoy streams in pages — per type the version
+// sent, accepted or rejected (with Envoy's error), and the bucket revision the Envoy holds
+// completely. Every half second it writes
 // what changed: a config change that every Envoy acknowledges rewrites a few pages, not one entry
 // per Envoy. Everything is rewritten before it would expire, so a dead replica's entries go; a
 // stream that closed is reported as disconnected for as long as an entry would have lived.
 import type { KV } from "@nats-io/kv";
-import { ENVOY_PAGE_BYTES, envoyPageKey, replicaReportKey, STATUS_TTL_MS, type EnvoyReport, type ReplicaReport } from "@envoyage/registry";
+import {
+  envoyPageKey,
+  rejectedPageKey,
+  replicaReportKey,
+  STATUS_PAGE_BYTES,
+  STATUS_TTL_MS,
+  type EnvoyReport,
+  type RejectedService,
+  type ReplicaReport,
+} from "@envoyage/registry";
 import type { Logger } from "pino";
 import { typeName } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
 import type { AdsStream } from "./ads/stream.js";
 import type { SnapshotStore } from "./snapshot.js";
-import { packPages } from "./status-pages.js";
+import { ENVOY_PAGES, REJECTED_PAGES, StatusPages, type StatusWrite } from "./status-pages.js";
 
 const FLUSH_MS = 500;
 const REFRESH_MS = STATUS_TTL_MS / 3;
@@ -28,7 +38,9 @@ export interface StatusPublisherOptions {
   store: SnapshotStore;
   /** This replica's report, minus the time stamp. */
   report: () => Omit<ReplicaReport, "updatedAt">;
-  /** Largest page of Envoy reports, in bytes (tests make it small). */
+  /** The services whose latest record this replica does not serve, by name: the same object until that changes. */
+  rejected: () => Record<string, RejectedService>;
+  /** Largest page, in bytes (tests make it small). */
   pageBytes?: number;
 }
 
@@ -38,10 +50,8 @@ export class StatusPublisher {
   /** Streams that closed, oldest first, reported as disconnected until they would have expired. */
   readonly #closed: (Tracked & { closedAt: number })[] = [];
   #nextStream = 1;
-  /** Each page's body as last written; undefined when it is to be written (again). */
-  readonly #pages: (string | undefined)[] = [];
-  /** Pages that may exist in the bucket: those beyond the current count are deleted. */
-  #pagesInBucket = 0;
+  readonly #envoyPages: StatusPages;
+  readonly #rejectedPages: StatusPages;
   /** Something about the Envoys changed since the last flush. */
   #changed = false;
   #kv: KV | undefined;
@@ -50,6 +60,7 @@ export class StatusPublisher {
   #flushing: Promise<void> | undefined;
   #lastRefresh = 0;
   #lastReplicaReport = "";
+  #lastRejected: Record<string, RejectedService> | undefined;
   #failing = false;
   /** The bucket is not open, or may be gone (NATS restarted): open it before the next write. */
   #reopen = true;
@@ -59,6 +70,9 @@ export class StatusPublisher {
 
   constructor(options: StatusPublisherOptions) {
     this.#options = options;
+    const pageBytes = options.pageBytes ?? STATUS_PAGE_BYTES;
+    this.#envoyPages = new StatusPages((page) => envoyPageKey(options.replicaId, page), ENVOY_PAGES, pageBytes);
+    this.#rejectedPages = new StatusPages((page) => rejectedPageKey(options.replicaId, page), REJECTED_PAGES, pageBytes);
   }
 
   /** Publishes from now on: every flush opens the status bucket first until it can. */
@@ -117,45 +131,33 @@ export class StatusPublisher {
     const kv = this.#kv;
     if (!kv) return;
     const refresh = now - this.#lastRefresh >= REFRESH_MS;
-    // Each write, and how to have it made again if it fails.
-    const writes: { done: Promise<unknown>; retry: () => void }[] = [];
+    const writes: StatusWrite[] = [];
     const current = this.#options.report();
     const replica = JSON.stringify(current);
     if (refresh || replica !== this.#lastReplicaReport) {
       const report: ReplicaReport = { ...current, updatedAt: this.#isoTime(now) };
-      writes.push({ done: kv.put(replicaReportKey(this.#options.replicaId), JSON.stringify(report)), retry: () => (this.#lastReplicaReport = "") });
+      writes.push({ done: kv.put(replicaReportKey(this.#options.replicaId), JSON.stringify(report)), failed: () => (this.#lastReplicaReport = "") });
       this.#lastReplicaReport = replica;
     }
+    const rejected = this.#options.rejected();
+    if (rejected !== this.#lastRejected || refresh || this.#rejectedPages.dirty) {
+      this.#lastRejected = rejected;
+      const members = Object.entries(rejected).map(([name, why]) => `${JSON.stringify(name)}:${JSON.stringify(why)}`);
+      writes.push(...this.#rejectedPages.update(kv, members, refresh));
+    }
     for (const [stream, tracked] of this.#streams) this.#refreshRevision(stream, tracked, now);
-    let pageCount: number | undefined;
-    let deleteFailed = false;
-    if (this.#changed || refresh) {
+    if (this.#changed || refresh || this.#envoyPages.dirty) {
       this.#changed = false;
-      const pages = packPages(this.#currentReports(), this.#options.pageBytes ?? ENVOY_PAGE_BYTES);
-      pages.forEach((body, page) => {
-        if (!refresh && body === this.#pages[page]) return;
-        this.#pages[page] = body;
-        writes.push({ done: kv.put(envoyPageKey(this.#options.replicaId, page), body), retry: () => this.#retryPage(page) });
-      });
-      this.#pages.length = pages.length;
-      pageCount = pages.length;
-      // Pages left over from when there were more Envoys.
-      for (let page = pages.length; page < this.#pagesInBucket; page++) {
-        const retry = () => {
-          deleteFailed = true;
-          this.#changed = true;
-        };
-        writes.push({ done: kv.delete(envoyPageKey(this.#options.replicaId, page)), retry });
-      }
-      this.#pagesInBucket = Math.max(this.#pagesInBucket, pages.length);
+      writes.push(...this.#envoyPages.update(kv, this.#currentReports(), refresh));
     }
     // Only what failed is written again: one write NATS refuses does not make every flush rewrite all.
     const results = await Promise.allSettled(writes.map((write) => write.done));
     const failure = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
     results.forEach((result, i) => {
-      if (result.status === "rejected") writes[i]!.retry();
+      if (result.status === "rejected") writes[i]!.failed();
     });
-    if (pageCount !== undefined && !deleteFailed) this.#pagesInBucket = pageCount;
+    this.#envoyPages.settled();
+    this.#rejectedPages.settled();
     if (refresh) this.#lastRefresh = now;
     if (failure) {
       if (!this.#failing) this.#options.logger.warn({ err: failure.reason }, "cannot publish sync status; retrying");
@@ -176,11 +178,6 @@ export class StatusPublisher {
       reports.push(tracked.json);
     }
     return reports;
-  }
-
-  #retryPage(page: number): void {
-    if (page < this.#pages.length) this.#pages[page] = undefined;
-    this.#changed = true;
   }
 
   events(): AdsEvents {

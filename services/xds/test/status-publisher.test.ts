@@ -7,13 +7,13 @@ import { jetstream } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { openStatusBucket, type EnvoyPage, type ServiceRecord } from "@envoyage/registry";
+import { decodeRejectedPage, openStatusBucket, type EnvoyPage, type RejectedService, type ServiceRecord } from "@envoyage/registry";
 import { AdsClient, startNats, TYPES, waitFor, type NatsServer } from "@envoyage/test-support";
 import pino from "pino";
 import { AdsServer } from "../src/ads/server.js";
 import { SnapshotStore } from "../src/snapshot.js";
 import { StatusPublisher } from "../src/status-publisher.js";
-import { packPages } from "../src/status-pages.js";
+import { ENVOY_PAGES, packPages, REJECTED_PAGES } from "../src/status-pages.js";
 
 const record = (port: number): ServiceRecord => ({ domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port }] });
 const ENVOYS = 24;
@@ -22,7 +22,7 @@ const PAGE_BYTES = 4096;
 describe("packPages", () => {
   it("keeps the reports in order, each page within the limit and valid JSON", () => {
     const reports = Array.from({ length: 50 }, (_, i) => JSON.stringify({ node: `envoy-${i}`, pad: "x".repeat(i * 7) }));
-    const pages = packPages(reports, 1024);
+    const pages = packPages(reports, 1024, ENVOY_PAGES);
     assert.ok(pages.length > 1);
     for (const page of pages) assert.ok(Buffer.byteLength(page) <= 1024, `a page of ${Buffer.byteLength(page)} bytes`);
     const nodes = pages.flatMap((page) => (JSON.parse(page) as { envoys: { node: string }[] }).envoys.map((e) => e.node));
@@ -31,10 +31,18 @@ describe("packPages", () => {
 
   it("gives a report larger than a page a page of its own, and counts bytes, not characters", () => {
     const big = JSON.stringify({ node: "é".repeat(800) }); // 1,600 bytes in 800 characters
-    const pages = packPages([JSON.stringify({ node: "a" }), big, JSON.stringify({ node: "b" })], 1024);
+    const pages = packPages([JSON.stringify({ node: "a" }), big, JSON.stringify({ node: "b" })], 1024, ENVOY_PAGES);
     assert.equal(pages.length, 3);
     assert.equal((JSON.parse(pages[1]!) as { envoys: unknown[] }).envoys.length, 1);
-    assert.deepEqual(packPages([], 1024), []);
+    assert.deepEqual(packPages([], 1024, ENVOY_PAGES), []);
+  });
+
+  it("packs object members into pages that are JSON objects", () => {
+    const members = Array.from({ length: 30 }, (_, i) => `${JSON.stringify(`svc-${i}`)}:${JSON.stringify({ revision: i })}`);
+    const pages = packPages(members, 200, REJECTED_PAGES);
+    assert.ok(pages.length > 1);
+    const merged = Object.assign({}, ...pages.map((page) => (JSON.parse(page) as { rejected: object }).rejected)) as Record<string, { revision: number }>;
+    assert.deepEqual(Object.keys(merged), members.map((_, i) => `svc-${i}`));
   });
 });
 
@@ -47,6 +55,7 @@ describe("StatusPublisher", () => {
   let publisher: StatusPublisher;
   const clients: AdsClient[] = [];
   let startedAt = 0;
+  let rejected: Record<string, RejectedService> = {};
 
   /** Every Envoy report in the bucket's pages, and the number of pages. */
   const published = async () => {
@@ -60,6 +69,19 @@ describe("StatusPublisher", () => {
       pages++;
     }
     return { reports, pages };
+  };
+  /** Every rejected service in the bucket's pages, and the number of pages. */
+  const publishedRejected = async () => {
+    const services = new Map<string, RejectedService>();
+    let pages = 0;
+    for await (const key of await kv.keys("rejected.>")) {
+      const entry = await kv.get(key);
+      if (entry?.operation !== "PUT") continue;
+      assert.ok(entry.value.length <= PAGE_BYTES, `page ${key} is ${entry.value.length} bytes`);
+      for (const [name, why] of decodeRejectedPage(entry.value) ?? []) services.set(name, why);
+      pages++;
+    }
+    return { services, pages };
   };
   const lastSequence = async () => (await kv.status()).streamInfo.state.last_seq;
 
@@ -76,7 +98,8 @@ describe("StatusPublisher", () => {
       replicaId: "xds-test",
       logger: pino({ level: "silent" }),
       store,
-      report: () => ({ replica: "xds-test", ready: true, revision: 1, rejected: {} }),
+      report: () => ({ replica: "xds-test", ready: true, revision: 1 }),
+      rejected: () => rejected,
       pageBytes: PAGE_BYTES,
     });
     ads = new AdsServer({ source: store, events: publisher.events() });
@@ -138,5 +161,27 @@ describe("StatusPublisher", () => {
       return found.reports.filter((r) => !r.connected).length === 5 ? found : undefined;
     });
     assert.equal(reports.length, ENVOYS, "still listed, as disconnected, until they would have expired");
+  });
+
+  it("publishes rejected services in pages within the size limit, and deletes the pages no longer needed", async () => {
+    // A few hundred bad records must not make an entry larger than NATS takes.
+    rejected = Object.fromEntries(
+      Array.from({ length: 300 }, (_, i): [string, RejectedService] => [`bad-${i}`, { state: "invalid", revision: 10 + i, problem: `bad record ${i}: ${"x".repeat(40)}`, servingRevision: null }]),
+    );
+    const many = await waitFor("300 rejected services in the bucket", async () => {
+      await publisher.flush();
+      const found = await publishedRejected();
+      return found.services.size === 300 ? found : undefined;
+    });
+    assert.ok(many.pages > 5, `${many.pages} pages for 300 rejected services`);
+    assert.deepEqual(many.services.get("bad-7"), rejected["bad-7"]);
+
+    rejected = { "bad-7": rejected["bad-7"]! };
+    const one = await waitFor("one rejected service left in the bucket", async () => {
+      await publisher.flush();
+      const found = await publishedRejected();
+      return found.pages === 1 ? found : undefined;
+    });
+    assert.deepEqual([...one.services.keys()], ["bad-7"]);
   });
 });

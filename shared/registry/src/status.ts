@@ -5,11 +5,14 @@
 //
 //   replicas.<replica>             ReplicaReport
 //   envoys.<replica>.<page>        EnvoyPage: the replica's ADS streams, in pages of at most
-//                                  ENVOY_PAGE_BYTES of JSON (<page> counts from 0)
+//                                  STATUS_PAGE_BYTES of JSON (<page> counts from 0)
+//   rejected.<replica>.<page>      RejectedPage: the services whose latest record the replica
+//                                  does not serve, and why, in pages as above
 //
 // <replica> is base64url (KV keys allow few characters). Envoys go in pages, not an entry each,
 // because a config change changes what every Envoy holds: a thousand Envoys are then a few
-// writes, not a thousand.
+// writes, not a thousand. Rejected services go in pages so that a registry with thousands of bad
+// records never makes an entry larger than NATS takes (1 MB by default).
 import { StorageType, type JetStreamClient } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Ajv, type ValidateFunction } from "ajv";
@@ -51,8 +54,8 @@ export interface EnvoyPage {
   envoys: EnvoyReport[];
 }
 
-/** Largest page of Envoy reports, in bytes of JSON: well under NATS's 1 MB message limit. */
-export const ENVOY_PAGE_BYTES = 256 * 1024;
+/** Largest page of Envoy reports or rejected services, in bytes of JSON: well under NATS's 1 MB message limit. */
+export const STATUS_PAGE_BYTES = 256 * 1024;
 
 const ReplicaReportSchema = Type.Object({
   replica: Type.String(),
@@ -60,27 +63,37 @@ const ReplicaReportSchema = Type.Object({
   ready: Type.Boolean(),
   /** Bucket revision of the replica's committed snapshot: what its Envoys are given. */
   revision: Type.Integer(),
-  /** Services whose latest record is not served, by name: its state and why. */
-  rejected: Type.Record(
-    Type.String(),
-    Type.Object({
-      state: Type.Union([Type.Literal("invalid"), Type.Literal("conflict")]),
-      revision: Type.Integer(),
-      problem: Type.Optional(Type.String()),
-      conflicts: Type.Optional(Type.Array(Type.Object({ domain: Type.String(), heldBy: Type.String() }))),
-      /** The revision Envoys still route (the last good one), null when none is; absent when unknown. */
-      servingRevision: Type.Optional(Nullable(Type.Integer())),
-    }),
-  ),
 });
 export type ReplicaReport = Static<typeof ReplicaReportSchema>;
 
+/** Why a service's latest record is not served. */
+const RejectedServiceSchema = Type.Object({
+  state: Type.Union([Type.Literal("invalid"), Type.Literal("conflict")]),
+  revision: Type.Integer(),
+  problem: Type.Optional(Type.String()),
+  conflicts: Type.Optional(Type.Array(Type.Object({ domain: Type.String(), heldBy: Type.String() }))),
+  /** The revision Envoys still route (the last good one), null when none is; absent when unknown. */
+  servingRevision: Type.Optional(Nullable(Type.Integer())),
+});
+export type RejectedService = Static<typeof RejectedServiceSchema>;
+
+/** Rejected services by name, as a page holds them. */
+export interface RejectedPage {
+  rejected: Record<string, RejectedService>;
+}
+
 /** Compiled on first use: only the API reads reports, and a replica's cold start need not pay for them. */
-let validators: { envoy: ValidateFunction<EnvoyReport>; replica: ValidateFunction<ReplicaReport> } | undefined;
+let validators:
+  | { envoy: ValidateFunction<EnvoyReport>; replica: ValidateFunction<ReplicaReport>; rejected: ValidateFunction<RejectedService> }
+  | undefined;
 function reportValidators() {
   if (!validators) {
     const ajv = new Ajv(AJV_OPTIONS);
-    validators = { envoy: ajv.compile<EnvoyReport>(EnvoyReportSchema), replica: ajv.compile<ReplicaReport>(ReplicaReportSchema) };
+    validators = {
+      envoy: ajv.compile<EnvoyReport>(EnvoyReportSchema),
+      replica: ajv.compile<ReplicaReport>(ReplicaReportSchema),
+      rejected: ajv.compile<RejectedService>(RejectedServiceSchema),
+    };
   }
   return validators;
 }
@@ -104,6 +117,15 @@ export function decodeEnvoyPage(value: Uint8Array): EnvoyReport[] | undefined {
   return page.envoys.filter((report): report is EnvoyReport => isEnvoyReport(report));
 }
 
+/** The rejected services of a page, as a replica writes them; undefined when the value is not a page. */
+export function decodeRejectedPage(value: Uint8Array): Map<string, RejectedService> | undefined {
+  const page = parse(value) as { rejected?: unknown } | undefined;
+  const rejected = typeof page === "object" && page !== null ? page.rejected : undefined;
+  if (typeof rejected !== "object" || rejected === null || Array.isArray(rejected)) return undefined;
+  const isRejected = reportValidators().rejected;
+  return new Map(Object.entries(rejected).filter((entry): entry is [string, RejectedService] => isRejected(entry[1])));
+}
+
 /** A replica's report, or undefined when the value is not one. */
 export function decodeReplicaReport(value: Uint8Array): ReplicaReport | undefined {
   const report = parse(value);
@@ -118,6 +140,10 @@ export function replicaReportKey(replica: string): string {
 
 export function envoyPageKey(replica: string, page: number): string {
   return `envoys.${encode(replica)}.${page}`;
+}
+
+export function rejectedPageKey(replica: string, page: number): string {
+  return `rejected.${encode(replica)}.${page}`;
 }
 
 /** Opens the status bucket, creating it when missing (memory storage, entries expire). */

@@ -2,7 +2,7 @@
 // out rather than breaking the API's GET /v1/envoys.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decodeEnvoyPage, decodeReplicaReport, type EnvoyReport } from "../src/index.js";
+import { decodeEnvoyPage, decodeRejectedPage, decodeReplicaReport, type EnvoyReport } from "../src/index.js";
 
 const bytes = (value: unknown) => new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
 const envoy: EnvoyReport = {
@@ -29,10 +29,18 @@ describe("status entries", () => {
   });
 
   it("reads a replica report, and nothing that lacks its fields", () => {
-    const report = { replica: "xds-1", updatedAt: "2026-11-27T10:00:00.000Z", ready: true, revision: 40, rejected: { web: { state: "conflict", revision: 39, conflicts: [{ domain: "a.example.com", heldBy: "b" }] } } };
+    const report = { replica: "xds-1", updatedAt: "2026-11-27T10:00:00.000Z", ready: true, revision: 40 };
     assert.deepEqual(decodeReplicaReport(bytes(report)), report);
-    assert.equal(decodeReplicaReport(bytes({ ...report, rejected: null })), undefined);
+    assert.equal(decodeReplicaReport(bytes({ ...report, ready: null })), undefined);
     assert.equal(decodeReplicaReport(bytes({ ...report, revision: "40" })), undefined);
     assert.equal(decodeReplicaReport(bytes("{")), undefined);
+  });
+
+  it("reads a page of rejected services, leaving out entries of another shape", () => {
+    const conflict = { state: "conflict", revision: 39, conflicts: [{ domain: "a.example.com", heldBy: "b" }], servingRevision: 12 };
+    const invalid = { state: "invalid", revision: 41, problem: "/endpoints must NOT have fewer than 1 items", servingRevision: null };
+    const page = decodeRejectedPage(bytes({ rejected: { web: conflict, api: invalid, odd: { state: "gone", revision: 1 }, none: null } }));
+    assert.deepEqual(page, new Map<string, unknown>([["web", conflict], ["api", invalid]]));
+    for (const value of ["not json", "null", '{"rejected":[]}', '{"rejected":null}', "{}"]) assert.equal(decodeRejectedPage(bytes(value)), undefined, value);
   });
 });
