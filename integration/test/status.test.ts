@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:net";
 import { after, before, describe, it } from "node:test";
 import {
+  AdsClient,
   freePort,
   record,
   replicaStatus,
@@ -22,6 +23,7 @@ interface EnvoyLine {
   node: string;
   status: string;
   replica: string;
+  streams: number;
   types: Record<string, { nacked: { error: string } | null }>;
 }
 
@@ -107,6 +109,22 @@ describe("sync status", () => {
     assert.equal((await stack.get("web.example.com")).body, upstreamGreeting("A"), "the last good revision keeps serving");
     await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
     await waitFor("web to serve its latest record again", async () => ((await stack.call("GET", "/v1/services/web")).body.status.state === "serving" ? true : undefined));
+  });
+
+  it("counts the streams of Envoys sharing a node id on its one line, and the replica they share says so", async () => {
+    const line = (await envoys()).envoys[0]!;
+    assert.equal(line.streams, 1);
+    const replica = stack.replicas.find((r) => line.replica === `xds-${r.xdsPort}`)!;
+    // A second "Envoy" from a copied bootstrap: same node id, same replica.
+    const twin = new AdsClient({ port: replica.xdsPort, nodeId: line.node });
+    try {
+      await waitFor("two streams on the node id's line", async () => ((await envoys()).envoys[0]?.streams === 2 ? true : undefined));
+      assert.equal((await envoys()).envoys.length, 1, "still one line per node id");
+      await waitFor("the replica's warning", async () => (replica.process.output().includes("two Envoys present the same node id") ? true : undefined));
+    } finally {
+      twin.close();
+    }
+    await waitFor("one stream again", async () => ((await envoys()).envoys[0]?.streams === 1 ? true : undefined));
   });
 
   it("shows an Envoy that went away as DISCONNECTED", async () => {

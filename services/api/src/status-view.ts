@@ -27,6 +27,8 @@ export type EnvoySyncState = "SYNCED" | "STALE" | "NACKED" | "DISCONNECTED";
 
 export interface EnvoyStatus extends EnvoyReport {
   status: EnvoySyncState;
+  /** Streams open with this node id, on every replica: more than one when Envoys share the id. */
+  streams: number;
 }
 
 export interface ServiceSyncStatus {
@@ -94,17 +96,19 @@ export class StatusView {
 
   /** One line per Envoy (node id): its freshest stream, preferring a connected one. */
   envoys(bucketRevision: number): EnvoyStatus[] {
-    const byNode = new Map<string, EnvoyReport>();
+    const byNode = new Map<string, { report: EnvoyReport; streams: number }>();
     for (const [, page] of this.#freshEntries(this.#envoys)) {
       for (const report of page) {
-        const best = byNode.get(report.node);
-        const better = !best || (report.connected && !best.connected) || (report.connected === best.connected && report.updatedAt > best.updatedAt);
-        if (better) byNode.set(report.node, report);
+        const line = byNode.get(report.node) ?? { report, streams: 0 };
+        const best = line.report;
+        if ((report.connected && !best.connected) || (report.connected === best.connected && report.updatedAt > best.updatedAt)) line.report = report;
+        if (report.connected) line.streams++;
+        byNode.set(report.node, line);
       }
     }
     return [...byNode.values()]
-      .sort((a, b) => a.node.localeCompare(b.node))
-      .map((report) => ({ ...report, status: syncState(report, bucketRevision) }));
+      .sort((a, b) => a.report.node.localeCompare(b.report.node))
+      .map(({ report, streams }) => ({ ...report, status: syncState(report, bucketRevision), streams }));
   }
 
   /** The status of `revision` of service `name`, by what the replicas and their Envoys report. */

@@ -11,6 +11,7 @@ import { loadConfig } from "./config.js";
 import { Replica } from "./replica.js";
 import { rejectedServicesByCommit, replicaReport, replicaStatus } from "./replica-status.js";
 import { SnapshotStore } from "./snapshot.js";
+import { sharedNodeIdEvents } from "./shared-node-ids.js";
 import { StatusPublisher } from "./status-publisher.js";
 import { startStatusServer } from "./status-server.js";
 import { UnansweredPushes } from "./unanswered-pushes.js";
@@ -50,7 +51,7 @@ const unanswered = new UnansweredPushes(logger, () => ads.streams());
 const ads: AdsServer = new AdsServer({
   source: store,
   // An Envoy connecting to a standby gets its delayed commit first (CommitScheduler.flush).
-  events: combineEvents(loggingEvents(logger), metrics.adsEvents(), publisher.events(), unanswered.events(), {
+  events: combineEvents(loggingEvents(logger), sharedNodeIdEvents(logger), metrics.adsEvents(), publisher.events(), unanswered.events(), {
     connect: () => replica.envoyConnected(),
   }),
   writeBudgetBytes: config.writeBudgetBytes,

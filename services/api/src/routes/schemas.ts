@@ -61,6 +61,9 @@ export const EnvoyList = Type.Object({
     Type.Object({
       ...Type.Omit(EnvoyReportSchema, ["stream"]).properties,
       status: Type.Union([Type.Literal("SYNCED"), Type.Literal("STALE"), Type.Literal("NACKED"), Type.Literal("DISCONNECTED")]),
+      streams: Type.Integer({
+        description: "ADS streams open with this node id, over all replicas: more than one when Envoys share the node id (the line shows one of them).",
+      }),
     }),
   ),
 });
