@@ -91,7 +91,8 @@ check_envoy_not_restarted() {
   local pid="" started uptime
   if [ "${COMPOSE:-}" != 1 ]; then
     pid="$(cat "$RUN/envoy.pid" 2>/dev/null || true)"
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || fail "the Envoy started by make up (pid ${pid:-?}) is gone"
+    [ -n "$pid" ] || fail "the stack's Envoy is not running: make status says why, make up starts it again"
+    kill -0 "$pid" 2>/dev/null || fail "the Envoy started by make up (pid $pid) is gone: make up starts it again"
   fi
   started="$(cat "$RUN/envoy.started")"
   uptime="$(curl -fsS --max-time 2 "$ADMIN/server_info" | sed -n 's/.*"uptime_current_epoch": *"\([0-9]*\)s".*/\1/p')"

@@ -168,6 +168,15 @@ check_port() { # port name [address]
   if port_busy "$1" "${3:-}"; then die "port $1 (for $2) is already in use by another program; free it or override the port"; fi
 }
 
+# held_by_envoys PORT: every socket listening on PORT is an Envoy's. Envoys share their listener
+# port (SO_REUSEPORT; README, "Your own Envoys"), so the operator's own Envoys on it do not keep
+# the stack's from starting. ss names the process only for one's own (or as root): otherwise no.
+held_by_envoys() {
+  local holders
+  holders="$(ss -Hltnp "sport = :$1" 2>/dev/null)" || return 1
+  [ -n "$holders" ] && ! grep -qv 'users:(("envoy",' <<<"$holders"
+}
+
 up() {
   [ -f "$ROOT/services/api/dist/src/main.js" ] || die "not built: run make up (or npm run build) first"
   mkdir -p "$LOGS"
@@ -240,7 +249,7 @@ up() {
 
   if ! alive envoy; then
     check_port "$ADMIN_PORT" "envoy admin" 127.0.0.1
-    check_port "$LISTENER_PORT" "envoy listener"
+    held_by_envoys "$LISTENER_PORT" || check_port "$LISTENER_PORT" "envoy listener"
     # envoy/bootstrap.yaml with this stack's ports and ADS variant.
     local bootstrap="$RUN/bootstrap.yaml" api_type=GRPC
     [ "$ads" = delta ] && api_type=DELTA_GRPC

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { assertPortsFree, freePort, isPortFree, REPO_ROOT } from "@envoyage/test-support";
+import { assertPortsFree, freePort, isPortFree, REPO_ROOT, startEnvoy, waitFor } from "@envoyage/test-support";
 
 const run = promisify(execFile);
 
@@ -99,6 +99,20 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
       assert.match(await readFile(join(runDir, "bootstrap.yaml"), "utf8"), /api_type: DELTA_GRPC/);
       assert.match(await make("status"), /Envoy +http:\/\/127\.0\.0\.1:\d+ \(admin http:\/\/127\.0\.0\.1:\d+\), xDS delta$/m);
     } finally {
+      await make("down");
+    }
+  });
+
+  it("restarts the stack's Envoy while an Envoy of the operator's own shares its listener port", async () => {
+    await make("up");
+    // README, "Your own Envoys": a copied bootstrap, its own node id, the stack's replicas.
+    const own = await startEnvoy({ xdsPorts: [ports["XDS_PORT"]!], nodeId: "own-envoy" });
+    try {
+      await waitFor("the own Envoy's listener", async () => ((await own.stat("listener_manager.total_listeners_active")) >= 1 ? true : undefined));
+      assert.match(await make("restart", { P: "envoy" }), /envoy stopped[^]*envoy started[^]*\[stack\] up\./);
+      assert.match(await make("test-add"), /ok: web\.example\.com/);
+    } finally {
+      await own.stop();
       await make("down");
     }
   });
