@@ -30,6 +30,7 @@ const metrics: XdsMetrics = new XdsMetrics(store, {
   ignoredKeys: () => replica.ignoredKeys.count,
   ready: () => replica.ready,
   revision: () => replica.revision,
+  statusPublishFailures: () => publisher.failures,
 });
 const replica: Replica = new Replica({
   link,

@@ -46,6 +46,8 @@ export interface MetricSources {
   ignoredKeys(): number;
   ready(): boolean;
   revision(): number;
+  /** Flushes of sync status to the status bucket that failed (status-publisher.ts). */
+  statusPublishFailures(): number;
 }
 
 export class XdsMetrics {
@@ -100,6 +102,15 @@ export class XdsMetrics {
       collect() {
         this.reset();
         this.inc(sources.writes().stalled);
+      },
+    });
+    new Counter({
+      name: "envoyage_xds_status_publish_failures_total",
+      help: "Writes of sync status to the status bucket that failed (tried again every half second): while it grows, GET /v1/envoys and services' status go stale.",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.statusPublishFailures());
       },
     });
     new Gauge({

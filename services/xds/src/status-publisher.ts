@@ -62,6 +62,7 @@ export class StatusPublisher {
   #lastReplicaReport = "";
   #lastRejected: Record<string, RejectedService> | undefined;
   #failing = false;
+  #failures = 0;
   /** The bucket is not open, or may be gone (NATS restarted): open it before the next write. */
   #reopen = true;
   /** The last time formatted by #isoTime, and its text. */
@@ -93,6 +94,11 @@ export class StatusPublisher {
     } finally {
       this.#flushing = undefined;
     }
+  }
+
+  /** Flushes that failed to write something, since the start. */
+  get failures(): number {
+    return this.#failures;
   }
 
   /** NATS reconnected: it may be a restarted server that lost the bucket. */
@@ -160,6 +166,7 @@ export class StatusPublisher {
     this.#rejectedPages.settled();
     if (refresh) this.#lastRefresh = now;
     if (failure) {
+      this.#failures++;
       if (!this.#failing) this.#options.logger.warn({ err: failure.reason }, "cannot publish sync status; retrying");
       this.#failing = true;
       this.#reopen = true;

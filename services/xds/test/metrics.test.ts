@@ -14,6 +14,7 @@ const sources = {
   ignoredKeys: () => 0,
   ready: () => true,
   revision: () => 0,
+  statusPublishFailures: () => 0,
 };
 const sotw = { protocol: "sotw" } as AdsStream;
 const delta = { protocol: "delta" } as AdsStream;
@@ -41,12 +42,13 @@ describe("XdsMetrics", () => {
     }
   });
 
-  it("reports the services by state and the ignored keys its sources count", async () => {
-    const counted = { ...sources, services: () => ({ served: 4, invalid: 1, conflict: 2 }), ignoredKeys: () => 3 };
+  it("reports the services by state, the ignored keys and the failed status writes its sources count", async () => {
+    const counted = { ...sources, services: () => ({ served: 4, invalid: 1, conflict: 2 }), ignoredKeys: () => 3, statusPublishFailures: () => 5 };
     const text = await new XdsMetrics(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 }), counted).registry.metrics();
     assert.match(text, /envoyage_registry_services\{state="served"\} 4\n/);
     assert.match(text, /envoyage_registry_services\{state="conflict"\} 2\n/);
     assert.match(text, /envoyage_registry_ignored_keys 3\n/);
+    assert.match(text, /envoyage_xds_status_publish_failures_total 5\n/);
   });
 
   it("reports pushes, NACKs, stale requests and rejected records at 0 before the first one, so alerts and rates have a series", async () => {

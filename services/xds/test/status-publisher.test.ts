@@ -184,4 +184,19 @@ describe("StatusPublisher", () => {
     });
     assert.deepEqual([...one.services.keys()], ["bad-7"]);
   });
+
+  it("counts the flushes NATS refuses, and publishes again once it takes them", async () => {
+    // One rejected record whose problem alone is over NATS's 1 MB message limit.
+    rejected = { huge: { state: "invalid", revision: 99, problem: "x".repeat(1_100_000), servingRevision: null } };
+    const before = publisher.failures;
+    await publisher.flush();
+    assert.equal(publisher.failures, before + 1);
+    rejected = {};
+    await waitFor("a flush that succeeds", async () => {
+      await publisher.flush();
+      const failures = publisher.failures;
+      await publisher.flush();
+      return publisher.failures === failures ? true : undefined;
+    });
+  });
 });
