@@ -11,6 +11,7 @@ import { Registry, type ClaimWrite } from "./registry.js";
 import type { CommitStats, SnapshotStore } from "./snapshot.js";
 import { LastGoodLookups } from "./last-good-lookups.js";
 import { CommitScheduler, type BatchSettings } from "./commit-scheduler.js";
+import { RejectionLog } from "./rejection-log.js";
 import { IgnoredKeys, ignoredBecause } from "./ignored-keys.js";
 
 export interface ReplicaOptions {
@@ -51,6 +52,7 @@ export class Replica {
   readonly failedValidation = new Map<string, string[]>();
   /** Keys of the bucket the registry does not take, and why. */
   readonly ignoredKeys: IgnoredKeys;
+  readonly #rejectionLog: RejectionLog;
   readonly #startedAt = performance.now();
   #loaded = false;
   /**
@@ -76,6 +78,7 @@ export class Replica {
   constructor(options: ReplicaOptions) {
     this.#options = options;
     this.ignoredKeys = new IgnoredKeys(options.logger);
+    this.#rejectionLog = new RejectionLog(options.logger);
     const { settings } = options;
     this.#watcher = new BucketWatcher({
       link: options.link,
@@ -300,7 +303,6 @@ export class Replica {
   }
 
   #reportProblems(): void {
-    const { logger } = this.#options;
     for (const name of this.#touched) {
       // Said once its history is in (the lookup touches it again): until then what it serves,
       // and so what the log would say, may still change.
@@ -313,23 +315,12 @@ export class Replica {
         continue;
       }
       this.#reported.set(name, summary);
-      if (status) this.#options.events?.rejected(name, status.state === "invalid" ? "invalid" : "conflict");
-      if (status?.state === "invalid") {
-        logger.warn(
-          { service: name, revision: status.revision, problem: status.problem, servingRevision: status.servingRevision ?? null },
-          status.servingRevision === undefined
-            ? "rejected an invalid record; the service is not served"
-            : "rejected an invalid record; the last good revision keeps serving",
-        );
-      } else if (status?.state === "conflict") {
-        logger.warn(
-          { service: name, revision: status.revision, conflicts: status.conflicts, servingRevision: status.servingRevision ?? null },
-          status.servingRevision === undefined
-            ? "rejected a record claiming domains another service holds; the service is not served"
-            : "rejected a record claiming domains another service holds; the last good revision keeps serving",
-        );
+      if (status && status.state !== "serving") {
+        this.#options.events?.rejected(name, status.state);
+        this.#rejectionLog.rejected(name, status);
       }
     }
+    this.#rejectionLog.commitDone();
     this.#touched.clear();
   }
 }
