@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { encodeRecord } from "@envoyage/registry";
+import { encodeRecord, type ServiceRecord } from "@envoyage/registry";
 import { freePort, record, startNats, startStackServingWeb, startUpstream, upstreamGreeting, type Upstream } from "@envoyage/test-support";
 import { startFloor, startPeerFloor, type Floor } from "./floor.js";
 import { httpRequest, seen } from "./http.js";
@@ -28,6 +28,14 @@ type Change = (typeof CHANGES)[number];
 const CHANGE_LABEL: Record<Change, string> = { endpoint: "endpoint change", newService: "new service" };
 
 type StartFloor = typeof startFloor;
+
+/** A registry of `size` services, each with a domain of its own on `upstream`: what a path holds before its changes. */
+function seedRegistry(upstream: Upstream, size: number): Record<string, ServiceRecord> {
+  return Object.fromEntries(Array.from({ length: size }, (_, i) => [`seed-${i}`, record(upstream, [seedHost(i)])]));
+}
+const seedHost = (i: number) => `seed-${i}.example.com`;
+/** Envoy with thousands of clusters and routes to build takes its time. */
+const SEED_TIMEOUT_MS = 600_000;
 
 /**
  * From just before `write` to the first request through Envoy that answers from upstream `to`.
@@ -50,7 +58,7 @@ async function timeChange(listenerPort: number, host: string, to: "A" | "B", wri
 }
 
 /** Samples of the two kinds of change, through one path. */
-type PathSamples = Record<Change, number[]>;
+export type PathSamples = Record<Change, number[]>;
 
 /**
  * Endpoint changes of web.example.com, then new services (named `${prefix}-<n>`, each with a
@@ -77,14 +85,16 @@ async function paced(
   return samples;
 }
 
-async function floor(protocol: "sotw" | "delta", changes: number, start: StartFloor): Promise<PathSamples> {
+/** The changes fed to Envoy directly by `start`'s control plane, after `seed` other services. */
+export async function floor(protocol: "sotw" | "delta", changes: number, start: StartFloor, seed = 0): Promise<PathSamples> {
   const listenerPort = await freePort();
   const upstreams: Record<"A" | "B", Upstream> = { A: await startUpstream("A"), B: await startUpstream("B") };
   let bare: Floor | undefined;
   try {
     bare = await start(protocol, listenerPort);
-    await bare.push({ web: record(upstreams.A) });
-    await seen(listenerPort, WEB, upstreamGreeting("A"), 30_000);
+    await bare.push({ web: record(upstreams.A), ...seedRegistry(upstreams.A, seed) });
+    await seen(listenerPort, WEB, upstreamGreeting("A"), SEED_TIMEOUT_MS);
+    if (seed > 0) await seen(listenerPort, seedHost(seed - 1), upstreamGreeting("A"), SEED_TIMEOUT_MS);
     return await paced(changes, "new", (host, to, write) => timeChange(listenerPort, host, to, write), {
       endpoint: (to) => bare!.push({ web: record(upstreams[to]) }),
       newService: (name, host) => bare!.push({ [name]: record(upstreams.A, [host]) }),
@@ -96,11 +106,20 @@ async function floor(protocol: "sotw" | "delta", changes: number, start: StartFl
   }
 }
 
-interface StackSamples {
+export interface StackSamples {
   kv: PathSamples;
   api: PathSamples;
   /** Round trips to the API's /healthz: paced like the changes, and back to back. */
   hop: { paced: number[]; busy: number[] };
+  /** Envoy's own time to apply a route configuration, p50 over the run (its RDS update_duration histogram). */
+  routeUpdateMs: number | undefined;
+}
+
+/** The p50 of Envoy's RDS update_duration histogram (ms), over everything since it started. */
+async function routeUpdateP50(adminUrl: string): Promise<number | undefined> {
+  const text = await (await fetch(`${adminUrl}/stats?filter=${encodeURIComponent("\\.rds\\..*\\.update_duration$")}&histogram_buckets=none`)).text();
+  const cumulative = /P50\([^,]*,([0-9.]+)\)/.exec(text)?.[1];
+  return cumulative === undefined ? undefined : Number(cumulative);
 }
 
 /** Acknowledgements of KV puts paced like the changes: durable (the stack's nats-server) and with default sync. */
@@ -158,11 +177,15 @@ async function hopCost(port: number, samples: number): Promise<StackSamples["hop
   return { paced, busy };
 }
 
-async function throughStack(protocol: "sotw" | "delta", changes: number): Promise<StackSamples> {
+/** The changes through the stack, by KV put and by the API, after `seed` other services written to the bucket. */
+export async function throughStack(protocol: "sotw" | "delta", changes: number, seed = 0): Promise<StackSamples> {
   const stack = await startStackServingWeb({ protocol });
   const nc = await connect({ servers: stack.natsUrl });
   try {
     const kv = await new Kvm(nc).open("envoyage");
+    const seeds = Object.entries(seedRegistry(stack.upstreams.A, seed));
+    for (let i = 0; i < seeds.length; i += 256) await Promise.all(seeds.slice(i, i + 256).map(([name, value]) => kv.put(`services.${name}`, encodeRecord(value))));
+    if (seed > 0) await seen(stack.listenerPort, seedHost(seed - 1), upstreamGreeting("A"), SEED_TIMEOUT_MS);
     const time = (host: string, to: "A" | "B", write: () => Promise<unknown>) => timeChange(stack.listenerPort, host, to, write);
     const kvSamples = await paced(changes, "kv", time, {
       endpoint: (to) => kv.put("services.web", encodeRecord(record(stack.upstreams[to]))),
@@ -180,7 +203,12 @@ async function throughStack(protocol: "sotw" | "delta", changes: number): Promis
       endpoint: (to) => put("web", record(stack.upstreams[to]), 200),
       newService: (name, host) => put(name, record(stack.upstreams.A, [host]), 201),
     });
-    return { kv: kvSamples, api: apiSamples, hop: await hopCost(stack.api.port, Math.min(changes, 100)) };
+    return {
+      kv: kvSamples,
+      api: apiSamples,
+      hop: await hopCost(stack.api.port, Math.min(changes, 100)),
+      routeUpdateMs: await routeUpdateP50(stack.envoy.adminUrl),
+    };
   } finally {
     await nc.close();
     await stack.stop();

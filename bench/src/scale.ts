@@ -10,6 +10,7 @@ import { startNats, startXds } from "@envoyage/test-support";
 import { CLUSTER_TYPE, ENDPOINT_TYPE, Registry, ROUTE_TYPE, SnapshotStore, translateRegistry } from "@envoyage/xds";
 import { changeCell, connectCell, incompleteNotes, measureFanout, ratioCell, registryOf, service, TARGETS, worstRatio, type FanoutRun } from "./fanout.js";
 import type { Section } from "./report.js";
+import { propagationAtScale } from "./scale-propagation.js";
 import { fillBucket } from "./targets.js";
 import { distribution, kib, mib, ms, seconds } from "./stats.js";
 
@@ -136,6 +137,7 @@ export async function scale(quick: boolean): Promise<Section[]> {
       r.target === "Envoyage" ? ratioCell(r, peer, rss) : "",
     ];
   });
+  const throughEnvoy = await propagationAtScale(quick);
   const worstRss = Math.max(...ours.map((r) => r.rssBytes));
   const worst = worstRatio(runs, (r, p) => p.protocol === r.protocol, rss);
   return [
@@ -191,5 +193,6 @@ export async function scale(quick: boolean): Promise<Section[]> {
         { target: "every ratio Envoyage / go-control-plane ≤ 1.0", measured: `worst ${worst.toFixed(2)}`, met: worst <= 1 },
       ],
     },
+    throughEnvoy,
   ];
 }
