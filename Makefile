@@ -23,7 +23,7 @@ install: tools node_modules/.package-lock.json ## tools and npm dependencies
 build: install ## compile every workspace (tsc -b) and bundle the replica
 	npm run build
 
-up: build ## start the stack (NATS, API, 2 xDS replicas, Envoy, upstreams A, B); NATS_CLUSTER=3, ENVOY_ADS=delta
+up: build ## start the stack (NATS, API, 2 xDS replicas, Envoy, upstreams A, B); NATS_CLUSTER=3, ENVOY_ADS=sotw
 	@scripts/stack.sh up
 
 down: ## stop exactly what make up started

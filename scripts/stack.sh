@@ -9,7 +9,7 @@
 #   stack.sh status   what runs and is ready, on which port
 #   stack.sh restart NAME   stop one process (gracefully), then `up` (which starts it again)
 #
-# ENVOY_ADS=delta starts Envoy on delta xDS (api_type DELTA_GRPC) instead of state of the world.
+# ENVOY_ADS=sotw starts Envoy on state-of-the-world xDS (api_type GRPC) instead of delta.
 # NATS_CLUSTER=3 runs NATS as a 3-node JetStream cluster (client ports 4222-4224, routes
 # 6222-6224: NATS_ROUTE_PORT, by default NATS_PORT + 2000) with the bucket replicated on all
 # three; every service is given all three URLs. The stack remembers its NATS mode, Envoy's
@@ -197,7 +197,7 @@ up() {
   if [ -f "$RUN/envoy-ads" ]; then
     if any_stack_alive; then ads_running="$(cat "$RUN/envoy-ads")"; else rm -f "$RUN/envoy-ads"; fi
   fi
-  ads="${ENVOY_ADS:-${ads_running:-sotw}}"
+  ads="${ENVOY_ADS:-${ads_running:-delta}}"
   [ -z "$ads_running" ] || [ -n "${ENVOY_ADS:-}" ] || log "ENVOY_ADS=$ads, as the stack's Envoy was started"
   case "$ads" in sotw | delta) ;; *) die "ENVOY_ADS=$ads: use sotw or delta" ;; esac
   if alive envoy && [ -n "$ads_running" ] && [ "$ads" != "$ads_running" ]; then
@@ -251,11 +251,11 @@ up() {
     check_port "$ADMIN_PORT" "envoy admin" 127.0.0.1
     held_by_envoys "$LISTENER_PORT" || check_port "$LISTENER_PORT" "envoy listener"
     # envoy/bootstrap.yaml with this stack's ports and ADS variant.
-    local bootstrap="$RUN/bootstrap.yaml" api_type=GRPC
-    [ "$ads" = delta ] && api_type=DELTA_GRPC
-    # The api_type line's comment names the other variant; the rendered line says which one runs.
+    local bootstrap="$RUN/bootstrap.yaml" api_type=DELTA_GRPC
+    [ "$ads" = sotw ] && api_type=GRPC
+    # The rendered api_type line says which variant runs.
     # Ports go through placeholders, so a new port that equals another default is not rewritten again.
-    sed -e "s/api_type: GRPC .*/api_type: $api_type # ENVOY_ADS=$ads/" \
+    sed -e "s/api_type: DELTA_GRPC$/api_type: $api_type # ENVOY_ADS=$ads/" \
       -e "s/port_value: 9901 /port_value: @admin@ /" -e "s/port_value: 9090 /port_value: @xds1@ /" -e "s/port_value: 9091 /port_value: @xds2@ /" \
       -e "s/@admin@/$ADMIN_PORT/" -e "s/@xds1@/${XDS_PORTS[0]}/" -e "s/@xds2@/${XDS_PORTS[1]}/" \
       -e "/port_value: ${XDS_PORTS[0]} \|port_value: ${XDS_PORTS[1]} /s/address: 127.0.0.1/address: $REACH/" \

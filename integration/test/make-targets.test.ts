@@ -69,11 +69,12 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
   it("brings the stack up, adds, switches and removes web.example.com through Envoy, and stops everything", async () => {
     const up = await make("up");
     assert.match(up, /\[stack\] up\./);
+    assert.match(await readFile(join(runDir, "bootstrap.yaml"), "utf8"), /api_type: DELTA_GRPC # ENVOY_ADS=delta/, "delta by default");
     const status = await make("status");
     for (const name of ["nats", "api", "xds-1", "xds-2", "upstream-a", "upstream-b", "envoy"]) {
       assert.match(status, new RegExp(`^ {2}${name} +running \\(pid \\d+\\); ready$`, "m"));
     }
-    await assert.rejects(make("up", { ENVOY_ADS: "delta" }), /Envoy runs with ENVOY_ADS=sotw; make down first to change it/);
+    await assert.rejects(make("up", { ENVOY_ADS: "sotw" }), /Envoy runs with ENVOY_ADS=delta; make down first to change it/);
 
     const add = await make("test-add");
     assert.match(add, /ok: web\.example\.com answers from upstream A \([\d.]+ ms/);
@@ -92,12 +93,12 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
   });
 
   it("brings a dead Envoy back on the xDS variant the stack was started with", async () => {
-    await make("up", { ENVOY_ADS: "delta" });
+    await make("up", { ENVOY_ADS: "sotw" });
     try {
       process.kill(Number(await readFile(join(runDir, "envoy.pid"), "utf8")), "SIGKILL");
       await make("up");
-      assert.match(await readFile(join(runDir, "bootstrap.yaml"), "utf8"), /api_type: DELTA_GRPC/);
-      assert.match(await make("status"), /Envoy +http:\/\/127\.0\.0\.1:\d+ \(admin http:\/\/127\.0\.0\.1:\d+\), xDS delta$/m);
+      assert.match(await readFile(join(runDir, "bootstrap.yaml"), "utf8"), /api_type: GRPC # ENVOY_ADS=sotw/);
+      assert.match(await make("status"), /Envoy +http:\/\/127\.0\.0\.1:\d+ \(admin http:\/\/127\.0\.0\.1:\d+\), xDS sotw$/m);
     } finally {
       await make("down");
     }

@@ -14,7 +14,7 @@ export interface EnvoyOptions {
   nodeId?: string;
   /** Bootstrap to render; envoy/bootstrap.yaml by default. */
   bootstrap?: string;
-  /** ADS variant: state of the world (GRPC, the bootstrap's default) or delta (DELTA_GRPC). */
+  /** ADS variant: state of the world (GRPC) unless delta (DELTA_GRPC) is asked for, whatever the bootstrap says. */
   protocol?: "sotw" | "delta";
   logLevel?: string;
 }
@@ -77,7 +77,8 @@ export async function bootstrapText(options: BootstrapOptions): Promise<string> 
   const source = options.source ?? join(REPO_ROOT, "envoy", "bootstrap.yaml");
   const bootstrap = parse(await readFile(source, "utf8")) as Bootstrap;
   bootstrap.node.id = options.nodeId ?? "envoyage-test";
-  if (options.protocol === "delta") bootstrap.dynamic_resources.ads_config.api_type = "DELTA_GRPC";
+  // Tests say which variant they run: state of the world unless they ask for delta.
+  bootstrap.dynamic_resources.ads_config.api_type = options.protocol === "delta" ? "DELTA_GRPC" : "GRPC";
   if (options.adminPort !== undefined) bootstrap.admin.address.socket_address.port_value = options.adminPort;
   if (options.xds) {
     const xds = bootstrap.static_resources.clusters.find((c) => c.name === "xds_cluster");
