@@ -1,8 +1,8 @@
 // Rejected records as log lines. The replica says each rejection once, when a record's problem
-// first shows or changes; at most LOGGED_PER_WINDOW of them every WINDOW_MS, then one line per
-// commit counts the rest, so a script writing thousands of bad records does not flood the log.
-// GET /status lists every one (services.rejected), and envoyage_registry_rejected_records_total
-// counts them.
+// first shows or changes: at most LOGGED_PER_WINDOW of them every WINDOW_MS, then one line at the
+// window's end counts the rest, so a script writing thousands of bad records (in one burst or one
+// `nats kv put` at a time) does not flood the log. GET /status lists every one (services.rejected),
+// and envoyage_registry_rejected_records_total counts them.
 import type { Logger } from "pino";
 import type { ServiceStatus } from "./registry.js";
 
@@ -14,8 +14,9 @@ export class RejectionLog {
   readonly #now: () => number;
   #windowStart = -Infinity;
   #logged = 0;
-  /** Rejections of this commit past the window's budget. */
+  /** Rejections of this window past its budget, said in one line when it ends. */
   #unlogged = 0;
+  #summary: NodeJS.Timeout | undefined;
 
   constructor(logger: Logger, now = () => performance.now()) {
     this.#logger = logger;
@@ -25,11 +26,13 @@ export class RejectionLog {
   rejected(name: string, status: Exclude<ServiceStatus, { state: "serving" }>): void {
     const now = this.#now();
     if (now - this.#windowStart >= WINDOW_MS) {
+      this.#summarize();
       this.#windowStart = now;
       this.#logged = 0;
     }
     if (this.#logged >= LOGGED_PER_WINDOW) {
       this.#unlogged++;
+      this.#summary ??= setTimeout(() => this.#summarize(), this.#windowStart + WINDOW_MS - now).unref();
       return;
     }
     this.#logged++;
@@ -45,12 +48,18 @@ export class RejectionLog {
     }
   }
 
-  /** The end of a commit: one line for its rejections not logged one by one. */
-  commitDone(): void {
+  /** Says what is left unsaid now: the replica stops. */
+  stop(): void {
+    this.#summarize();
+  }
+
+  #summarize(): void {
+    clearTimeout(this.#summary);
+    this.#summary = undefined;
     if (this.#unlogged === 0) return;
     this.#logger.warn(
       { more: this.#unlogged },
-      `as many more records were rejected, not logged one by one (${LOGGED_PER_WINDOW} every ${WINDOW_MS / 1000} s at most): GET /status lists them all, with why, under services.rejected`,
+      `${this.#unlogged} more records were rejected in these ${WINDOW_MS / 1000} s, not logged one by one (the log takes ${LOGGED_PER_WINDOW} per ${WINDOW_MS / 1000} s): GET /status lists them all, with why, under services.rejected`,
     );
     this.#unlogged = 0;
   }

@@ -147,6 +147,7 @@ export class Replica {
     this.#scheduler.stop();
     this.#lookups.clear();
     clearTimeout(this.#claimRetry);
+    this.#rejectionLog.stop();
     await this.#watcher.stop();
   }
 
@@ -320,7 +321,6 @@ export class Replica {
         this.#rejectionLog.rejected(name, status);
       }
     }
-    this.#rejectionLog.commitDone();
     this.#touched.clear();
   }
 }
