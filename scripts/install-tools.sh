@@ -22,7 +22,7 @@ NATS_CLI_VERSION="0.5.0" # 0.5.1 is broken; see DESIGN.md
 mkdir -p "$BIN"
 export PATH="$BIN:$PATH"
 
-log() { printf '[install-tools] %s\n' "$*"; }
+log() { printf '[install-tools] %s\n' "$*" >&2; }
 die() { printf '[install-tools] error: %s\n' "$*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required to install $2; install it first"; }
 

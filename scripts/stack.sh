@@ -162,7 +162,13 @@ wait_for() {
 
 http_ok() { curl -fsS -o /dev/null --max-time 1 "$1"; }
 envoy_ready() { [ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/ready")" = "LIVE" ]; }
-envoy_reported() { [[ "$(curl -fsS --max-time 1 "http://$REACH:$API_PORT/v1/envoys")" == *'"connected":true'* ]]; }
+# The stack's own Envoy, not another on the same port or replicas: its admin says its listener is
+# bound, and GET /v1/envoys has its node id (envoy/bootstrap.yaml) connected.
+envoy_listening() { [[ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/stats?filter=^listener_manager.total_listeners_active$")" =~ :\ [1-9] ]]; }
+envoy_reported() {
+  curl -fsS --max-time 1 "http://$REACH:$API_PORT/v1/envoys" |
+    node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => process.exit(JSON.parse(s).envoys.some((e) => e.node === "envoyage-local" && e.connected) ? 0 : 1))'
+}
 
 check_port() { # port name [address]
   if port_busy "$1" "${3:-}"; then die "port $1 (for $2) is already in use by another program; free it or override the port"; fi
@@ -174,7 +180,8 @@ check_port() { # port name [address]
 held_by_envoys() {
   local holders
   holders="$(ss -Hltnp "sport = :$1" 2>/dev/null)" || return 1
-  [ -n "$holders" ] && ! grep -qv 'users:(("envoy",' <<<"$holders"
+  [ -n "$holders" ] && ! grep -qv 'users:(("envoy",' <<<"$holders" || return 1
+  log "sharing :$1 with Envoy $(grep -o 'pid=[0-9]*' <<<"$holders" | sort -u | tr '\n' ' ')(SO_REUSEPORT): connections are spread over them"
 }
 
 up() {
@@ -265,7 +272,7 @@ up() {
     echo "$ads" >"$RUN/envoy-ads"
   fi
   wait_for "Envoy" 30 envoy envoy_ready
-  wait_for "Envoy's listener on :$LISTENER_PORT" 15 envoy port_busy "$LISTENER_PORT"
+  wait_for "Envoy's listener on :$LISTENER_PORT" 15 envoy envoy_listening
   # Sync status is published every half second: up returns once GET /v1/envoys shows Envoy.
   wait_for "Envoy in GET /v1/envoys" 15 envoy envoy_reported
   status

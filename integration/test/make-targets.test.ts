@@ -110,8 +110,12 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     const own = await startEnvoy({ xdsPorts: [ports["XDS_PORT"]!], nodeId: "own-envoy" });
     try {
       await waitFor("the own Envoy's listener", async () => ((await own.stat("listener_manager.total_listeners_active")) >= 1 ? true : undefined));
-      assert.match(await make("restart", { P: "envoy" }), /envoy stopped[^]*envoy started[^]*\[stack\] up\./);
-      assert.match(await make("test-add"), /ok: web\.example\.com/);
+      assert.match(await make("restart", { P: "envoy" }), /envoy stopped[^]*sharing :\d+ with Envoy pid=\d+[^]*envoy started[^]*\[stack\] up\./);
+      // make up said "up." for the stack's own Envoy: its listener is bound, though the port was taken.
+      const stats = await (await fetch(`http://127.0.0.1:${ports["ENVOY_ADMIN_PORT"]}/stats?filter=listener_manager.total_listeners_active`)).text();
+      assert.match(stats, /total_listeners_active: 1\n/);
+      await own.stop();
+      assert.match(await make("test-add"), /ok: web\.example\.com/, "through the stack's Envoy alone");
     } finally {
       await own.stop();
       await make("down");
