@@ -18,7 +18,7 @@ import {
 } from "@envoyage/registry";
 
 interface Seen<T> {
-  report: T;
+  value: T;
   /** Server time of the write. */
   at: number;
 }
@@ -47,6 +47,8 @@ export class StatusView {
   readonly #replicas = new Map<string, Seen<ReplicaReport>>();
   /** Pages of rejected services, by replica id (as in the keys), then by key. */
   readonly #rejected = new Map<string, Map<string, Seen<Map<string, RejectedService>>>>();
+  /** When stale rejected pages were last looked for (they are only read for replicas still reporting). */
+  #sweptAt = 0;
   readonly #watcher: BucketWatcher;
 
   constructor(options: Omit<BucketWatcherOptions, "handlers">) {
@@ -77,17 +79,17 @@ export class StatusView {
     const at = entry.created.getTime();
     if (entry.key.startsWith("envoys.")) {
       const page = entry.value && decodeEnvoyPage(entry.value);
-      if (page) this.#envoys.set(entry.key, { report: page, at });
+      if (page) this.#envoys.set(entry.key, { value: page, at });
       else this.#envoys.delete(entry.key);
     } else if (entry.key.startsWith("replicas.")) {
       const report = entry.value && decodeReplicaReport(entry.value);
-      if (report) this.#replicas.set(replicaOf(entry.key), { report, at });
+      if (report) this.#replicas.set(replicaOf(entry.key), { value: report, at });
       else this.#replicas.delete(replicaOf(entry.key));
     } else if (entry.key.startsWith("rejected.")) {
       const page = entry.value && decodeRejectedPage(entry.value);
       const replica = replicaOf(entry.key);
       const pages = this.#rejected.get(replica) ?? new Map<string, Seen<Map<string, RejectedService>>>();
-      if (page) pages.set(entry.key, { report: page, at });
+      if (page) pages.set(entry.key, { value: page, at });
       else pages.delete(entry.key);
       if (pages.size > 0) this.#rejected.set(replica, pages);
       else this.#rejected.delete(replica);
@@ -115,6 +117,7 @@ export class StatusView {
   serviceStatus(name: string, revision: number, connected = this.connectedRevisions()): ServiceSyncStatus {
     const envoys = { connected: connected.length, acked: connected.filter((synced) => synced !== null && synced >= revision).length };
     let applied = false;
+    this.#sweepRejected();
     for (const [id, replica] of this.#freshEntries(this.#replicas)) {
       const rejected = this.#rejectedBy(id, name);
       if (rejected && rejected.revision === revision) {
@@ -126,6 +129,21 @@ export class StatusView {
       applied ||= replica.ready && replica.revision >= revision;
     }
     return { state: applied ? "serving" : "pending", envoys };
+  }
+
+  /**
+   * Forgets, once a second at most, the rejected pages of replicas that stopped writing them: a
+   * replica that went away (or restarted under another id) would otherwise leave them here.
+   */
+  #sweepRejected(): void {
+    const now = Date.now();
+    if (now - this.#sweptAt < 1000) return;
+    this.#sweptAt = now;
+    const oldest = now - STATUS_TTL_MS;
+    for (const [id, pages] of this.#rejected) {
+      for (const [key, seen] of pages) if (seen.at < oldest) pages.delete(key);
+      if (pages.size === 0) this.#rejected.delete(id);
+    }
   }
 
   /** Why replica `id` does not serve service `name`, if it says so in a fresh page. */
@@ -152,7 +170,7 @@ export class StatusView {
   *#freshEntries<T>(map: Map<string, Seen<T>>): Iterable<[string, T]> {
     const oldest = Date.now() - STATUS_TTL_MS;
     for (const [key, seen] of map) {
-      if (seen.at >= oldest) yield [key, seen.report];
+      if (seen.at >= oldest) yield [key, seen.value];
       else map.delete(key);
     }
   }

@@ -106,7 +106,7 @@ export class XdsMetrics {
     });
     new Counter({
       name: "envoyage_xds_status_publish_failures_total",
-      help: "Writes of sync status to the status bucket that failed (tried again every half second): while it grows, GET /v1/envoys and services' status go stale.",
+      help: "Flushes of sync status that failed (the status bucket could not be opened, or NATS refused a write); they are tried again, and while this grows GET /v1/envoys and services' status go stale.",
       registers,
       collect() {
         this.reset();

@@ -39,17 +39,19 @@ export function replicaStatus(replicaId: string, replica: Replica, source: Resou
 }
 
 /**
- * What the replica publishes to the status bucket (status-publisher.ts) every half second, with
- * rejectedServices(): only what the API reads, not the listing of ignored keys, which sorts them all.
+ * The report the replica publishes to the status bucket (status-publisher.ts): only what the API
+ * reads, not the listing of ignored keys, which sorts them all. Rejected services go in pages of
+ * their own (rejectedServicesByCommit).
  */
 export function replicaReport(replicaId: string, replica: Replica): Omit<ReplicaReport, "updatedAt"> {
   return { replica: replicaId, ready: replica.ready, revision: replica.committedRevision };
 }
 
 /**
- * rejectedServices(replica), built again only after the replica's next commit: the status
- * publisher asks every half second, and a registry with thousands of bad records made that a
- * tenth of an idle replica's CPU.
+ * rejectedServices(replica), the same object until the replica commits again (then built anew
+ * when next asked): the status publisher asks every half second, rebuilding them each time was a
+ * tenth of an idle replica's CPU with thousands of bad records, and an unchanged object is not
+ * written again.
  */
 export function rejectedServicesByCommit(replica: Replica): () => Record<string, RejectedService> {
   let commits = -1;

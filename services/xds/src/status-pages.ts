@@ -43,7 +43,8 @@ export interface StatusWrite {
 }
 
 export class StatusPages {
-  readonly #key: (page: number) => string;
+  /** A page's key; "*" gives the filter for every page. */
+  readonly #key: (page: number | "*") => string;
   readonly #format: PageFormat;
   readonly #maxBytes: number;
   /** Each page's body as last written; undefined when it is to be written (again). */
@@ -55,7 +56,7 @@ export class StatusPages {
   /** A write failed: the next update must happen even if the items did not change. */
   dirty = false;
 
-  constructor(key: (page: number) => string, format: PageFormat, maxBytes: number) {
+  constructor(key: (page: number | "*") => string, format: PageFormat, maxBytes: number) {
     this.#key = key;
     this.#format = format;
     this.#maxBytes = maxBytes;
@@ -87,6 +88,14 @@ export class StatusPages {
     this.#inBucket = Math.max(this.#inBucket, pages.length);
     this.#pending = pending;
     return writes;
+  }
+
+  /** Takes the pages in the bucket as its own (an earlier process of this replica wrote them): the next update deletes those it does not need. */
+  async adopt(kv: KV): Promise<void> {
+    for await (const key of await kv.keys(this.#key("*"))) {
+      const page = Number(key.slice(key.lastIndexOf(".") + 1));
+      if (Number.isInteger(page)) this.#inBucket = Math.max(this.#inBucket, page + 1);
+    }
   }
 
   /** The writes of the last update have all settled (and failed() been called for those that failed). */

@@ -1,10 +1,10 @@
 // Publishes sync status to the status bucket (shared/registry/src/status.ts): this replica's
 // report, the services it rejects in pages, and its Envoy streams in pages — per type the version
 // sent, accepted or rejected (with Envoy's error), and the bucket revision the Envoy holds
-// completely. Every half second it writes
-// what changed: a config change that every Envoy acknowledges rewrites a few pages, not one entry
-// per Envoy. Everything is rewritten before it would expire, so a dead replica's entries go; a
-// stream that closed is reported as disconnected for as long as an entry would have lived.
+// completely. Every half second it writes what changed: a config change that every Envoy
+// acknowledges rewrites a few pages, not one entry per Envoy. Everything is rewritten before it
+// would expire, so a dead replica's entries go; a stream that closed is reported as disconnected
+// for as long as an entry would have lived.
 import type { KV } from "@nats-io/kv";
 import {
   envoyPageKey,
@@ -96,7 +96,7 @@ export class StatusPublisher {
     }
   }
 
-  /** Flushes that failed to write something, since the start. */
+  /** Flushes that failed (the bucket could not be opened, or a write was refused), since the start. */
   get failures(): number {
     return this.#failures;
   }
@@ -119,13 +119,18 @@ export class StatusPublisher {
     // so create) it first, and rewrite everything: what was written before may be gone with it.
     if (this.#reopen && this.#open) {
       try {
-        this.#kv = await this.#open();
+        const kv = await this.#open();
+        // Pages an earlier process of this replica id left (it had more Envoys or rejected
+        // services) are deleted by the next update, rather than read for up to 30 s more.
+        await Promise.all([this.#envoyPages.adopt(kv), this.#rejectedPages.adopt(kv)]);
+        this.#kv = kv;
         this.#reopen = false;
         this.#lastRefresh = 0;
       } catch (error) {
         // Said once per outage; writes are tried anyway if the bucket was open before.
         if (!this.#failing) this.#options.logger.warn({ err: error }, "cannot open the status bucket; retrying");
         this.#failing = true;
+        this.#failures++;
       }
     }
     const now = Date.now();
@@ -138,18 +143,20 @@ export class StatusPublisher {
     if (!kv) return;
     const refresh = now - this.#lastRefresh >= REFRESH_MS;
     const writes: StatusWrite[] = [];
+    // Rejected services before the report: one connection publishes in order, so the API never
+    // sees a new revision from this replica without the rejections that came with it.
+    const rejected = this.#options.rejected();
+    if (rejected !== this.#lastRejected || refresh || this.#rejectedPages.dirty) {
+      this.#lastRejected = rejected;
+      const members = Object.entries(rejected).map(([name, why]) => `${JSON.stringify(name)}:${JSON.stringify(why)}`);
+      writes.push(...this.#rejectedPages.update(kv, members, refresh));
+    }
     const current = this.#options.report();
     const replica = JSON.stringify(current);
     if (refresh || replica !== this.#lastReplicaReport) {
       const report: ReplicaReport = { ...current, updatedAt: this.#isoTime(now) };
       writes.push({ done: kv.put(replicaReportKey(this.#options.replicaId), JSON.stringify(report)), failed: () => (this.#lastReplicaReport = "") });
       this.#lastReplicaReport = replica;
-    }
-    const rejected = this.#options.rejected();
-    if (rejected !== this.#lastRejected || refresh || this.#rejectedPages.dirty) {
-      this.#lastRejected = rejected;
-      const members = Object.entries(rejected).map(([name, why]) => `${JSON.stringify(name)}:${JSON.stringify(why)}`);
-      writes.push(...this.#rejectedPages.update(kv, members, refresh));
     }
     for (const [stream, tracked] of this.#streams) this.#refreshRevision(stream, tracked, now);
     if (this.#changed || refresh || this.#envoyPages.dirty) {

@@ -7,7 +7,7 @@ import { jetstream } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { decodeRejectedPage, openStatusBucket, type EnvoyPage, type RejectedService, type ServiceRecord } from "@envoyage/registry";
+import { decodeRejectedPage, envoyPageKey, openStatusBucket, rejectedPageKey, type EnvoyPage, type RejectedService, type ServiceRecord } from "@envoyage/registry";
 import { AdsClient, startNats, TYPES, waitFor, type NatsServer } from "@envoyage/test-support";
 import pino from "pino";
 import { AdsServer } from "../src/ads/server.js";
@@ -175,6 +175,9 @@ describe("StatusPublisher", () => {
     });
     assert.ok(many.pages > 5, `${many.pages} pages for 300 rejected services`);
     assert.deepEqual(many.services.get("bad-7"), rejected["bad-7"]);
+    const written = await lastSequence();
+    await publisher.flush();
+    assert.equal(await lastSequence(), written, "the same rejected services are not written again");
 
     rejected = { "bad-7": rejected["bad-7"]! };
     const one = await waitFor("one rejected service left in the bucket", async () => {
@@ -198,5 +201,23 @@ describe("StatusPublisher", () => {
       await publisher.flush();
       return publisher.failures === failures ? true : undefined;
     });
+  });
+
+  it("deletes the pages an earlier process of its replica id left, once it has opened the bucket", async () => {
+    // A replica restarted under the same id, with fewer Envoys and rejected services than before.
+    await kv.put(envoyPageKey("xds-again", 2), JSON.stringify({ envoys: [] }));
+    await kv.put(rejectedPageKey("xds-again", 4), JSON.stringify({ rejected: {} }));
+    const again = new StatusPublisher({
+      replicaId: "xds-again",
+      logger: pino({ level: "silent" }),
+      store,
+      report: () => ({ replica: "xds-again", ready: true, revision: 1 }),
+      rejected: () => ({}),
+    });
+    await again.start(async () => kv);
+    await again.stop();
+    const left: string[] = [];
+    for await (const key of await kv.keys("*.eGRzLWFnYWlu.>")) if ((await kv.get(key))?.operation === "PUT") left.push(key);
+    assert.deepEqual(left, []);
   });
 });

@@ -138,11 +138,13 @@ export function replicaReportKey(replica: string): string {
   return `replicas.${encode(replica)}`;
 }
 
-export function envoyPageKey(replica: string, page: number): string {
+/** The key of a page of the replica's Envoys; page "*" gives the filter for all of them. */
+export function envoyPageKey(replica: string, page: number | "*"): string {
   return `envoys.${encode(replica)}.${page}`;
 }
 
-export function rejectedPageKey(replica: string, page: number): string {
+/** The key of a page of the replica's rejected services; page "*" gives the filter for all of them. */
+export function rejectedPageKey(replica: string, page: number | "*"): string {
   return `rejected.${encode(replica)}.${page}`;
 }
 

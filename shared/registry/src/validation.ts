@@ -32,13 +32,20 @@ const PATTERNS_IN_WORDS: Record<string, string> = {
   [SERVICE_NAME_PATTERN]: 'must be a lowercase DNS label: 1 to 63 characters of a-z, 0-9 and "-", no "-" at either end',
 };
 
+/** Longest unknown field name a problem quotes: a record written with the CLI can have any. */
+const QUOTED_NAME_CHARS = 100;
+
+function shortened(name: string): string {
+  return name.length <= QUOTED_NAME_CHARS ? name : `${name.slice(0, QUOTED_NAME_CHARS)}… (${name.length} characters)`;
+}
+
 /** Turns an ajv error into a field and a sentence an operator can act on. */
 export function describeValidationError(error: ErrorObject): RecordProblem {
   const path = error.instancePath;
   switch (error.keyword) {
     case "additionalProperties":
       return {
-        field: `${path}/${String(error.params["additionalProperty"])}`,
+        field: `${path}/${shortened(String(error.params["additionalProperty"]))}`,
         message: "is not a known field",
       };
     case "required":

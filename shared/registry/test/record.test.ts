@@ -32,6 +32,8 @@ describe("service record schema", () => {
   const rejections: [string, unknown, string, RegExp][] = [
     ["an unknown top-level field", { ...valid, weight: 3 }, "/weight", /not a known field/],
     ["an unknown endpoint field", { ...valid, endpoints: [{ address: "a", port: 1, tls: true }] }, "/endpoints/0/tls", /not a known field/],
+    // Quoted shortened: a record written with the CLI could name a field with a megabyte.
+    ["an unknown field with a huge name", { ...valid, ["x".repeat(100_000)]: 1 }, `/${"x".repeat(100)}… (100000 characters)`, /not a known field/],
     ["no domains", { ...valid, domains: [] }, "/domains", /fewer than 1/],
     ["no endpoints", { ...valid, endpoints: [] }, "/endpoints", /fewer than 1/],
     ["a missing endpoints field", { domains: ["a.com"] }, "/endpoints", /is required/],
