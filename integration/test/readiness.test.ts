@@ -66,7 +66,22 @@ describe("readiness gate at size", () => {
     await first.ready(20_000);
     const secondPort = await freePort();
     envoy = await startEnvoy({ xdsPorts: [first.xdsPort, secondPort] });
-    await waitFor("Envoy to hold 1,000 routes", async () => ((await routes()) === SERVICES ? true : undefined), { timeoutMs: 30_000 });
+    // A config dump of 1,000 routes is work for Envoy's main thread, which also applies the config:
+    // looked at four times a second, not fifty. Failing, say what Envoy and the replica got to.
+    let held: number | undefined;
+    const holdsAll = async () => ((held = await routes()) === SERVICES ? true : undefined);
+    await waitFor("Envoy to hold 1,000 routes", holdsAll, { timeoutMs: 30_000, intervalMs: 250 }).catch(
+      async (error: Error) => {
+        let detail: string;
+        try {
+          const stats = [...(await envoy.stats())].filter(([name]) => /^(cluster_manager\.(cds|active_clusters|warming)|control_plane\.|listener_manager\.lds|http\..*\.rds\.)/.test(name));
+          detail = `Envoy: ${stats.map(([name, value]) => `${name}=${value}`).join(" ")}\nreplica /status: ${JSON.stringify(await replicaStatus(first)).slice(0, 2000)}`;
+        } catch (failed) {
+          detail = `(could not read Envoy's stats or the replica's status: ${(failed as Error).message})`;
+        }
+        throw new Error(`${error.message}; it held ${held ?? "no"} routes when last looked at\n${detail}`);
+      },
+    );
 
     // Watch Envoy's routes and traffic from now until it is served by the second replica.
     let watching = true;
