@@ -1,15 +1,22 @@
 // History lookups for services whose latest value is invalid, or conflicts with another
 // service's: a valid revision before it keeps serving (the last good config, see registry.ts).
-// A lookup is a few JetStream requests (one per revision of the key, BucketWatcher.history), so
-// only a few run at once, and a failing one backs off. Started all together, a burst of hundreds
-// of invalid writes once overran nats-server's JetStream API queue; the lookups timed out and
-// retried every 500 ms for good.
+// A lookup is one direct get of the key's revisions (BucketWatcher.history), so a bounded number
+// run at once, and a failing one backs off. Started all together, a burst of hundreds of invalid
+// writes once overran nats-server's JetStream API queue; the lookups timed out and retried every
+// 500 ms for good. A replica is not ready until its load's lookups are in: with thousands of bad
+// records, four at a time took it 50 s to start, so past BULK_AT queued lookups all of them are
+// answered from one read of every service key's history (a few requests for the whole stream).
 import { setTimeout as sleep } from "node:timers/promises";
 import { validRevisionsBefore, type BucketEntry } from "@envoyage/registry";
 import type { Logger } from "pino";
 import type { EffectiveRecord } from "./registry.js";
 
-const CONCURRENCY = 4;
+export const CONCURRENCY = 16;
+/**
+ * Queued lookups from which one read of every key's history answers them all. Reading a bucket
+ * of 10,000 services with full history takes about as long as a thousand lookups one by one.
+ */
+export const BULK_AT = 1000;
 const RETRY_MS = 500;
 const MAX_RETRY_MS = 10_000;
 
@@ -25,6 +32,8 @@ interface Lookup {
 export interface LastGoodLookupsOptions {
   /** Every revision of a key still in the bucket's history, newest first. */
   history(key: string): Promise<BucketEntry[]>;
+  /** Every revision of every service key, by key, newest first; undefined when it cannot be read in one go. */
+  histories?(): Promise<Map<string, BucketEntry[]> | undefined>;
   /** False once a newer write (or a delete) made the lookup moot. */
   wanted(name: string, latest: number): boolean;
   /**
@@ -39,6 +48,10 @@ export class LastGoodLookups {
   readonly #options: LastGoodLookupsOptions;
   readonly #queue: Lookup[] = [];
   readonly #running = new Set<Lookup>();
+  /** Lookups waiting for the read of every key's history. */
+  readonly #bulk = new Set<Lookup>();
+  /** The bucket or server cannot give every history in one go: one lookup per key from then on. */
+  #noBulk = false;
   #generation = 0;
   /** Aborted by clear(): a cleared lookup waiting out its backoff gives its slot back at once. */
   #cleared = new AbortController();
@@ -50,7 +63,7 @@ export class LastGoodLookups {
   /** Lookups queued or running, but for cleared ones: the replica is not ready while there are any. */
   get pending(): number {
     let running = 0;
-    for (const lookup of this.#running) if (lookup.generation === this.#generation) running++;
+    for (const lookup of [...this.#running, ...this.#bulk]) if (lookup.generation === this.#generation) running++;
     return this.#queue.length + running;
   }
 
@@ -68,6 +81,9 @@ export class LastGoodLookups {
   }
 
   #next(): void {
+    if (this.#queue.length >= BULK_AT && this.#bulk.size === 0 && !this.#noBulk && this.#options.histories) {
+      void this.#runBulk(this.#queue.splice(0));
+    }
     while (this.#running.size < CONCURRENCY && this.#queue.length > 0) {
       const lookup = this.#queue.shift()!;
       this.#running.add(lookup);
@@ -77,6 +93,29 @@ export class LastGoodLookups {
         this.#next();
       });
     }
+  }
+
+  /** Answers `lookups` from one read of every key's history; if it cannot be read so, queues them one by one. */
+  async #runBulk(lookups: Lookup[]): Promise<void> {
+    for (const lookup of lookups) this.#bulk.add(lookup);
+    let histories: Map<string, BucketEntry[]> | undefined;
+    try {
+      histories = await this.#options.histories!();
+      if (!histories) this.#noBulk = true;
+    } catch (error) {
+      this.#options.logger.warn({ err: error, lookups: lookups.length }, "reading every history at once failed; looking them up one by one");
+    }
+    for (const lookup of lookups) {
+      this.#bulk.delete(lookup);
+      if (lookup.generation !== this.#generation) continue;
+      if (!histories) this.#queue.push(lookup);
+      else {
+        const { name, key, latest } = lookup;
+        const older = this.#options.wanted(name, latest) ? validRevisionsBefore(histories.get(key) ?? [], latest) : [];
+        this.#options.settled(name, latest, older);
+      }
+    }
+    this.#next();
   }
 
   async #run({ generation, name, key, latest }: Lookup): Promise<EffectiveRecord[]> {

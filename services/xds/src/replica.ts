@@ -5,7 +5,7 @@
 // initial load is one commit.
 // The store opens to Envoy only once the whole bucket is loaded, including the history lookups
 // that find the last good revision of services whose latest value is invalid or conflicting.
-import { BucketWatcher, claimHolder, openBucket, parseKey, serviceKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
+import { BucketWatcher, claimHolder, openBucket, parseKey, SERVICE_PREFIX, serviceKey, type BucketEntry, type NatsLink, type RegistrySettings } from "@envoyage/registry";
 import type { Logger } from "pino";
 import { Registry, type ClaimWrite } from "./registry.js";
 import type { CommitStats, SnapshotStore } from "./snapshot.js";
@@ -97,6 +97,7 @@ export class Replica {
     });
     this.#lookups = new LastGoodLookups({
       history: (key) => this.#watcher.history(key),
+      histories: () => this.#watcher.histories(SERVICE_PREFIX),
       wanted: (name, latest) => this.registry.awaitsHistory(name, latest),
       settled: (name, latest, older) => {
         this.registry.setHistory(name, latest, older);

@@ -108,4 +108,28 @@ describe("BucketWatcher", () => {
       await link.close();
     }
   });
+
+  it("reads every service key's history in one go, newest first, deletes included, other keys left out", async () => {
+    const bucket = await new Kvm(nc).create("histories", { history: 10 });
+    for (let i = 0; i < 3; i++) await bucket.put("services.a", `a${i}`);
+    await bucket.put("services.b", "b0");
+    await bucket.delete("services.b");
+    await bucket.put("domains.a_example_com", "a");
+    const loaded = Promise.withResolvers<void>();
+    const { link, watcher } = watch("histories", createLogger("test", "silent"), { entry: () => {}, loaded: () => loaded.resolve(), recreated: () => {} });
+    try {
+      await watcher.start();
+      await loaded.promise; // as a replica asks: for the entries its load delivered
+      const histories = await watcher.histories("services.");
+      assert.ok(histories);
+      const text = (entries: BucketEntry[] | undefined) => entries?.map((entry) => (entry.value ? new TextDecoder().decode(entry.value) : "(deleted)"));
+      assert.deepEqual([...histories.keys()].sort(), ["services.a", "services.b"]);
+      assert.deepEqual(text(histories.get("services.a")), ["a2", "a1", "a0"]);
+      assert.deepEqual(text(histories.get("services.b")), ["(deleted)", "b0"]);
+      assert.deepEqual(histories.get("services.a"), await watcher.history("services.a"), "as a lookup of one key reads it");
+    } finally {
+      await watcher.stop();
+      await link.close();
+    }
+  });
 });

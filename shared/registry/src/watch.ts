@@ -44,6 +44,10 @@ export interface BucketWatcherOptions {
 }
 
 const RETRY_MS = 500;
+/** The most revisions NATS keeps per key. */
+const MAX_HISTORY = 64;
+/** Messages asked for per batch direct get when reading the histories of all keys (the server may send fewer). */
+const BULK_BATCH = 10_000;
 /** How often the watchdog compares the bucket's last revision with the last one applied. */
 const WATCHDOG_MS = 500;
 /** After moving to another node of a cluster: how often, and for how long, it compares closely. */
@@ -65,8 +69,10 @@ export class BucketWatcher {
   readonly #options: BucketWatcherOptions;
   #kv: KV | undefined;
   #jsm: JetStreamManager | undefined;
-  /** Whether the stream answers direct gets (allow_direct; buckets made by nats.js or the CLI do). */
-  #direct = false;
+  /** Whether the stream answers direct gets (allow_direct; buckets made by nats.js or the CLI do); undefined until the watch read it. */
+  #direct: boolean | undefined;
+  /** Whether the server answers a batch of messages in one direct get (nats-server 2.11 and later). */
+  #batchDirect = true;
   /** Creation time of the bucket's stream when first watched: another one means it was created again. */
   #createdAt: string | undefined;
   /** The watch, once the loop has set it up (undefined in between). */
@@ -187,10 +193,11 @@ export class BucketWatcher {
   }
 
   /**
-   * Every revision of `key` still in the bucket's history, newest first. Read one revision at a
-   * time with direct gets, oldest first: kv.history() creates a consumer per call, which the
-   * server keeps for minutes after; a few hundred lookups filled the stream's consumer limit.
-   * A bucket made without direct gets (by hand) is read with kv.history() all the same.
+   * Every revision of `key` still in the bucket's history, newest first. Read with direct gets:
+   * kv.history() creates a consumer per call, which the server keeps for minutes after; a few
+   * hundred lookups filled the stream's consumer limit. One batch direct get reads them all
+   * (nats-server 2.11 and later); before, one direct get per revision. A bucket made without
+   * direct gets (by hand) is read with kv.history() all the same.
    */
   async history(key: string): Promise<BucketEntry[]> {
     const jsm = this.#jsm;
@@ -201,6 +208,14 @@ export class BucketWatcher {
       for await (const e of await kv.history({ key })) entries.push(toEntry(e));
       return entries.reverse();
     }
+    if (this.#batchDirect) {
+      try {
+        return await this.#historyInOneGet(jsm, key);
+      } catch (error) {
+        if (!/batch direct require/.test((error as Error).message)) throw error;
+        this.#batchDirect = false;
+      }
+    }
     const entries: BucketEntry[] = [];
     // Read to the end: a bucket made by hand may keep more revisions than ours (up to NATS's 64),
     // and the newest are the ones that matter.
@@ -209,6 +224,60 @@ export class BucketWatcher {
       if (!message) break;
       entries.push(storedEntry(key, message));
       seq = message.seq + 1;
+    }
+    return entries.reverse();
+  }
+
+  /**
+   * Every revision still in the bucket of every key that starts with `prefix`, by key, newest
+   * first: a few batch direct gets for the whole stream, where a lookup per key is one request
+   * each (a replica loading thousands of keys that need their history). Undefined when the
+   * stream or the server cannot answer that way (no direct gets, nats-server before 2.11).
+   */
+  async histories(prefix: string): Promise<Map<string, BucketEntry[]> | undefined> {
+    const jsm = this.#jsm;
+    if (!jsm || this.#direct === undefined) throw new Error("the bucket is not bound yet");
+    if (!this.#direct || !this.#batchDirect) return undefined;
+    const { bucket } = this.#options;
+    const subjectPrefix = `$KV.${bucket}.`;
+    const byKey = new Map<string, BucketEntry[]>();
+    try {
+      for (let seq = 1; ; ) {
+        let last = 0;
+        try {
+          for await (const message of await jsm.direct.getBatch(`KV_${bucket}`, { seq, next_by_subj: `${subjectPrefix}${prefix}>`, batch: BULK_BATCH })) {
+            const key = message.subject.slice(subjectPrefix.length);
+            let entries = byKey.get(key);
+            if (!entries) byKey.set(key, (entries = []));
+            entries.push(storedEntry(key, message));
+            last = message.seq;
+          }
+        } catch (error) {
+          if ((error as { code?: unknown }).code !== 404) throw error; // 404: nothing from seq on
+        }
+        if (last === 0) break;
+        seq = last + 1;
+      }
+    } catch (error) {
+      if (!/batch direct require/.test((error as Error).message)) throw error;
+      this.#batchDirect = false;
+      return undefined;
+    }
+    for (const entries of byKey.values()) entries.reverse();
+    return byKey;
+  }
+
+  /** Every revision of `key`, newest first, in one batch direct get (a bucket keeps 64 per key at most). */
+  async #historyInOneGet(jsm: JetStreamManager, key: string): Promise<BucketEntry[]> {
+    const { bucket } = this.#options;
+    const entries: BucketEntry[] = [];
+    try {
+      for await (const message of await jsm.direct.getBatch(`KV_${bucket}`, { seq: 1, next_by_subj: `$KV.${bucket}.${key}`, batch: MAX_HISTORY })) {
+        entries.push(storedEntry(key, message));
+      }
+    } catch (error) {
+      // Not found: the key has no revision left (purged meanwhile).
+      if ((error as { code?: unknown }).code !== 404) throw error;
     }
     return entries.reverse();
   }
