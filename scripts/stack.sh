@@ -205,11 +205,14 @@ up() {
     if any_stack_alive; then ads_running="$(cat "$RUN/envoy-ads")"; else rm -f "$RUN/envoy-ads"; fi
   fi
   ads="${ENVOY_ADS:-${ads_running:-delta}}"
-  [ -z "$ads_running" ] || [ -n "${ENVOY_ADS:-}" ] || log "ENVOY_ADS=$ads, as the stack's Envoy was started"
+  [ -z "$ads_running" ] || [ -n "${ENVOY_ADS:-}" ] || log "ENVOY_ADS=$ads, as the stack was started"
   case "$ads" in sotw | delta) ;; *) die "ENVOY_ADS=$ads: use sotw or delta" ;; esac
   if alive envoy && [ -n "$ads_running" ] && [ "$ads" != "$ads_running" ]; then
     die "Envoy runs with ENVOY_ADS=$ads_running; make down first to change it"
   fi
+  # Kept from now on, not once Envoy runs: a make up that fails before starting Envoy, then a
+  # plain make up, must not start it on the other variant.
+  echo "$ads" >"$RUN/envoy-ads"
   # Odd sizes keep a quorum when a node dies; down knows nodes up to 5.
   case "$NATS_CLUSTER" in 1 | 3 | 5) ;; *) die "NATS_CLUSTER=$NATS_CLUSTER: use 1, 3 or 5" ;; esac
   local nats_urls=() nats_names=()
@@ -269,7 +272,6 @@ up() {
       "$ROOT/envoy/bootstrap.yaml" >"$bootstrap"
     start envoy envoy -c "$bootstrap" --disable-hot-restart --concurrency 2 -l info
     date +%s >"$RUN/envoy.started"
-    echo "$ads" >"$RUN/envoy-ads"
   fi
   wait_for "Envoy" 30 envoy envoy_ready
   wait_for "Envoy's listener on :$LISTENER_PORT" 15 envoy envoy_listening

@@ -3,8 +3,10 @@
 // a developer has running on the documented ports is left alone.
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -136,6 +138,26 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
       assert.match(await make("status", { LISTENER_PORT: "" }), new RegExp(`Envoy +http://127\\.0\\.0\\.1:${ports["LISTENER_PORT"]} `));
       await assert.rejects(make("up", { LISTENER_PORT: String(ports["LISTENER_PORT"]! + 1) }), /the stack runs with LISTENER_PORT=\d+; make down first to change it/);
       await assert.rejects(make("up", { COMMIT_STANDBY_MS: "9" }), /the stack runs with COMMIT_STANDBY_MS=7; make down first/);
+    } finally {
+      await make("down");
+    }
+  });
+
+  it("keeps the xDS variant of a make up that failed before it started Envoy", async () => {
+    const blocker = createServer().listen(ports["ENVOY_ADMIN_PORT"], "127.0.0.1");
+    await once(blocker, "listening");
+    try {
+      const failed = await run("make", ["--no-print-directory", "up"], { cwd: REPO_ROOT, env: env({ ENVOY_ADS: "sotw" }), timeout: 120_000 }).then(
+        () => assert.fail("make up succeeded with Envoy's admin port taken"),
+        (error: { stderr: string }) => error,
+      );
+      assert.match(failed.stderr, /for envoy admin\) is already in use/);
+    } finally {
+      blocker.close();
+    }
+    try {
+      await make("up"); // as the README says to bring up what is stopped: no settings given
+      assert.match(await readFile(join(runDir, "bootstrap.yaml"), "utf8"), /api_type: GRPC # ENVOY_ADS=sotw/);
     } finally {
       await make("down");
     }
