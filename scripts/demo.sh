@@ -14,6 +14,13 @@ export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${ENVOYAGE_RUN_DIR:-$ROOT/.run}"
+# The ports the running stack was started with (make up keeps them in $RUN/settings), unless
+# given here: a plain make test-add checks the stack make status shows, not the default ports.
+if [ "${COMPOSE:-}" != 1 ] && [ -f "$RUN/settings" ]; then
+  while IFS='=' read -r name kept; do
+    [ -n "${!name:-}" ] || [ -z "$kept" ] || export "$name=$kept"
+  done <"$RUN/settings"
+fi
 # Where the stack listens (BIND_ADDRESS, else as make up was given it; 0.0.0.0 is reached on loopback).
 BIND="${BIND_ADDRESS:-$(cat "$RUN/bind-address" 2>/dev/null || echo 127.0.0.1)}"
 if [ "$BIND" = 0.0.0.0 ]; then REACH=127.0.0.1; else REACH="$BIND"; fi

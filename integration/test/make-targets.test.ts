@@ -136,6 +136,9 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
       assert.ok(environ.includes(`LISTENER_PORT=${ports["LISTENER_PORT"]}`), "Envoy's listener stays where it was");
       assert.ok(environ.includes("COMMIT_STANDBY_MS=7"));
       assert.match(await make("status", { LISTENER_PORT: "" }), new RegExp(`Envoy +http://127\\.0\\.0\\.1:${ports["LISTENER_PORT"]} `));
+      // The demo finds the stack's ports too, none given.
+      const none = Object.fromEntries(Object.keys(ports).map((name) => [name, ""]));
+      assert.match(await make("test-add", none), /ok: web\.example\.com answers from upstream A/);
       await assert.rejects(make("up", { LISTENER_PORT: String(ports["LISTENER_PORT"]! + 1) }), /the stack runs with LISTENER_PORT=\d+; make down first to change it/);
       await assert.rejects(make("up", { COMMIT_STANDBY_MS: "9" }), /the stack runs with COMMIT_STANDBY_MS=7; make down first/);
     } finally {
