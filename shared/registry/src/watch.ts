@@ -208,14 +208,9 @@ export class BucketWatcher {
       for await (const e of await kv.history({ key })) entries.push(toEntry(e));
       return entries.reverse();
     }
-    if (this.#batchDirect) {
-      try {
-        return await this.#historyInOneGet(jsm, key);
-      } catch (error) {
-        if (!/batch direct require/.test((error as Error).message)) throw error;
-        this.#batchDirect = false;
-      }
-    }
+    // One batch direct get: a bucket keeps 64 revisions per key at most.
+    const batch = await this.#batch(jsm, 1, key, MAX_HISTORY);
+    if (batch) return batch.map((message) => storedEntry(key, message)).reverse();
     const entries: BucketEntry[] = [];
     // Read to the end: a bucket made by hand may keep more revisions than ours (up to NATS's 64),
     // and the newest are the ones that matter.
@@ -237,49 +232,44 @@ export class BucketWatcher {
   async histories(prefix: string): Promise<Map<string, BucketEntry[]> | undefined> {
     const jsm = this.#jsm;
     if (!jsm || this.#direct === undefined) throw new Error("the bucket is not bound yet");
-    if (!this.#direct || !this.#batchDirect) return undefined;
-    const { bucket } = this.#options;
-    const subjectPrefix = `$KV.${bucket}.`;
+    if (!this.#direct) return undefined;
+    const subjectPrefix = `$KV.${this.#options.bucket}.`;
     const byKey = new Map<string, BucketEntry[]>();
-    try {
-      for (let seq = 1; ; ) {
-        let last = 0;
-        try {
-          for await (const message of await jsm.direct.getBatch(`KV_${bucket}`, { seq, next_by_subj: `${subjectPrefix}${prefix}>`, batch: BULK_BATCH })) {
-            const key = message.subject.slice(subjectPrefix.length);
-            let entries = byKey.get(key);
-            if (!entries) byKey.set(key, (entries = []));
-            entries.push(storedEntry(key, message));
-            last = message.seq;
-          }
-        } catch (error) {
-          if ((error as { code?: unknown }).code !== 404) throw error; // 404: nothing from seq on
-        }
-        if (last === 0) break;
-        seq = last + 1;
+    for (let seq = 1; ; ) {
+      const batch = await this.#batch(jsm, seq, `${prefix}>`, BULK_BATCH);
+      if (!batch) return undefined;
+      if (batch.length === 0) break;
+      for (const message of batch) {
+        const key = message.subject.slice(subjectPrefix.length);
+        let entries = byKey.get(key);
+        if (!entries) byKey.set(key, (entries = []));
+        entries.push(storedEntry(key, message));
       }
-    } catch (error) {
-      if (!/batch direct require/.test((error as Error).message)) throw error;
-      this.#batchDirect = false;
-      return undefined;
+      seq = batch.at(-1)!.seq + 1;
     }
     for (const entries of byKey.values()) entries.reverse();
     return byKey;
   }
 
-  /** Every revision of `key`, newest first, in one batch direct get (a bucket keeps 64 per key at most). */
-  async #historyInOneGet(jsm: JetStreamManager, key: string): Promise<BucketEntry[]> {
+  /**
+   * With a batch direct get: up to `batch` messages of keys matching `key` from sequence `seq` on,
+   * oldest first (none: nothing there). Undefined when the server cannot answer a batch
+   * (nats-server before 2.11), which is then not asked again.
+   */
+  async #batch(jsm: JetStreamManager, seq: number, key: string, batch: number): Promise<StoredMsg[] | undefined> {
+    if (!this.#batchDirect) return undefined;
     const { bucket } = this.#options;
-    const entries: BucketEntry[] = [];
+    const messages: StoredMsg[] = [];
     try {
-      for await (const message of await jsm.direct.getBatch(`KV_${bucket}`, { seq: 1, next_by_subj: `$KV.${bucket}.${key}`, batch: MAX_HISTORY })) {
-        entries.push(storedEntry(key, message));
-      }
+      for await (const message of await jsm.direct.getBatch(`KV_${bucket}`, { seq, next_by_subj: `$KV.${bucket}.${key}`, batch })) messages.push(message);
     } catch (error) {
-      // Not found: the key has no revision left (purged meanwhile).
-      if ((error as { code?: unknown }).code !== 404) throw error;
+      if (/batch direct require/.test((error as Error).message)) {
+        this.#batchDirect = false;
+        return undefined;
+      }
+      if ((error as { code?: unknown }).code !== 404) throw error; // 404: no message there
     }
-    return entries.reverse();
+    return messages;
   }
 
   /**
