@@ -48,8 +48,9 @@ export class LastGoodLookups {
   readonly #options: LastGoodLookupsOptions;
   readonly #queue: Lookup[] = [];
   readonly #running = new Set<Lookup>();
-  /** Lookups waiting for the read of every key's history. */
+  /** Lookups waiting for the read of every key's history, all of one generation (the queue's when taken). */
   readonly #bulk = new Set<Lookup>();
+  #bulkGeneration = -1;
   /** The bucket or server cannot give every history in one go: one lookup per key from then on. */
   #noBulk = false;
   #generation = 0;
@@ -63,8 +64,10 @@ export class LastGoodLookups {
   /** Lookups queued or running, but for cleared ones: the replica is not ready while there are any. */
   get pending(): number {
     let running = 0;
-    for (const lookup of [...this.#running, ...this.#bulk]) if (lookup.generation === this.#generation) running++;
-    return this.#queue.length + running;
+    for (const lookup of this.#running) if (lookup.generation === this.#generation) running++;
+    // Asked once per lookup a bulk read settles: counted, not walked through.
+    const bulk = this.#bulkGeneration === this.#generation ? this.#bulk.size : 0;
+    return this.#queue.length + running + bulk;
   }
 
   request(name: string, key: string, latest: number): void {
@@ -98,6 +101,7 @@ export class LastGoodLookups {
   /** Answers `lookups` from one read of every key's history; if it cannot be read so, queues them one by one. */
   async #runBulk(lookups: Lookup[]): Promise<void> {
     for (const lookup of lookups) this.#bulk.add(lookup);
+    this.#bulkGeneration = this.#generation; // clear() empties the queue: what it held is of this one
     let histories: Map<string, BucketEntry[]> | undefined;
     try {
       histories = await this.#options.histories!();
