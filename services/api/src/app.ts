@@ -13,6 +13,7 @@ import { envoyRoutes } from "./routes/envoys.js";
 import type { StatusView } from "./status-view.js";
 import { metricsPlugin } from "./metrics.js";
 import { healthRoutes } from "./routes/health.js";
+import { QUERY_PATTERNS_IN_WORDS } from "./routes/schemas.js";
 import { serviceRoutes } from "./routes/services.js";
 
 export interface AppOptions {
@@ -34,6 +35,13 @@ function toApiError(error: FastifyError, request: FastifyRequest, bodyLimit: num
     const problem = describeValidationError(error.validation[0] as Parameters<typeof describeValidationError>[0]);
     if (error.validationContext === "params") {
       return new ApiError(400, "invalid_name", `service name ${problem.message}`, { field: "name" });
+    }
+    if (error.validationContext === "querystring") {
+      const parameter = problem.field.replace(/^\//, "");
+      const { keyword, params } = error.validation[0]!;
+      const message =
+        keyword === "additionalProperties" ? "is not a parameter this request takes" : (QUERY_PATTERNS_IN_WORDS[String(params["pattern"])] ?? problem.message);
+      return new ApiError(400, "invalid_query", `query parameter "${parameter}" ${message}`, { field: parameter });
     }
     return new ApiError(400, "invalid_record", formatProblem(problem), { field: problem.field });
   }

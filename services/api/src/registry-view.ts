@@ -97,9 +97,10 @@ export class RegistryView {
     return [...(this.#listers.get(domain) ?? [])];
   }
 
-  /** Every service, by name. */
-  services(): (ViewedService & { name: string })[] {
-    return [...this.#services.keys()].sort().map((name) => ({ name, ...this.#services.get(name)! }));
+  /** Every service, in name order; those named after `after` only, when given. */
+  services(after?: string): (ViewedService & { name: string })[] {
+    const names = [...this.#services.keys()];
+    return (after === undefined ? names : names.filter((name) => name > after)).sort().map((name) => ({ name, ...this.#services.get(name)! }));
   }
 
   claim(domain: string): ViewedClaim | undefined {

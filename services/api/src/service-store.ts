@@ -26,6 +26,12 @@ export interface WriteResult {
   created: boolean;
 }
 
+/** A page of the list: the services named after `after` (in name order), `limit` at most. */
+export interface ListPage {
+  after?: string;
+  limit?: number;
+}
+
 /**
  * `If-Match`: the revisions it may be at (any of them), or "*" for "whatever revision, but it must
  * exist"; "absent" (`If-None-Match: *`): only if it does not exist.
@@ -91,25 +97,30 @@ export class ServiceStore {
   }
 
   /**
-   * Every service, from the view once it is loaded: listing the bucket's keys creates a consumer
-   * that nats-server keeps for minutes, and a dashboard polling the list filled the stream's
-   * consumer limit (writes and replicas' watches then failed).
+   * Services in name order, from the view once it is loaded: listing the bucket's keys creates a
+   * consumer that nats-server keeps for minutes, and a dashboard polling the list filled the
+   * stream's consumer limit (writes and replicas' watches then failed). A page holds the services
+   * named after `after`, `limit` of them at most; `more` says whether others follow.
    */
-  async list(): Promise<StoredService[]> {
-    if (this.#view.loaded) return this.#view.services();
+  async list(page: ListPage = {}): Promise<{ services: StoredService[]; more: boolean }> {
+    const limit = page.limit ?? Infinity;
+    if (this.#view.loaded) {
+      const services = this.#view.services(page.after);
+      return { services: services.slice(0, limit), more: services.length > limit };
+    }
     const names: string[] = [];
     for await (const key of await this.#kv.keys(`${SERVICE_PREFIX}>`)) {
       // Keys with a name the API refuses (written with the CLI) are no services: the replicas ignore them too.
       const parsed = parseKey(key);
-      if (parsed.kind === "service") names.push(parsed.name);
+      if (parsed.kind === "service" && (page.after === undefined || parsed.name > page.after)) names.push(parsed.name);
     }
     names.sort();
-    const out: StoredService[] = [];
-    for (let i = 0; i < names.length; i += LIST_CONCURRENCY) {
+    const services: StoredService[] = [];
+    for (let i = 0; i < names.length && services.length <= limit; i += LIST_CONCURRENCY) {
       const batch = await Promise.all(names.slice(i, i + LIST_CONCURRENCY).map((name) => this.get(name)));
-      for (const service of batch) if (service) out.push(service);
+      for (const service of batch) if (service) services.push(service);
     }
-    return out;
+    return { services: services.slice(0, limit), more: services.length > limit };
   }
 
   put(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult> {

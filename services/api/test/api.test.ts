@@ -456,6 +456,31 @@ describe("NATS unavailable", () => {
 });
 
 describe("listing", () => {
+  it("pages with limit and after, following next until the last page, and refuses a bad query (400)", async () => {
+    for (const name of ["pg-1", "pg-2", "pg-3"]) assert.equal((await call("PUT", `/v1/services/${name}`, { ...web, domains: [`${name}.example.com`] })).status, 201);
+    const whole = (await call("GET", "/v1/services")).body;
+    assert.equal(whole.next, undefined, "no next without a limit");
+    const paged: string[] = [];
+    let after: string | undefined;
+    for (let pages = 1; ; pages++) {
+      const page = await call("GET", `/v1/services?limit=2${after ? `&after=${after}` : ""}`);
+      assert.equal(page.status, 200);
+      assert.ok(page.body.services.length <= 2);
+      paged.push(...page.body.services.map((s: { name: string }) => s.name));
+      if (page.body.next === undefined) break;
+      assert.equal(page.body.next, paged.at(-1));
+      after = page.body.next;
+      assert.ok(pages < 100, "pages end");
+    }
+    assert.deepEqual(paged, whole.services.map((s: { name: string }) => s.name));
+    for (const [query, field] of [["limit=0", "limit"], ["limit=ten", "limit"], ["after=Web", "after"], ["limt=2", "limt"]] as const) {
+      const refused = await call("GET", `/v1/services?${query}`);
+      assert.equal(refused.status, 400, query);
+      assert.deepEqual([refused.body.error.code, refused.body.error.field], ["invalid_query", field], query);
+      assert.match(refused.body.error.message, new RegExp(`^query parameter "${field}" `), query);
+    }
+  });
+
   it("lists from the view: polling the list leaves no consumer behind on the bucket's stream", async () => {
     const nc = await connect({ servers: nats.url });
     try {

@@ -383,3 +383,23 @@ describe("a stale claim beside a service that serves its domain", () => {
     assert.equal(await holderOf("served11.example.com"), "nonexistent", "the claim was left alone");
   });
 });
+
+describe("listing in pages", () => {
+  it("gives the same pages from the view and, before it has loaded, from the bucket's keys", async () => {
+    const endpoints = [{ address: "127.0.0.1", port: 5678 }];
+    for (const name of ["page-c", "page-a", "page-b", "page-d"]) await cliPut(`services.${name}`, JSON.stringify({ domains: [`${name}.example.com`], endpoints }));
+    for (const [path, store] of [["view", new ServiceStore(kv, view)], ["bucket", new ServiceStore(kv, checkedPath)]] as const) {
+      const names = (page: { services: { name: string }[] }) => page.services.map((s) => s.name).filter((n) => n.startsWith("page-"));
+      const all = await store.list();
+      assert.equal(all.more, false, path);
+      const first = await store.list({ after: "page", limit: 2 });
+      assert.deepEqual([names(first), first.more], [["page-a", "page-b"], true], path);
+      const second = await store.list({ after: "page-b", limit: 2 });
+      assert.deepEqual(names(second), ["page-c", "page-d"], path);
+      const last = await store.list({ after: "page-c", limit: 100 });
+      assert.deepEqual(names(last), ["page-d"], path);
+      assert.equal(last.services.length, all.services.filter((s) => s.name > "page-c").length, path);
+      assert.equal(last.more, false, path);
+    }
+  });
+});

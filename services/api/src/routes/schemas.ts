@@ -1,6 +1,6 @@
 // Request and response schemas of the HTTP API, built on the record schema, for validation,
 // serialization and the OpenAPI document.
-import { Endpoint, Domain, EnvoyReportSchema, ServiceName, ServiceRecordSchema, MAX_DOMAINS, MAX_ENDPOINTS } from "@envoyage/registry";
+import { Endpoint, Domain, EnvoyReportSchema, SERVICE_NAME_PATTERN, ServiceName, ServiceRecordSchema, MAX_DOMAINS, MAX_ENDPOINTS } from "@envoyage/registry";
 import { Type } from "typebox";
 
 export const NameParams = Type.Object({ name: ServiceName });
@@ -53,7 +53,36 @@ export const StoredService = Type.Object(
   { additionalProperties: false },
 );
 
-export const ServiceList = Type.Object({ services: Type.Array(StoredService) }, { additionalProperties: false });
+const LIMIT_PATTERN = "^[1-9][0-9]{0,5}$";
+
+/** How the API says what a query parameter's pattern asks for. */
+export const QUERY_PATTERNS_IN_WORDS: Record<string, string> = { [LIMIT_PATTERN]: "must be a whole number from 1 to 999999" };
+
+export const ListQuery = Type.Object(
+  {
+    limit: Type.Optional(
+      Type.String({ pattern: LIMIT_PATTERN, description: "At most this many services: a whole number from 1 to 999999. Without it, every service." }),
+    ),
+    after: Type.Optional(
+      Type.String({
+        pattern: SERVICE_NAME_PATTERN,
+        maxLength: 63,
+        description: "Only services named after this one (the `next` of the previous page).",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const ServiceList = Type.Object(
+  {
+    services: Type.Array(StoredService, { description: "In name order." }),
+    next: Type.Optional(
+      Type.String({ description: "Present when services follow this page (limit): pass it as `after` to get the next page." }),
+    ),
+  },
+  { additionalProperties: false },
+);
 
 export const EnvoyList = Type.Object({
   revision: Type.Integer({ description: "The bucket's latest revision: an Envoy holding it is SYNCED." }),

@@ -8,7 +8,7 @@ import type { RegistryAccess } from "../registry-access.js";
 import type { StatusView } from "../status-view.js";
 import type { Precondition, StoredService as Stored } from "../service-store.js";
 import { methodNotAllowed } from "./method-not-allowed.js";
-import { ErrorBody, IfMatchHeaders, NameParams, PutHeaders, ServiceList, ServiceRecordSchema, StoredService } from "./schemas.js";
+import { ErrorBody, IfMatchHeaders, ListQuery, NameParams, PutHeaders, ServiceList, ServiceRecordSchema, StoredService } from "./schemas.js";
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, ErrorBody]));
 
@@ -66,11 +66,13 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
 
   app.get(
     "/v1/services",
-    { schema: { summary: "List services", response: { 200: ServiceList, ...errors(503) } } },
-    async () => {
-      const services = await registry.run((store) => store.list());
+    { schema: { summary: "List services", querystring: ListQuery, response: { 200: ServiceList, ...errors(400, 503) } } },
+    async (request) => {
+      const { limit, after } = request.query;
+      const { services, more } = await registry.run((store) => store.list({ after, limit: limit === undefined ? undefined : Number(limit) }));
       const connected = status.connectedRevisions();
-      return { services: services.map((service) => render(service, status.serviceStatus(service.name, service.revision, connected))) };
+      const listed = services.map((service) => render(service, status.serviceStatus(service.name, service.revision, connected)));
+      return more ? { services: listed, next: services.at(-1)!.name } : { services: listed };
     },
   );
 
