@@ -2,7 +2,7 @@
 // readers only ever see whole commits. Versions are content hashes kept up to date in O(1) per
 // changed resource (XOR of member digests), whatever the size of the table.
 import { DIGEST_BYTES, digestOf, xorInto, type ResourceSet, type XdsResource } from "./ads/resources.js";
-import { encodeAny, lengthDelimitedField } from "./wire.js";
+import { encodeAny, ownedField } from "./wire.js";
 
 /** How many commits changedSince() can look back over. */
 const CHANGE_LOG_SIZE = 128;
@@ -19,7 +19,7 @@ export function makeResource(typeUrl: string, name: string, bytes: Uint8Array): 
 
 /** A resource whose digest is given (one assembled from parts whose hashes are known). */
 export function resourceFromAny(name: string, digest: Buffer, any: Buffer): XdsResource {
-  const sotwField = lengthDelimitedField(2, any);
+  const sotwField = ownedField(2, any);
   return {
     name,
     version: digest.toString("hex"),

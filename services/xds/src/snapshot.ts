@@ -28,7 +28,7 @@ import {
 import { makeResource, ResourceTable, resourceFromAny } from "./resource-table.js";
 import { LISTENER_NAME, ROUTE_CONFIG_NAME, translateListener, translateService, type TranslateOptions } from "./translate/index.js";
 import { MAX_ROUTE_CONFIGURATION_BYTES, validateService } from "./validate.js";
-import { encodeAny, lengthDelimitedField, stringField } from "./wire.js";
+import { encodeAny, ownedField, stringField } from "./wire.js";
 
 interface EncodedVirtualHost {
   name: string;
@@ -136,7 +136,7 @@ export class SnapshotStore implements ResourceSource {
       routeClusters: virtualHost.routes.flatMap((route) => (route.route?.cluster ? [route.route.cluster] : [])),
       cluster: makeResource(CLUSTER_TYPE, name, Cluster.encode(cluster).finish()),
       endpoints: loadAssignment && makeResource(ENDPOINT_TYPE, name, ClusterLoadAssignment.encode(loadAssignment).finish()),
-      virtualHost: { name, field: lengthDelimitedField(2, bytes), digest: digestOf(bytes) },
+      virtualHost: { name, field: ownedField(2, bytes), digest: digestOf(bytes) },
     });
   }
 

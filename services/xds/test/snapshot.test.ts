@@ -81,6 +81,19 @@ describe("SnapshotStore", () => {
     assert.deepEqual([...store.resources(ENDPOINT_TYPE).changedSince(before[1]!)!], ["web"]);
   });
 
+  it("keeps each resource's bytes in memory of their own, not in a slice of Node's shared buffer pool", () => {
+    // A pooled slice keeps its whole slab (64 KiB on Node 26) alive for as long as the resource is kept.
+    const store = storeWith(services);
+    store.removeService("web");
+    store.commit();
+    const kept = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE].flatMap((type) => [...store.resources(type).values()]);
+    const retired = store.resources(CLUSTER_TYPE).retired("web")!;
+    assert.ok(retired, "web's cluster is kept as retired");
+    for (const resource of [...kept, retired]) {
+      assert.equal(resource.sotwField.buffer.byteLength, resource.sotwField.length, `${resource.name}: ${resource.sotwField.buffer.byteLength} bytes held for ${resource.sotwField.length}`);
+    }
+  });
+
   it("does not commit when nothing changed", () => {
     const store = storeWith(services);
     store.setService("web", record(1));

@@ -3,7 +3,7 @@
 // be unique within a stream, and a stream never receives one body twice.
 import { randomBytes } from "node:crypto";
 import type { ResourceSet, XdsResource } from "./resources.js";
-import { lengthDelimitedField, stringField } from "../wire.js";
+import { lengthDelimitedField, ownedField, stringField } from "../wire.js";
 
 export interface ResponseBody {
   readonly bytes: Buffer;
@@ -76,7 +76,7 @@ const deltaFields = new WeakMap<XdsResource, Buffer>();
 function deltaField(resource: XdsResource): Buffer {
   let field = deltaFields.get(resource);
   if (!field) {
-    field = lengthDelimitedField(
+    field = ownedField(
       2,
       Buffer.concat([stringField(1, resource.version), lengthDelimitedField(2, resource.any), stringField(3, resource.name)]),
     );
