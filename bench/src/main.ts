@@ -5,6 +5,7 @@ import { burst } from "./burst.js";
 import { fanout } from "./fanout.js";
 import { propagation } from "./propagation.js";
 import { scale } from "./scale.js";
+import { soak } from "./soak.js";
 import { writeResults, type Section } from "./report.js";
 
 const SUITES: Record<string, (quick: boolean) => Promise<Section | Section[]>> = {
@@ -13,6 +14,7 @@ const SUITES: Record<string, (quick: boolean) => Promise<Section | Section[]>> =
   fanout,
   scale,
   api,
+  soak,
 };
 
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" } } });
