@@ -50,6 +50,13 @@ export function ownedField(fieldNumber: number, payload: Uint8Array): Buffer {
   return fieldIn(Buffer.allocUnsafeSlow, fieldNumber, payload);
 }
 
+/** A copy of `bytes` in memory of its own (see ownedField). */
+export function ownedCopy(bytes: Uint8Array): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  copy.set(bytes);
+  return copy;
+}
+
 /** A string field; like every proto3 encoder, an empty string is omitted. */
 export function stringField(fieldNumber: number, value: string): Buffer {
   return value === "" ? Buffer.alloc(0) : lengthDelimitedField(fieldNumber, Buffer.from(value, "utf8"));

@@ -4,6 +4,7 @@
 // subscription by increments; a fleet making the same increment shares the computed result.
 import { hash } from "node:crypto";
 import type { ResourceSet } from "./resources.js";
+import { ownedCopy } from "../wire.js";
 
 export class Subscription {
   readonly id: number;
@@ -58,7 +59,8 @@ export class SubscriptionPool {
   intern(raw: Buffer, names: () => readonly string[], current: Subscription | undefined): Subscription {
     if (current?.raw?.equals(raw)) return current;
     const subscription = this.#acquire(`raw:${hash("sha256", raw, "base64")}`, () => [...names()], current);
-    subscription.raw ??= Buffer.from(raw); // a copy: the request's buffer is not kept alive
+    // A copy of its own: neither the request's buffer nor a pool slab (wire.ts) is kept alive.
+    subscription.raw ??= ownedCopy(raw);
     return subscription;
   }
 
