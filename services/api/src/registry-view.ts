@@ -97,10 +97,11 @@ export class RegistryView {
     return [...(this.#listers.get(domain) ?? [])];
   }
 
-  /** Every service, in name order; those named after `after` only, when given. */
-  services(after?: string): (ViewedService & { name: string })[] {
+  /** Services in name order: those named after `after` (all when undefined), the first `count` of them. */
+  services(after?: string, count = Infinity): (ViewedService & { name: string })[] {
     const names = [...this.#services.keys()];
-    return (after === undefined ? names : names.filter((name) => name > after)).sort().map((name) => ({ name, ...this.#services.get(name)! }));
+    const listed = (after === undefined ? names : names.filter((name) => name > after)).sort();
+    return listed.slice(0, count).map((name) => ({ name, ...this.#services.get(name)! }));
   }
 
   claim(domain: string): ViewedClaim | undefined {

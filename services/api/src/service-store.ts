@@ -105,7 +105,8 @@ export class ServiceStore {
   async list(page: ListPage = {}): Promise<{ services: StoredService[]; more: boolean }> {
     const limit = page.limit ?? Infinity;
     if (this.#view.loaded) {
-      const services = this.#view.services(page.after);
+      // One more than a page: whether others follow, without copying every service after it.
+      const services = this.#view.services(page.after, limit + 1);
       return { services: services.slice(0, limit), more: services.length > limit };
     }
     const names: string[] = [];
