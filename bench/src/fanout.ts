@@ -168,9 +168,9 @@ export async function measureFanout(
 }
 
 /** The servers beneath a control plane: grpc-js, and Node's HTTP/2 that grpc-js runs on. */
-export type Transport = "grpc-js" | "http2";
+type Transport = "grpc-js" | "http2";
 
-export interface TransportFloor {
+interface TransportFloor {
   transport: Transport;
   streams: number;
   /** RSS growth per idle stream. */
@@ -180,7 +180,7 @@ export interface TransportFloor {
 }
 
 /** Per idle stream, a bare server (bare-ads-server.ts) holding `streams` streams costs. */
-export async function transportFloor(transport: Transport, streams: number): Promise<TransportFloor> {
+async function transportFloor(transport: Transport, streams: number): Promise<TransportFloor> {
   // The replicas' young generation (services/xds/bin/envoyage-xds); --expose-gc for the heap figure.
   const child = fork(new URL("./bare-ads-server.js", import.meta.url), [transport], { execArgv: ["--max-semi-space-size=4", "--expose-gc"] });
   const heapUsed = async () => {

@@ -27,7 +27,7 @@ async function version(command: string, args: string[], pattern: RegExp): Promis
   }
 }
 
-export async function machine(): Promise<string[]> {
+async function machine(): Promise<string[]> {
   const cpu = cpus();
   return [
     `- CPU: ${cpu.length} × ${cpu[0]?.model ?? "unknown"}`,
@@ -38,7 +38,7 @@ export async function machine(): Promise<string[]> {
   ];
 }
 
-export function render(section: Section): string {
+function render(section: Section): string {
   const lines = [`## ${section.title}`, "", section.description, ""];
   lines.push(`| ${section.table.header.join(" | ")} |`, `|${section.table.header.map(() => "---").join("|")}|`);
   for (const row of section.table.rows) lines.push(`| ${row.join(" | ")} |`);

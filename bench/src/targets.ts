@@ -81,7 +81,7 @@ export async function envoyage(): Promise<Target> {
 let peerBinary: Promise<string> | undefined;
 
 /** Builds the go-control-plane peer once per run, from the Go module proxy. */
-export function buildPeer(): Promise<string> {
+function buildPeer(): Promise<string> {
   peerBinary ??= (async () => {
     const out = `${REPO_ROOT}.bench/go-control-plane-peer`;
     await mkdir(`${REPO_ROOT}.bench`, { recursive: true });

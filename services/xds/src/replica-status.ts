@@ -66,7 +66,7 @@ export function rejectedServicesByCommit(replica: Replica): () => Record<string,
 }
 
 /** The services whose latest record is not served, by name: its state and why. */
-export function rejectedServices(replica: Replica): Record<string, RejectedService> {
+function rejectedServices(replica: Replica): Record<string, RejectedService> {
   const out: Record<string, RejectedService> = {};
   for (const name of replica.registry.rejected()) {
     const status = replica.registry.status(name);

@@ -21,7 +21,7 @@ const EnvoyCounts = Type.Object({
   acked: Type.Integer({ description: "Of those, how many hold this revision of the service (acknowledged)." }),
 });
 
-export const ServiceStatus = Type.Object(
+const ServiceStatus = Type.Object(
   {
     state: Type.Union([Type.Literal("serving"), Type.Literal("invalid"), Type.Literal("conflict"), Type.Literal("pending")], {
       description:
