@@ -221,6 +221,11 @@ describe("If-Match", () => {
     const both = await call("PUT", "/v1/services/once", body, { "if-none-match": "*", "if-match": "*" });
     assert.equal(both.status, 400);
     assert.equal((await call("GET", "/v1/services/once")).body.revision, created.body.revision, "nothing was written");
+    for (const header of ["*", `"${created.body.revision}"`]) {
+      const refused = await call("DELETE", "/v1/services/once", undefined, { "if-none-match": header });
+      assert.deepEqual([refused.status, refused.body.error.code], [400, "invalid_if_none_match"], `DELETE with If-None-Match: ${header}`);
+    }
+    assert.equal((await call("GET", "/v1/services/once")).status, 200, "nothing was deleted");
   });
 });
 

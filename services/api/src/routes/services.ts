@@ -101,6 +101,11 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
     },
     async (request, reply) => {
       const { name } = request.params;
+      // Refused rather than ignored: a delete conditional on the service being absent (or on its
+      // revision not matching) is not something a DELETE here does, and ignoring it deleted.
+      if (request.headers["if-none-match"] !== undefined) {
+        throw new ApiError(400, "invalid_if_none_match", "DELETE takes If-Match (delete only that revision), not If-None-Match");
+      }
       const ifMatch = precondition(request.headers["if-match"]);
       if (!(await registry.run((store) => store.delete(name, ifMatch)))) throw notFound(name);
       logChange(request, reply, { message: "service deleted", service: name });
