@@ -91,8 +91,10 @@ resolve_settings() {
       asked="${!name:-}"
       if [ -z "$asked" ]; then
         [ -z "$kept" ] || export "$name=$kept"
+        # Said, so that a value which made a process fail at the start is seen to come back from here.
+        [ -z "$kept" ] || [ "$1" != up ] || log "$name=$kept, as the stack was started (kept in $file until make down)"
       elif [ "$asked" != "$kept" ] && [ "$1" = up ]; then
-        die "the stack runs with $name=${kept:-(default)}; make down first to change it"
+        die "the stack runs with $name=${kept:-(default)} (kept in $file); make down first to change it"
       fi
     done <"$file"
   elif [ "$1" = up ]; then

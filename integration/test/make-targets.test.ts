@@ -129,7 +129,9 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     try {
       const pid = Number(await readFile(join(runDir, "xds-1.pid"), "utf8"));
       // As the README says to restart a process: neither setting given.
-      assert.match(await make("restart", { P: "xds-1", LISTENER_PORT: "", COMMIT_STANDBY_MS: "" }), /xds-1 stopped[^]*xds-1 started[^]*\[stack\] up\./);
+      const restart = await make("restart", { P: "xds-1", LISTENER_PORT: "", COMMIT_STANDBY_MS: "" });
+      assert.match(restart, /xds-1 stopped[^]*xds-1 started[^]*\[stack\] up\./);
+      assert.match(restart, /COMMIT_STANDBY_MS=7, as the stack was started \(kept in \S+\/settings until make down\)/);
       const restarted = Number(await readFile(join(runDir, "xds-1.pid"), "utf8"));
       assert.notEqual(restarted, pid);
       const environ = (await readFile(`/proc/${restarted}/environ`, "utf8")).split("\0");
@@ -139,8 +141,8 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
       // The demo finds the stack's ports too, none given.
       const none = Object.fromEntries(Object.keys(ports).map((name) => [name, ""]));
       assert.match(await make("test-add", none), /ok: web\.example\.com answers from upstream A/);
-      await assert.rejects(make("up", { LISTENER_PORT: String(ports["LISTENER_PORT"]! + 1) }), /the stack runs with LISTENER_PORT=\d+; make down first to change it/);
-      await assert.rejects(make("up", { COMMIT_STANDBY_MS: "9" }), /the stack runs with COMMIT_STANDBY_MS=7; make down first/);
+      await assert.rejects(make("up", { LISTENER_PORT: String(ports["LISTENER_PORT"]! + 1) }), /the stack runs with LISTENER_PORT=\d+ \(kept in \S+\/settings\); make down first to change it/);
+      await assert.rejects(make("up", { COMMIT_STANDBY_MS: "9" }), /the stack runs with COMMIT_STANDBY_MS=7 \(kept in \S+\/settings\); make down first/);
     } finally {
       await make("down");
     }
