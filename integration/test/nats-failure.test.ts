@@ -180,7 +180,7 @@ describe("NATS outage (one server, file storage, SIGKILL)", () => {
     await stack.until(WEB, upstreamGreeting("B"));
     for (const replica of stack.replicas) {
       // Each replica says so; the one Envoy is not connected to may say it a little later.
-      await waitFor("the replica to report the new bucket", () => (/the bucket was deleted and created again/.test(replica.process.output()) ? true : undefined));
+      await waitFor("the replica to report the new bucket", () => (/the bucket is a new one \(deleted and created again/.test(replica.process.output()) ? true : undefined));
     }
   });
 });

@@ -419,7 +419,7 @@ export class BucketWatcher {
   #startOver(createdAt: string): void {
     this.#options.logger.warn(
       { bucket: this.#options.bucket, appliedRevision: this.#lastRevision },
-      "the bucket was deleted and created again; starting over from its current state",
+      "the bucket is a new one (deleted and created again, or lost by a nats-server that restarted, as a memory bucket is); starting over from its current state",
     );
     this.#createdAt = createdAt;
     this.#emptied = false;
