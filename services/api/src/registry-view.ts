@@ -31,6 +31,8 @@ export function viewedService(revision: number, value: Uint8Array): ViewedServic
 
 export class RegistryView {
   readonly #services = new Map<string, ViewedService>();
+  /** The services' names in order, for listing: sorted again only after a service came or went. */
+  #sortedNames: string[] | undefined;
   readonly #claims = new Map<string, ViewedClaim>();
   /** domain → the services whose latest record lists it (a valid one). */
   readonly #listers = new Map<string, Set<string>>();
@@ -56,6 +58,7 @@ export class RegistryView {
           this.#loaded = false;
           this.#generation++;
           this.#services.clear();
+          this.#sortedNames = undefined;
           this.#claims.clear();
           this.#listers.clear();
           this.#deletedAt.clear();
@@ -99,9 +102,9 @@ export class RegistryView {
 
   /** Services in name order: those named after `after` (all when undefined), the first `count` of them. */
   services(after?: string, count = Infinity): (ViewedService & { name: string })[] {
-    const names = [...this.#services.keys()];
-    const listed = (after === undefined ? names : names.filter((name) => name > after)).sort();
-    return listed.slice(0, count).map((name) => ({ name, ...this.#services.get(name)! }));
+    const names = (this.#sortedNames ??= [...this.#services.keys()].sort());
+    const start = after === undefined ? 0 : firstAfter(names, after);
+    return names.slice(start, start + count).map((name) => ({ name, ...this.#services.get(name)! }));
   }
 
   claim(domain: string): ViewedClaim | undefined {
@@ -172,10 +175,23 @@ export class RegistryView {
   #setService(name: string, value: ViewedService | undefined): void {
     for (const domain of this.#services.get(name)?.record?.domains ?? []) removeFromIndex(this.#listers, domain, name);
     if (!value) {
-      this.#services.delete(name);
+      if (this.#services.delete(name)) this.#sortedNames = undefined;
       return;
     }
+    if (!this.#services.has(name)) this.#sortedNames = undefined;
     this.#services.set(name, value);
     for (const domain of value.record?.domains ?? []) addToIndex(this.#listers, domain, name);
   }
+}
+
+/** The index of the first of the sorted `names` that sorts after `after` (names.length if none). */
+function firstAfter(names: readonly string[], after: string): number {
+  let low = 0;
+  let high = names.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (names[middle]! > after) high = middle;
+    else low = middle + 1;
+  }
+  return low;
 }

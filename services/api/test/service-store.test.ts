@@ -402,4 +402,16 @@ describe("listing in pages", () => {
       assert.equal(last.more, false, path);
     }
   });
+
+  it("lists services that came and leaves out those that went since the last listing", async () => {
+    const endpoints = [{ address: "127.0.0.1", port: 5678 }];
+    for (const name of ["roll-a", "roll-c"]) await cliPut(`services.${name}`, JSON.stringify({ domains: [`${name}.example.com`], endpoints }));
+    const store = new ServiceStore(kv, view);
+    const names = async () => (await store.list({ after: "roll", limit: 10 })).services.map((s) => s.name).filter((n) => n.startsWith("roll-"));
+    assert.deepEqual(await names(), ["roll-a", "roll-c"]);
+    await cliPut("services.roll-b", JSON.stringify({ domains: ["roll-b.example.com"], endpoints }));
+    const deleted = await kv.delete("services.roll-a").then(async () => (await kv.status()).streamInfo.state.last_seq);
+    await waitFor("the view to apply the delete", () => (view.revision >= deleted ? true : undefined));
+    assert.deepEqual(await names(), ["roll-b", "roll-c"]);
+  });
 });
