@@ -86,7 +86,7 @@ describe("sync status", () => {
       const body = (await stack.call("GET", "/v1/services/broken")).body;
       return body.status.state === "invalid" ? body : undefined;
     });
-    assert.match(broken.status.problem, /\/endpoints must NOT have fewer than 1 items/);
+    assert.match(broken.status.problem, /\/endpoints must not be empty/);
     assert.equal(broken.status.servingRevision, null, "never valid: nothing of it is routed");
     assert.equal(intruder.status.servingRevision, null, "it lost its domain: not routed");
     assert.equal((await stack.get("web.example.com")).body, upstreamGreeting("A"), "the holder keeps serving");

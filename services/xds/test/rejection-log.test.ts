@@ -10,7 +10,7 @@ function capture() {
   const log = new RejectionLog(pino({ level: "warn" }, { write: (line: string) => lines.push(JSON.parse(line)) }), () => Date.now());
   return { lines, log };
 }
-const invalid = (revision: number) => ({ state: "invalid" as const, revision, problem: "/endpoints must NOT have fewer than 1 items", servingRevision: undefined });
+const invalid = (revision: number) => ({ state: "invalid" as const, revision, problem: "/endpoints must not be empty", servingRevision: undefined });
 
 describe("RejectionLog", () => {
   beforeEach(() => mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 }));

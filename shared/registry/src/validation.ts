@@ -32,6 +32,17 @@ const PATTERNS_IN_WORDS: Record<string, string> = {
   [SERVICE_NAME_PATTERN]: 'must be a lowercase DNS label: 1 to 63 characters of a-z, 0-9 and "-", no "-" at either end',
 };
 
+/** JSON types as a sentence names them ("must be an integer"). */
+const TYPES_IN_WORDS: Record<string, string> = {
+  array: "an array",
+  boolean: "true or false",
+  integer: "a whole number",
+  null: "null",
+  number: "a number",
+  object: "an object",
+  string: "a string",
+};
+
 /** Longest unknown field name a problem quotes: a record written with the CLI can have any. */
 const QUOTED_NAME_CHARS = 100;
 
@@ -63,12 +74,26 @@ export function describeValidationError(error: ErrorObject): RecordProblem {
       const [first, second] = [Number(error.params["i"]), Number(error.params["j"])].sort((a, b) => a - b);
       return { field: path, message: `lists the same value twice (items ${first} and ${second})` };
     }
+    case "type":
+      return { field: path, message: `must be ${TYPES_IN_WORDS[String(error.params["type"])] ?? String(error.params["type"])}` };
+    case "minItems":
+      return { field: path, message: error.params["limit"] === 1 ? "must not be empty" : `must list at least ${String(error.params["limit"])} items` };
+    case "maxItems":
+      return { field: path, message: `must list at most ${String(error.params["limit"])} items` };
+    case "minLength":
+      return { field: path, message: error.params["limit"] === 1 ? "must not be empty" : `must be at least ${String(error.params["limit"])} characters long` };
+    case "maxLength":
+      return { field: path, message: `must be at most ${String(error.params["limit"])} characters long` };
+    case "minimum":
+      return { field: path, message: `must be at least ${String(error.params["limit"])}` };
+    case "maximum":
+      return { field: path, message: `must be at most ${String(error.params["limit"])}` };
     default:
       return { field: path, message: error.message ?? "is invalid" };
   }
 }
 
-/** Renders a problem as one line, e.g. "/endpoints/0/port must be <= 65535". */
+/** Renders a problem as one line, e.g. "/endpoints/0/port must be at most 65535". */
 export function formatProblem(problem: RecordProblem): string {
   return problem.field === "" ? problem.message : `${problem.field} ${problem.message}`;
 }

@@ -34,13 +34,16 @@ describe("service record schema", () => {
     ["an unknown endpoint field", { ...valid, endpoints: [{ address: "a", port: 1, tls: true }] }, "/endpoints/0/tls", /not a known field/],
     // Quoted shortened: a record written with the CLI could name a field with a megabyte.
     ["an unknown field with a huge name", { ...valid, ["x".repeat(100_000)]: 1 }, `/${"x".repeat(100)}… (100000 characters)`, /not a known field/],
-    ["no domains", { ...valid, domains: [] }, "/domains", /fewer than 1/],
-    ["no endpoints", { ...valid, endpoints: [] }, "/endpoints", /fewer than 1/],
+    ["no domains", { ...valid, domains: [] }, "/domains", /^must not be empty$/],
+    ["no endpoints", { ...valid, endpoints: [] }, "/endpoints", /^must not be empty$/],
     ["a missing endpoints field", { domains: ["a.com"] }, "/endpoints", /is required/],
-    ["port 0", { ...valid, endpoints: [{ address: "a", port: 0 }] }, "/endpoints/0/port", />= 1/],
-    ["port 65536", { ...valid, endpoints: [{ address: "a", port: 65536 }] }, "/endpoints/0/port", /<= 65535/],
-    ["a port given as a string", { ...valid, endpoints: [{ address: "a", port: "80" }] }, "/endpoints/0/port", /integer/],
-    ["a fractional port", { ...valid, endpoints: [{ address: "a", port: 80.5 }] }, "/endpoints/0/port", /integer/],
+    ["port 0", { ...valid, endpoints: [{ address: "a", port: 0 }] }, "/endpoints/0/port", /^must be at least 1$/],
+    ["port 65536", { ...valid, endpoints: [{ address: "a", port: 65536 }] }, "/endpoints/0/port", /^must be at most 65535$/],
+    ["a port given as a string", { ...valid, endpoints: [{ address: "a", port: "80" }] }, "/endpoints/0/port", /^must be a whole number$/],
+    ["a fractional port", { ...valid, endpoints: [{ address: "a", port: 80.5 }] }, "/endpoints/0/port", /^must be a whole number$/],
+    ["101 domains", { ...valid, domains: Array.from({ length: 101 }, (_, i) => `d${i}.com`) }, "/domains", /^must list at most 100 items$/],
+    ["domains as a string", { ...valid, domains: "a.com" }, "/domains", /^must be an array$/],
+    ["an address of 254 characters", { ...valid, endpoints: [{ address: `${"a".repeat(63)}.`.repeat(4).slice(0, 254), port: 1 }] }, "/endpoints/0/address", /^must be at most 253 characters long$/],
     ["an uppercase domain", { ...valid, domains: ["Web.example.com"] }, "/domains/0", /must be a lowercase hostname/],
     ["a domain with a port", { ...valid, domains: ["web.example.com:80"] }, "/domains/0", /must be a lowercase hostname/],
     ["a bare * domain", { ...valid, domains: ["*"] }, "/domains/0", /must be a lowercase hostname/],
@@ -51,8 +54,8 @@ describe("service record schema", () => {
     ["an address with a space", { ...valid, endpoints: [{ address: "web a", port: 1 }] }, "/endpoints/0/address", /IPv4 or IPv6 address or a hostname/],
     ["an invalid dotted quad", { ...valid, endpoints: [{ address: "999.1.1.1", port: 1 }] }, "/endpoints/0/address", /IPv4 or IPv6/],
     ["an IPv6 zone index", { ...valid, endpoints: [{ address: "fe80::1%eth0", port: 1 }] }, "/endpoints/0/address", /IPv4 or IPv6/],
-    ["an empty address", { ...valid, endpoints: [{ address: "", port: 1 }] }, "/endpoints/0/address", /fewer than 1/],
-    ["an array instead of an object", [valid], "", /must be object/],
+    ["an empty address", { ...valid, endpoints: [{ address: "", port: 1 }] }, "/endpoints/0/address", /^must not be empty$/],
+    ["an array instead of an object", [valid], "", /^must be an object$/],
   ];
   for (const [what, value, field, message] of rejections) {
     it(`rejects ${what}, naming the field`, () => {

@@ -38,7 +38,7 @@ describe("status entries", () => {
 
   it("reads a page of rejected services, leaving out entries of another shape", () => {
     const conflict = { state: "conflict", revision: 39, conflicts: [{ domain: "a.example.com", heldBy: "b" }], servingRevision: 12 };
-    const invalid = { state: "invalid", revision: 41, problem: "/endpoints must NOT have fewer than 1 items", servingRevision: null };
+    const invalid = { state: "invalid", revision: 41, problem: "/endpoints must not be empty", servingRevision: null };
     const page = decodeRejectedPage(bytes({ rejected: { web: conflict, api: invalid, odd: { state: "gone", revision: 1 }, none: null } }));
     assert.deepEqual(page, new Map<string, unknown>([["web", conflict], ["api", invalid]]));
     for (const value of ["not json", "null", '{"rejected":[]}', '{"rejected":null}', "{}"]) assert.equal(decodeRejectedPage(bytes(value)), undefined, value);
