@@ -35,7 +35,8 @@ export const metricsPlugin: FastifyPluginAsync<{ ready: () => boolean }> = async
     requests.inc({ method: request.method, route, status: String(reply.statusCode) });
     latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
   });
-  app.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
+  const exposition = { description: "Prometheus text exposition format.", content: { [registry.contentType]: { schema: { type: "string" } } } };
+  app.get("/metrics", { schema: { summary: "Prometheus metrics", tags: ["probes"], response: { 200: exposition } } }, async (_request, reply) =>
     reply.header("content-type", registry.contentType).send(await registry.metrics()),
   );
 };

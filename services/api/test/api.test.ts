@@ -58,6 +58,7 @@ describe("PUT, GET, list and DELETE", () => {
     assert.equal(created.status, 201);
     assert.deepEqual(created.body, { name: "web", revision: created.body.revision, ...web });
     assert.equal(created.headers.get("etag"), `"${created.body.revision}"`);
+    assert.equal(created.headers.get("location"), "/v1/services/web");
 
     const read = await call("GET", "/v1/services/web");
     assert.equal(read.status, 200);
@@ -71,6 +72,7 @@ describe("PUT, GET, list and DELETE", () => {
     const replaced = await call("PUT", "/v1/services/web", switched);
     assert.equal(replaced.status, 200);
     assert.ok(replaced.body.revision > created.body.revision);
+    assert.equal(replaced.headers.get("location"), null, "only a creation names where the service now is");
 
     const list = await call("GET", "/v1/services");
     assert.equal(list.status, 200);
@@ -368,6 +370,9 @@ describe("OpenAPI", () => {
     assert.deepEqual(schema.required, ["domains", "endpoints"]);
     assert.equal(schema.additionalProperties, false);
     assert.ok(put.responses["409"] && put.responses["412"]);
+    assert.deepEqual(Object.keys(put.responses["201"].headers), ["etag", "location"]);
+    for (const probe of ["/healthz", "/readyz", "/metrics"]) assert.ok(response.body.paths[probe]?.get.summary, `${probe} is documented`);
+    assert.ok(response.body.paths["/metrics"].get.responses["200"].content[(await fetch(`${base}/metrics`)).headers.get("content-type")!]);
   });
 });
 

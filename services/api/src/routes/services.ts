@@ -41,6 +41,16 @@ function render(service: Stored, status?: ReturnType<StatusView["serviceStatus"]
   return status ? { ...base, status } : base;
 }
 
+const etag = Type.String({ description: 'The revision written, quoted ("12"): send it back in If-Match.' });
+/** A PUT's answer, with the headers it carries (documented in the OpenAPI document). */
+const written = (how: "created" | "replaced") => ({
+  ...StoredService,
+  headers:
+    how === "created"
+      ? { etag, location: Type.String({ description: "Where the service now is: /v1/services/{name}." }) }
+      : { etag },
+});
+
 const withEtag = (reply: FastifyReply, revision: number) => reply.header("etag", `"${revision}"`);
 
 export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess; status: StatusView }> = async (app, { registry, status }) => {
@@ -52,7 +62,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
         params: NameParams,
         headers: PutHeaders,
         body: ServiceRecordSchema,
-        response: { 200: StoredService, 201: StoredService, ...errors(400, 409, 412, 413, 415, 503, 507) },
+        response: { 200: written("replaced"), 201: written("created"), ...errors(400, 409, 412, 413, 415, 503, 507) },
       },
     },
     async (request, reply) => {
@@ -60,6 +70,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
       const expected = putPrecondition(request.headers["if-match"], request.headers["if-none-match"]);
       const { service, created } = await registry.run((store) => store.put(name, request.body, expected));
       logChange(request, reply, { message: created ? "service created" : "service replaced", service: name, revision: service.revision });
+      if (created) void reply.header("location", `/v1/services/${name}`);
       return withEtag(reply, service.revision).status(created ? 201 : 200).send(render(service));
     },
   );
