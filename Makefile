@@ -29,7 +29,9 @@ up: build ## start the stack (NATS, API, 2 xDS replicas, Envoy, upstreams A, B);
 down: ## stop exactly what make up started
 	@scripts/stack.sh down
 
-restart: build ## stop one process of the stack (P=xds-1, as make status names it) and start it again as it ran
+restart: ## stop one process of the stack (P=xds-1, as make status names it) and start it again as it ran
+	@scripts/stack.sh restart-check $(P)
+	@$(MAKE) --no-print-directory build
 	@scripts/stack.sh restart $(P)
 
 logs: ## follow every log of the local stack

@@ -106,7 +106,7 @@ check_envoy_not_restarted() {
   [ -n "$uptime" ] || fail "cannot read Envoy's uptime from $ADMIN/server_info"
   # Up at least since make up started it (2 s of slack for clock rounding).
   [ "$uptime" -ge $(( $(date +%s) - started - 2 )) ] || fail "Envoy was restarted: up ${uptime}s, started by make up $(( $(date +%s) - started ))s ago"
-  say "ok: same Envoy process${pid:+ (pid $pid)}, up ${uptime}s, never restarted"
+  say "ok: same Envoy process${pid:+ (pid $pid)}, up ${uptime}s: not restarted since it was started"
 }
 
 add() {

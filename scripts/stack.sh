@@ -8,6 +8,7 @@
 #   stack.sh logs     follow every log
 #   stack.sh status   what runs and is ready, on which port
 #   stack.sh restart NAME   stop one process (gracefully), then `up` (which starts it again)
+#   stack.sh restart-check NAME   whether restart NAME can run (make restart asks before it builds)
 #
 # ENVOY_ADS=sotw starts Envoy on state-of-the-world xDS (api_type GRPC) instead of delta.
 # NATS_CLUSTER=3 runs NATS as a 3-node JetStream cluster (client ports 4222-4224, routes
@@ -400,18 +401,24 @@ logs() {
   exec tail -n 20 -F "$LOGS"/*.log
 }
 
+# Before make restart builds anything: a misspelt name, or no stack, is said at once.
+check_restart() {
+  case "$1" in
+    nats | nats-[1-5] | api | xds-1 | xds-2 | envoy | upstream-a | upstream-b) ;;
+    *) die "restart what? P=nats (nats-1 … in a cluster), api, xds-1, xds-2, envoy, upstream-a or upstream-b" ;;
+  esac
+  any_stack_alive || die "the stack does not run: make up"
+}
+
 case "${1:-}" in
   up) resolve_settings up; settings; resolve_nats_mode; resolve_bind; up ;;
   down) resolve_settings down; settings; resolve_bind; down ;;
   logs) logs ;;
   status) resolve_settings status; settings; resolve_nats_mode; resolve_bind; status ;;
+  restart-check) check_restart "${2:-}" ;;
   restart)
-    case "${2:-}" in
-      nats | nats-[1-5] | api | xds-1 | xds-2 | envoy | upstream-a | upstream-b) ;;
-      *) die "restart what? P=nats (nats-1 … in a cluster), api, xds-1, xds-2, envoy, upstream-a or upstream-b" ;;
-    esac
-    any_stack_alive || die "the stack does not run: make up"
+    check_restart "${2:-}"
     resolve_settings up; settings; resolve_nats_mode; resolve_bind
     stop_one "$2"; up ;;
-  *) echo "usage: $0 up|down|logs|status|restart NAME" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|logs|status|restart NAME|restart-check NAME" >&2; exit 2 ;;
 esac

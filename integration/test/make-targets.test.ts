@@ -68,6 +68,17 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     }
   });
 
+  it("refuses make restart of a process it does not know, or with no stack running, before building anything", async () => {
+    for (const [P, refusal] of [["xds-3", /restart what\? P=nats/], ["xds-1", /the stack does not run: make up/]] as const) {
+      const failed = await run("make", ["--no-print-directory", "restart"], { cwd: REPO_ROOT, env: env({ P }), timeout: 30_000 }).then(
+        () => assert.fail(`make restart P=${P} succeeded`),
+        (error: { stdout: string; stderr: string }) => error,
+      );
+      assert.match(failed.stderr, refusal);
+      assert.doesNotMatch(failed.stdout, /npm run build|tsc/, `P=${P}: refused before the build`);
+    }
+  });
+
   it("brings the stack up, adds, switches and removes web.example.com through Envoy, and stops everything", async () => {
     const up = await make("up");
     assert.match(up, /\[stack\] up\./);
@@ -84,7 +95,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     assert.match(switched, /ok: web\.example\.com answers from upstream B \([\d.]+ ms/);
     const removed = await make("test-remove");
     assert.match(removed, /ok: web\.example\.com answers 404 \([\d.]+ ms/);
-    for (const output of [add, switched, removed]) assert.match(output, /never restarted/);
+    for (const output of [add, switched, removed]) assert.match(output, /up \d+s: not restarted since it was started/);
     assert.match(await make("test-remove"), /web was not registered: nothing to remove[^]*ok: web\.example\.com answers 404/, "a second remove checks again");
 
     const down = await make("down");
