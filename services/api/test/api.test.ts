@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
+import { validate } from "@readme/openapi-parser";
 import { pino } from "pino";
 import { createLogger } from "@envoyage/registry";
 import { sleep, startNats, waitFor, type NatsServer } from "@envoyage/test-support";
@@ -371,6 +372,8 @@ describe("OpenAPI", () => {
     assert.equal(schema.additionalProperties, false);
     assert.ok(put.responses["409"] && put.responses["412"]);
     assert.deepEqual(Object.keys(put.responses["201"].headers), ["etag", "location"]);
+    // Valid OpenAPI 3.1 as a client generator reads it, not just JSON with the right paths.
+    assert.deepEqual(await validate(response.body), { valid: true, warnings: [], specification: "OpenAPI" });
     for (const probe of ["/healthz", "/readyz", "/metrics"]) assert.ok(response.body.paths[probe]?.get.summary, `${probe} is documented`);
     assert.ok(response.body.paths["/metrics"].get.responses["200"].content[(await fetch(`${base}/metrics`)).headers.get("content-type")!]);
   });
