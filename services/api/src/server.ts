@@ -25,7 +25,7 @@ export interface RunningApi {
 }
 
 export async function startServer(config: ApiConfig, logger: Logger): Promise<RunningApi> {
-  const link = new NatsLink({ servers: config.registry.natsServers, name: "envoyage-api", logger });
+  const link = new NatsLink({ servers: config.registry.natsServers, access: config.registry.natsAccess, name: "envoyage-api", logger });
   // Answer within a second even when several NATS requests each wait for their timeout: a NATS
   // request that times out answers first (its error says more), with room to spare for a busy
   // machine (a 503 took 1,010 ms at the client with a 950-ms bound, on 2 shared cores).

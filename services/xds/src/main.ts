@@ -21,7 +21,7 @@ const config = loadConfigOrExit("envoyage-xds", () => loadConfig(process.env));
 const logger = createLogger("xds", config.logLevel).child({ replica: config.replicaId });
 exitOnUnexpectedErrors(logger);
 
-const link = new NatsLink({ servers: config.registry.natsServers, name: `envoyage-xds ${config.replicaId}`, logger });
+const link = new NatsLink({ servers: config.registry.natsServers, access: config.registry.natsAccess, name: `envoyage-xds ${config.replicaId}`, logger });
 const store = new SnapshotStore({ listenerAddress: config.listenerAddress, listenerPort: config.listenerPort });
 const metrics: XdsMetrics = new XdsMetrics(store, {
   streamCounts: () => ads.streamCounts(),

@@ -1,9 +1,11 @@
 // The NATS connection both services hold: it reconnects forever, to any configured server, and
 // tells its owner when the link goes down and comes back.
+import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { errors, type NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { TIMED_OUT, within } from "./deadline.js";
+import { connectionOptions, describeAccess, NO_NATS_ACCESS, type NatsAccess } from "./nats-access.js";
 
 export type LinkEvent = "connected" | "disconnected" | "reconnected";
 
@@ -12,7 +14,16 @@ export interface NatsLinkOptions {
   /** Shown by `nats server report connections`. */
   name: string;
   logger: Logger;
+  /** Credentials and TLS (registrySettings: NATS_USER, NATS_CREDS, NATS_CA, …); none by default. */
+  access?: NatsAccess;
 }
+
+/** How long one try to connect may take, TLS handshake and NATS greeting included (the client's default is 20 s). */
+export const CONNECT_TIMEOUT_MS = 5_000;
+/** How soon an unreachable server is tried again. */
+const RETRY_MS = 250;
+/** How often a server that refuses this client's credentials is tried again. */
+export const REFUSED_RETRY_MS = 2000;
 
 /** How long closing waits for the server to confirm the drain. */
 export const LINK_DRAIN_MS = 1000;
@@ -24,9 +35,11 @@ export class NatsLink {
   #closing = false;
   readonly #listeners = new Set<(event: LinkEvent) => void>();
   readonly #options: NatsLinkOptions;
+  readonly #access: NatsAccess;
 
   constructor(options: NatsLinkOptions) {
     this.#options = options;
+    this.#access = options.access ?? NO_NATS_ACCESS;
   }
 
   get isConnected(): boolean {
@@ -38,38 +51,66 @@ export class NatsLink {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Resolves once connected; until then it keeps trying every configured server. One connection per link. */
+  /**
+   * Resolves once connected; until then it keeps trying every configured server, also one that
+   * refuses this client (REFUSED_RETRY_MS). One connection per link.
+   */
   connect(): Promise<NatsConnection> {
-    // A connect that failed (refused credentials, say) is tried again by the next caller.
-    this.#connecting ??= this.#connect().catch((error: unknown) => {
-      this.#connecting = undefined;
-      throw error;
-    });
+    this.#connecting ??= this.#connect();
     return this.#connecting;
   }
 
   async #connect(): Promise<NatsConnection> {
     const { servers, name, logger } = this.#options;
-    logger.info({ servers }, "connecting to NATS");
-    const nc = await connect({
-      servers,
-      name,
-      waitOnFirstConnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      reconnectJitter: 100,
-      pingInterval: 5_000,
-      maxPingOut: 2,
-      // Capturing a stack trace for every request costs more CPU than the request itself;
-      // errors still say what failed.
-      noAsyncTraces: true,
-    });
-    this.#connection = nc;
-    this.#connected = true;
-    logger.info({ server: nc.getServer() }, "connected to NATS");
-    void this.#followStatus(nc);
-    this.#emit("connected");
-    return nc;
+    const access = this.#access;
+    logger.info({ servers, ...describeAccess(access) }, "connecting to NATS");
+    const reasons = new Set<string>();
+    while (!this.#closing) {
+      let nc: NatsConnection;
+      try {
+        nc = await connect({
+          servers,
+          name,
+          ...connectionOptions(access),
+          // This loop retries the first connect, saying why it fails; the client retries after that.
+          waitOnFirstConnect: false,
+          timeout: CONNECT_TIMEOUT_MS,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: RETRY_MS,
+          reconnectJitter: 100,
+          pingInterval: 5_000,
+          maxPingOut: 2,
+          // By default the client stops reconnecting for good after the same authorization error
+          // twice: credentials fixed on the server, or a rotated creds file, would need a restart.
+          ignoreAuthErrorAbort: true,
+          // Capturing a stack trace for every request costs more CPU than the request itself;
+          // errors still say what failed.
+          noAsyncTraces: true,
+        });
+      } catch (error) {
+        // Unreachable servers (a cluster still starting) are tried again soon; one that refuses
+        // this client is the operator's to fix, maybe on the server's side, and tried less often.
+        // Each reason is said once, not at every try.
+        const refused = error instanceof errors.AuthorizationError || error instanceof errors.UserAuthenticationExpiredError;
+        const reason = (error as Error).message;
+        if (!reasons.has(reason)) {
+          reasons.add(reason);
+          const details = { reason, servers, ...describeAccess(access) };
+          if (refused) logger.error(details, "NATS refused this client's credentials; trying again");
+          else logger.warn(details, "cannot connect to NATS; trying again");
+        }
+        await sleep(refused ? REFUSED_RETRY_MS : RETRY_MS);
+        continue;
+      }
+      this.#connection = nc;
+      this.#connected = true;
+      logger.info({ server: nc.getServer() }, "connected to NATS");
+      void this.#followStatus(nc);
+      this.#emit("connected");
+      return nc;
+    }
+    // Closed before it ever connected: the process is stopping, and nothing waits for NATS any more.
+    return new Promise<never>(() => undefined);
   }
 
   /**
@@ -92,20 +133,29 @@ export class NatsLink {
 
   async #followStatus(nc: NatsConnection): Promise<void> {
     const { logger } = this.#options;
+    // While reconnecting, a server that refuses this client says so at every try (4 a second):
+    // each error once until the link is back.
+    let lastError: string | undefined;
     for await (const status of nc.status()) {
       switch (status.type) {
         case "disconnect":
+          // The client says it again after every failed try to reconnect: once is news.
+          if (!this.#connected) break;
           this.#connected = false;
           if (!this.#closing) logger.warn({ server: status.server }, "disconnected from NATS; reconnecting");
           this.#emit("disconnected");
           break;
         case "reconnect":
+          // After refused tries the client reports the one reconnect once per try.
+          if (this.#connected) break;
           this.#connected = true;
+          lastError = undefined;
           logger.info({ server: status.server }, "reconnected to NATS");
           this.#emit("reconnected");
           break;
         case "error":
-          logger.error({ err: status.error }, "NATS error");
+          if (status.error.message !== lastError) logger.error({ reason: status.error.message, ...describeAccess(this.#access) }, "NATS error");
+          lastError = status.error.message;
           break;
         default:
           break;

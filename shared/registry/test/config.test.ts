@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, envIpAddress, registrySettings } from "../src/config.js";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, envIpAddress } from "../src/config.js";
+import { connectionOptions, describeAccess, natsAccess } from "../src/nats-access.js";
+import { registrySettings } from "../src/registry-settings.js";
 
 describe("registrySettings", () => {
   it("takes NATS_URL as one server or a comma-separated list, with or without a scheme", () => {
@@ -17,6 +22,58 @@ describe("registrySettings", () => {
       }, bad);
     }
     assert.throws(() => registrySettings({ NATS_URL: "nats://127.0.0.1:notaport" }), /got "nats:\/\/127\.0\.0\.1:notaport"/);
+  });
+
+  it("refuses credentials in NATS_URL without repeating them, and says where they go", () => {
+    assert.throws(
+      () => registrySettings({ NATS_URL: "nats://alice:s3cret@127.0.0.1:4222" }),
+      (error: Error) => /^NATS_URL must not carry credentials \(nats:\/\/127\.0\.0\.1:4222\): set NATS_USER and NATS_PASSWORD/.test(error.message) && !error.message.includes("s3cret"),
+    );
+  });
+});
+
+describe("natsAccess: the nats CLI's settings", () => {
+  const files = async () => {
+    const dir = await mkdtemp(join(tmpdir(), "envoyage-access-"));
+    for (const name of ["user.creds", "user.nk", "ca.pem", "cert.pem", "key.pem"]) await writeFile(join(dir, name), "x");
+    return (name: string) => join(dir, name);
+  };
+
+  it("takes no credentials and TLS only if the server asks, by default", () => {
+    assert.deepEqual(natsAccess({}), { auth: { kind: "none" }, tls: undefined });
+    assert.deepEqual(connectionOptions(natsAccess({})), {});
+  });
+
+  it("reads NATS_USER alone as a token and with NATS_PASSWORD as a user, like the nats CLI", () => {
+    assert.deepEqual(connectionOptions(natsAccess({ NATS_USER: "t0ken" })), { token: "t0ken" });
+    assert.deepEqual(connectionOptions(natsAccess({ NATS_USER: "alice", NATS_PASSWORD: " s3cret" })), { user: "alice", pass: " s3cret" }, "a password is taken as written");
+  });
+
+  it("takes a creds file, an nkey seed file and TLS files, and logs which without a secret", async () => {
+    const file = await files();
+    assert.deepEqual(natsAccess({ NATS_CREDS: file("user.creds") }).auth, { kind: "creds", file: file("user.creds") });
+    assert.deepEqual(natsAccess({ NATS_NKEY: file("user.nk") }).auth, { kind: "nkey", file: file("user.nk") });
+    const tls = natsAccess({ NATS_CA: file("ca.pem"), NATS_CERT: file("cert.pem"), NATS_KEY: file("key.pem") });
+    assert.deepEqual(tls.tls, { caFile: file("ca.pem"), certFile: file("cert.pem"), keyFile: file("key.pem") });
+    assert.deepEqual(connectionOptions(tls).tls, tls.tls);
+    const described = JSON.stringify(describeAccess(natsAccess({ NATS_USER: "alice", NATS_PASSWORD: "s3cret", NATS_CA: file("ca.pem") })));
+    assert.match(described, /user alice/);
+    assert.match(described, /ca\.pem/);
+    assert.doesNotMatch(described, /s3cret/);
+    assert.doesNotMatch(JSON.stringify(describeAccess(natsAccess({ NATS_USER: "t0ken" }))), /t0ken/);
+  });
+
+  it("refuses settings that cannot work, naming them", async () => {
+    const file = await files();
+    const refusals: [Record<string, string>, RegExp][] = [
+      [{ NATS_USER: "alice", NATS_CREDS: file("user.creds") }, /^NATS_USER and NATS_CREDS are different ways to authenticate to NATS: set one$/],
+      [{ NATS_CREDS: file("user.creds"), NATS_NKEY: file("user.nk") }, /^NATS_CREDS and NATS_NKEY are different ways/],
+      [{ NATS_PASSWORD: "s3cret" }, /^NATS_PASSWORD is set without NATS_USER$/],
+      [{ NATS_CERT: file("cert.pem") }, /^NATS_CERT and NATS_KEY go together/],
+      [{ NATS_CREDS: file("missing.creds") }, /^NATS_CREDS names a file this process cannot read: ENOENT/],
+      [{ NATS_CA: "/nonexistent/ca.pem" }, /^NATS_CA names a file this process cannot read/],
+    ];
+    for (const [env, refusal] of refusals) assert.throws(() => natsAccess(env), (error: unknown) => error instanceof ConfigError && refusal.test(error.message), JSON.stringify(env));
   });
 });
 

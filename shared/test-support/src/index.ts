@@ -1,3 +1,4 @@
+export * from "./certificates.js";
 export * from "./envoy.js";
 export * from "./envoyage.js";
 export * from "./nats.js";

@@ -18,7 +18,21 @@ export interface NatsServer {
   kill(): Promise<void>;
 }
 
-export async function startNats(options: { port?: number; storeDir?: string; durable?: boolean } = {}): Promise<NatsServer> {
+/** A nats-server this process started, whose config it can change. */
+export interface LocalNatsServer extends NatsServer {
+  /** Rewrites the config's extra lines (authorization, tls) and has the running server reload it. */
+  reload(config: string): Promise<void>;
+}
+
+export interface NatsOptions {
+  port?: number;
+  storeDir?: string;
+  durable?: boolean;
+  /** Extra lines of nats-server config, such as an authorization or a tls block. */
+  config?: string;
+}
+
+export async function startNats(options: NatsOptions = {}): Promise<LocalNatsServer> {
   const binary = findTool("nats-server");
   const port = options.port ?? (await freePort());
   const storeDir = options.storeDir ?? (await mkdtemp(join(tmpdir(), "envoyage-nats-")));
@@ -26,7 +40,8 @@ export async function startNats(options: { port?: number; storeDir?: string; dur
   // sync_interval: always makes every acknowledged write durable before the ack, as in
   // production; `durable: false` keeps nats-server's default (benchmarks compare the two).
   const sync = options.durable === false ? "" : ", sync_interval: always";
-  await writeFile(configFile, `listen: "127.0.0.1:${port}"\njetstream { store_dir: "${storeDir}"${sync} }\n`);
+  const writeConfig = (extra: string) => writeFile(configFile, `listen: "127.0.0.1:${port}"\njetstream { store_dir: "${storeDir}"${sync} }\n${extra}\n`);
+  await writeConfig(options.config ?? "");
   const launch = async () => {
     const child = ManagedProcess.start({ name: "nats-server", command: binary, args: ["-c", configFile] });
     await waitFor(`nats-server on port ${port}`, () => {
@@ -35,13 +50,24 @@ export async function startNats(options: { port?: number; storeDir?: string; dur
     });
     return child;
   };
-  const server: NatsServer = {
+  let child = await launch();
+  const server: LocalNatsServer = {
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir,
-    process: await launch(),
+    process: child,
     async restart() {
-      server.process = await launch();
+      server.process = child = await launch();
+    },
+    async reload(config: string) {
+      await writeConfig(config);
+      const reloads = server.process.output().split("Reloaded server configuration").length;
+      process.kill(child.pid, "SIGHUP");
+      await waitFor("nats-server to reload its config", () => {
+        const output = server.process.output();
+        if (output.slice(output.lastIndexOf("Reloading server configuration")).includes("Failed to reload")) throw new Error(`nats-server refused the new config:\n${output}`);
+        return output.split("Reloaded server configuration").length > reloads ? true : undefined;
+      });
     },
     async stop() {
       await server.process.stop();

@@ -54,6 +54,11 @@ export interface StackOptions {
   xdsEnv?: Record<string, string>;
   /** Run NATS as a JetStream cluster of this many nodes, the bucket replicated on all of them. */
   natsCluster?: number;
+  /**
+   * A single nats-server that authenticates clients or requires TLS: its extra config, and the
+   * NATS_* settings the API, the replicas and the nats CLI (which reads the same ones) connect with.
+   */
+  natsAccess?: { config: string; env: Record<string, string> };
 }
 
 /** What a stack implementation starts; assembleStack adds the behaviour both share. */
@@ -64,6 +69,8 @@ export interface StackParts {
   cluster: NatsCluster | undefined;
   /** What NATS_URL the services were given. */
   natsUrl: string;
+  /** The NATS_* credentials and TLS settings the services were given (StackOptions.natsAccess). */
+  natsEnv?: Record<string, string>;
   api: ApiProcess;
   replicas: XdsProcess[];
   envoy: Envoy;
@@ -83,6 +90,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const kind = process.env["ENVOYAGE_TEST_STACK"] ?? "processes";
   if (kind !== "processes" && kind !== "containers") {
     throw new Error(`ENVOYAGE_TEST_STACK must be "processes" or "containers", got "${kind}"`);
+  }
+  if (kind === "containers" && options.natsAccess) {
+    throw new Error("StackOptions.natsAccess is for the process stack only");
   }
   const stack = assembleStack(kind === "containers" ? await startContainerParts(options) : await startProcessParts(options));
   // Envoy is up once its listener answers (404: no services yet).
@@ -135,12 +145,13 @@ async function startProcessPartsInto(options: StackOptions, started: (() => Prom
   };
   const listenerPort = await freePort();
   const cluster = options.natsCluster ? part(await startNatsCluster(options.natsCluster), (c) => c.stop()) : undefined;
-  const nats = cluster ? undefined : part(await startNats(), (n) => n.stop());
+  const nats = cluster ? undefined : part(await startNats({ config: options.natsAccess?.config }), (n) => n.stop());
   const natsUrl = cluster?.urls ?? nats!.url;
+  const natsEnv = options.natsAccess?.env ?? {};
   // Buckets on a cluster are replicated, whichever process creates them.
-  const bucketEnv: Record<string, string> = cluster ? { ENVOYAGE_BUCKET_REPLICAS: String(options.natsCluster) } : {};
-  const xdsEnv = { ...bucketEnv, ...options.xdsEnv };
-  const api = part(await startApi({ natsUrl, env: bucketEnv }), (a) => a.stop());
+  const serviceEnv: Record<string, string> = { ...natsEnv, ...(cluster ? { ENVOYAGE_BUCKET_REPLICAS: String(options.natsCluster) } : {}) };
+  const xdsEnv = { ...serviceEnv, ...options.xdsEnv };
+  const api = part(await startApi({ natsUrl, env: serviceEnv }), (a) => a.stop());
   const replicas: XdsProcess[] = [];
   for (let i = 0; i < 2; i++) replicas.push(part(await startXds({ natsUrl, listenerPort, env: xdsEnv }), (r) => r.stop()));
   await Promise.all(replicas.map((r) => r.ready()));
@@ -154,6 +165,7 @@ async function startProcessPartsInto(options: StackOptions, started: (() => Prom
     nats,
     cluster,
     natsUrl,
+    natsEnv,
     api,
     replicas,
     envoy,
@@ -207,7 +219,7 @@ function assembleStack(parts: StackParts): Stack {
       return { status: response.status, body: text ? JSON.parse(text) : undefined };
     },
     async nats_(...args) {
-      const { stdout } = await run(natsCli, ["-s", parts.natsUrl, ...args]);
+      const { stdout } = await run(natsCli, ["-s", parts.natsUrl, ...args], { env: { ...process.env, ...parts.natsEnv } });
       return stdout;
     },
     restartReplica: (index) => parts.restartReplica(index),
