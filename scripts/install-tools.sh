@@ -100,3 +100,5 @@ install_node
 install_envoy
 go_install nats-server "$NATS_SERVER_VERSION" github.com/nats-io/nats-server/v2
 go_install nats "$NATS_CLI_VERSION" github.com/nats-io/natscli/nats
+# Not installed here (it needs root), only looked for: the TLS tests make their certificates with it.
+command -v openssl >/dev/null 2>&1 || log "warning: openssl is not on PATH; the TLS tests need it (Debian: apt-get install openssl)"

@@ -1,6 +1,6 @@
 // The replica's settings, from the environment (README, "Configuration").
 import { hostname } from "node:os";
-import { envInt, envIpAddress, envLogLevel, envPort, envString, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
+import { ConfigError, envFile, envInt, envIpAddress, envLogLevel, envPort, envString, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
 import type { BatchSettings } from "./commit-scheduler.js";
 
 export interface XdsConfig {
@@ -22,6 +22,25 @@ export interface XdsConfig {
   batch: BatchSettings;
   /** Response bytes being written to all Envoys at once, at most (ads/write-budget.ts). */
   writeBudgetBytes: number;
+  /** XDS_TLS_CERT, XDS_TLS_KEY, XDS_TLS_CLIENT_CA: ADS over TLS; undefined for plaintext. */
+  tls: AdsTlsFiles | undefined;
+}
+
+export interface AdsTlsFiles {
+  certFile: string;
+  keyFile: string;
+  /** Envoys must present a certificate signed by this CA (mutual TLS). */
+  clientCaFile: string | undefined;
+}
+
+function adsTls(env: Env): AdsTlsFiles | undefined {
+  const [certFile, keyFile, clientCaFile] = ["XDS_TLS_CERT", "XDS_TLS_KEY", "XDS_TLS_CLIENT_CA"].map((name) => envFile(env, name));
+  if (certFile === undefined && keyFile === undefined) {
+    if (clientCaFile) throw new ConfigError("XDS_TLS_CLIENT_CA needs XDS_TLS_CERT and XDS_TLS_KEY: client certificates are checked over TLS");
+    return undefined;
+  }
+  if (certFile === undefined || keyFile === undefined) throw new ConfigError("XDS_TLS_CERT and XDS_TLS_KEY go together: the replica's certificate and its private key");
+  return { certFile, keyFile, clientCaFile };
 }
 
 export function loadConfig(env: Env): XdsConfig {
@@ -43,5 +62,6 @@ export function loadConfig(env: Env): XdsConfig {
       standbyMs: envInt(env, "COMMIT_STANDBY_MS", 20, 0, 60_000),
     },
     writeBudgetBytes: envInt(env, "XDS_WRITE_BUDGET_MB", 64, 1, 65_536) * 1024 * 1024,
+    tls: adsTls(env),
   };
 }

@@ -3,6 +3,7 @@
 import type { AddressInfo } from "node:net";
 import { jetstream } from "@nats-io/jetstream";
 import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, LINK_DRAIN_MS, loadConfigOrExit, NatsLink, onTermination, openStatusBucket, requireSupportedNode } from "@envoyage/registry";
+import { adsCredentials } from "./ads/credentials.js";
 import { AdsServer } from "./ads/server.js";
 import { combineEvents } from "./ads/events.js";
 import { loggingEvents } from "./ads-log.js";
@@ -58,14 +59,20 @@ const ads: AdsServer = new AdsServer({
   writeBudgetBytes: config.writeBudgetBytes,
 });
 
-const xdsPort = await ads.listen(config.host, config.xdsPort);
+const xdsPort = await ads.listen(config.host, config.xdsPort, adsCredentials(config.tls));
 const status = await startStatusServer(config.host, config.httpPort, {
   ready: () => replica.ready,
   status: () => replicaStatus(config.replicaId, replica, store, ads),
   metrics: metrics.registry,
 });
 logger.info(
-  { xdsPort, httpPort: (status.address() as AddressInfo).port, listenerPort: config.listenerPort, bucket: config.registry.bucket },
+  {
+    xdsPort,
+    xdsTls: config.tls ? (config.tls.clientCaFile ? "mutual (XDS_TLS_CLIENT_CA)" : "server certificate only") : "none",
+    httpPort: (status.address() as AddressInfo).port,
+    listenerPort: config.listenerPort,
+    bucket: config.registry.bucket,
+  },
   "xDS replica started; loading the registry",
 );
 void replica.start();

@@ -1,5 +1,6 @@
 // Configuration from the environment. Every setting has a default that matches the local stack
 // (README, "Configuration"); a malformed value stops the process with a message naming it.
+import { accessSync, constants } from "node:fs";
 import { isIP } from "node:net";
 
 export class ConfigError extends Error {
@@ -29,6 +30,18 @@ export function envInt(env: Env, name: string, fallback: number, min: number, ma
 export function envPort(env: Env, name: string, fallback: number): number {
   // 0 asks the OS for a free port (tests use it); the bound port is logged.
   return envInt(env, name, fallback, 0, 65535);
+}
+
+/** A file this process can read (its path), or undefined when the variable is unset. */
+export function envFile(env: Env, name: string): string | undefined {
+  const path = envString(env, name, "");
+  if (path === "") return undefined;
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (error) {
+    throw new ConfigError(`${name} names a file this process cannot read: ${(error as Error).message}`);
+  }
+  return path;
 }
 
 /**

@@ -2,9 +2,9 @@
 // CLI's own environment variables, read the way it reads them, so what an operator set for
 // `nats` works for Envoyage as it is: NATS_USER (alone, a token), NATS_PASSWORD, NATS_CREDS,
 // NATS_NKEY, NATS_CA, NATS_CERT, NATS_KEY.
-import { accessSync, constants, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { credsAuthenticator, nkeyAuthenticator, type ConnectionOptions } from "@nats-io/nats-core";
-import { ConfigError, envString, type Env } from "./config.js";
+import { ConfigError, envFile, envString, type Env } from "./config.js";
 
 export type NatsAuth =
   | { kind: "none" }
@@ -32,25 +32,11 @@ export interface NatsAccess {
 /** No credentials; TLS only if the server asks for it. */
 export const NO_NATS_ACCESS: NatsAccess = { auth: { kind: "none" }, tls: undefined };
 
-function readableFile(name: string, path: string): string {
-  try {
-    accessSync(path, constants.R_OK);
-  } catch (error) {
-    throw new ConfigError(`${name} names a file this process cannot read: ${(error as Error).message}`);
-  }
-  return path;
-}
-
-const optionalFile = (env: Env, name: string) => {
-  const path = envString(env, name, "");
-  return path === "" ? undefined : readableFile(name, path);
-};
-
 export function natsAccess(env: Env): NatsAccess {
   const user = envString(env, "NATS_USER", "");
   const password = env["NATS_PASSWORD"] ?? "";
-  const creds = optionalFile(env, "NATS_CREDS");
-  const nkey = optionalFile(env, "NATS_NKEY");
+  const creds = envFile(env, "NATS_CREDS");
+  const nkey = envFile(env, "NATS_NKEY");
   const ways = [user !== "" && "NATS_USER", creds && "NATS_CREDS", nkey && "NATS_NKEY"].filter(Boolean);
   if (ways.length > 1) throw new ConfigError(`${ways.join(" and ")} are different ways to authenticate to NATS: set one`);
   if (password !== "" && user === "") throw new ConfigError("NATS_PASSWORD is set without NATS_USER");
@@ -60,9 +46,9 @@ export function natsAccess(env: Env): NatsAccess {
   else if (user !== "") auth = password === "" ? { kind: "token", token: user } : { kind: "user", user, password };
 
   const tls: NatsTls = {};
-  const ca = optionalFile(env, "NATS_CA");
-  const cert = optionalFile(env, "NATS_CERT");
-  const key = optionalFile(env, "NATS_KEY");
+  const ca = envFile(env, "NATS_CA");
+  const cert = envFile(env, "NATS_CERT");
+  const key = envFile(env, "NATS_KEY");
   if ((cert === undefined) !== (key === undefined)) throw new ConfigError("NATS_CERT and NATS_KEY go together: the client certificate and its private key");
   if (ca) tls.caFile = ca;
   if (cert && key) Object.assign(tls, { certFile: cert, keyFile: key });

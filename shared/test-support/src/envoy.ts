@@ -17,6 +17,14 @@ export interface EnvoyOptions {
   /** ADS variant: state of the world (GRPC) unless delta (DELTA_GRPC) is asked for, whatever the bootstrap says. */
   protocol?: "sotw" | "delta";
   logLevel?: string;
+  /** ADS over TLS: the CA that signed the replicas' certificate, and Envoy's own certificate for mutual TLS. */
+  xdsTls?: XdsTls;
+}
+
+export interface XdsTls {
+  caFile: string;
+  certFile?: string;
+  keyFile?: string;
 }
 
 export interface Envoy {
@@ -58,7 +66,7 @@ interface Bootstrap {
   node: { id: string };
   dynamic_resources: { ads_config: { api_type: string } };
   admin: { address: { socket_address: { port_value: number } } };
-  static_resources: { clusters: { name: string; load_assignment: { endpoints: unknown[] } }[] };
+  static_resources: { clusters: { name: string; load_assignment: { endpoints: unknown[] }; transport_socket?: unknown }[] };
 }
 
 export interface BootstrapOptions {
@@ -70,6 +78,8 @@ export interface BootstrapOptions {
   xds?: { address: string; port: number }[];
   /** Replaces the admin port (0: any free port). */
   adminPort?: number;
+  /** Adds a TLS transport socket to xds_cluster, as the README shows it. */
+  xdsTls?: XdsTls;
 }
 
 /** A project bootstrap with the test's node id, ADS variant, xDS endpoints and admin port. */
@@ -80,14 +90,37 @@ export async function bootstrapText(options: BootstrapOptions): Promise<string> 
   // Tests say which variant they run: state of the world unless they ask for delta.
   bootstrap.dynamic_resources.ads_config.api_type = options.protocol === "delta" ? "DELTA_GRPC" : "GRPC";
   if (options.adminPort !== undefined) bootstrap.admin.address.socket_address.port_value = options.adminPort;
-  if (options.xds) {
+  const xdsCluster = () => {
     const xds = bootstrap.static_resources.clusters.find((c) => c.name === "xds_cluster");
     if (!xds) throw new Error(`${source} has no xds_cluster`);
+    return xds;
+  };
+  if (options.xds) {
+    const xds = xdsCluster();
     xds.load_assignment.endpoints = [
       { lb_endpoints: options.xds.map(({ address, port }) => ({ endpoint: { address: { socket_address: { address, port_value: port } } } })) },
     ];
   }
+  if (options.xdsTls) xdsCluster().transport_socket = xdsTransportSocket(options.xdsTls);
   return stringify(bootstrap);
+}
+
+/** The transport socket the README's "Your own Envoys" shows for ADS over TLS. */
+function xdsTransportSocket({ caFile, certFile, keyFile }: XdsTls): unknown {
+  return {
+    name: "envoy.transport_sockets.tls",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+      common_tls_context: {
+        alpn_protocols: ["h2"],
+        validation_context: {
+          trusted_ca: { filename: caFile },
+          match_typed_subject_alt_names: [{ san_type: "IP_ADDRESS", matcher: { exact: "127.0.0.1" } }],
+        },
+        ...(certFile && keyFile ? { tls_certificates: [{ certificate_chain: { filename: certFile }, private_key: { filename: keyFile } }] } : {}),
+      },
+    },
+  };
 }
 
 export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
@@ -102,6 +135,7 @@ export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
       protocol: options.protocol,
       adminPort: 0,
       xds: options.xdsPorts.map((port) => ({ address: "127.0.0.1", port })),
+      xdsTls: options.xdsTls,
     }),
   );
   const adminFile = join(dir, "admin-address");

@@ -29,7 +29,8 @@ export interface Stack extends Omit<StackParts, "teardown"> {
   stop(): Promise<void>;
 }
 
-function get(agent: Agent, port: number, host: string): Promise<{ status: number; body: string }> {
+/** GET / through an Envoy listener on 127.0.0.1:port, for the virtual host `host`. */
+export function getThroughEnvoy(agent: Agent, port: number, host: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: "127.0.0.1", port, path: "/", headers: { host }, agent, timeout: 2000 }, (res) => {
       let body = "";
@@ -197,12 +198,12 @@ function assembleStack(parts: StackParts): Stack {
   const agent = new Agent({ keepAlive: true, maxSockets: 4 });
   const stack: Stack = {
     ...parts,
-    get: (host) => get(agent, parts.listenerPort, host),
+    get: (host) => getThroughEnvoy(agent, parts.listenerPort, host),
     async until(host, expected, timeoutMs = 10_000) {
       await waitFor(
         `${host} to answer ${JSON.stringify(expected)} through Envoy`,
         async () => {
-          const response = await get(agent, parts.listenerPort, host);
+          const response = await getThroughEnvoy(agent, parts.listenerPort, host);
           const matches = typeof expected === "number" ? response.status === expected : response.body === expected;
           return matches ? true : undefined;
         },

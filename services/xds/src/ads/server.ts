@@ -105,10 +105,10 @@ export class AdsServer {
     return counts;
   }
 
-  /** Binds and starts serving; resolves with the bound port (useful with port 0). */
-  listen(host: string, port: number): Promise<number> {
+  /** Binds and starts serving (plaintext unless given credentials); resolves with the bound port (useful with port 0). */
+  listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.#server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      this.#server.bindAsync(`${host}:${port}`, credentials, (error, bound) =>
         error ? reject(error) : resolve(bound),
       );
     });
