@@ -25,6 +25,9 @@ fi
 BIND="${BIND_ADDRESS:-$(cat "$RUN/bind-address" 2>/dev/null || echo 127.0.0.1)}"
 if [ "$BIND" = 0.0.0.0 ]; then REACH=127.0.0.1; else REACH="$BIND"; fi
 API="http://$REACH:${API_PORT:-8080}"
+# An API started with API_TOKENS_FILE takes its first token (sent to the API only, never through Envoy).
+source "$ROOT/scripts/api-token.sh"
+API_AUTH="$(api_token)" || exit 1
 ENVOY="http://$REACH:${LISTENER_PORT:-10000}"
 ADMIN="http://127.0.0.1:${ENVOY_ADMIN_PORT:-9901}"
 HOST="web.example.com"
@@ -46,8 +49,10 @@ http() {
   [ "$path" = "/$address" ] && path="/"
   STATUS="000" BODY=""
   { exec {fd}<>"/dev/tcp/${address%:*}/${address#*:}"; } 2>/dev/null || return 0
-  printf '%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%sContent-Length: %d\r\n\r\n%s' "$method" "$path" \
-    "${HOST_HEADER:-$address}" "${body:+Content-Type: application/json$'\r\n'}" "${#body}" "$body" >&"$fd"
+  local auth=""
+  [ -z "$API_AUTH" ] || [[ "$url" != "$API"/* ]] || auth="Authorization: Bearer $API_AUTH"$'\r\n'
+  printf '%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s%sContent-Length: %d\r\n\r\n%s' "$method" "$path" \
+    "${HOST_HEADER:-$address}" "$auth" "${body:+Content-Type: application/json$'\r\n'}" "${#body}" "$body" >&"$fd"
   IFS=' ' read -r -t "$READ_TIMEOUT_S" _ STATUS _ <&"$fd" || true
   STATUS="${STATUS%$'\r'}"
   while IFS= read -r -t "$READ_TIMEOUT_S" line <&"$fd" && [ "$line" != $'\r' ]; do

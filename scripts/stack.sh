@@ -23,6 +23,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/api-token.sh"
 RUN="${ENVOYAGE_RUN_DIR:-$ROOT/.run}"
 LOGS="$RUN/logs"
 export PATH="$ROOT/.tools/bin:$PATH"
@@ -82,7 +83,7 @@ settings() {
 # look at the stack's own ports. NATS_CLUSTER, ENVOY_ADS and BIND_ADDRESS are kept on their own.
 REMEMBERED=(NATS_PORT NATS_ROUTE_PORT API_PORT XDS_PORT XDS_HTTP_PORT LISTENER_PORT LISTENER_ADDRESS ENVOY_ADMIN_PORT
   UPSTREAM_A_PORT UPSTREAM_B_PORT LOG_LEVEL NATS_TIMEOUT_MS SHUTDOWN_GRACE_MS API_BODY_LIMIT COMMIT_BATCH_MS
-  COMMIT_BURST COMMIT_STANDBY_MS XDS_WRITE_BUDGET_MB ENVOYAGE_BUCKET ENVOYAGE_STATUS_BUCKET)
+  COMMIT_BURST COMMIT_STANDBY_MS XDS_WRITE_BUDGET_MB ENVOYAGE_BUCKET ENVOYAGE_STATUS_BUCKET API_TOKENS_FILE)
 # resolve_settings COMMAND: takes the running stack's settings; for up, refuses one asked differently.
 resolve_settings() {
   local file="$RUN/settings" name kept asked
@@ -169,7 +170,9 @@ envoy_ready() { [ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/ready"
 # bound, and GET /v1/envoys has its node id (envoy/bootstrap.yaml) connected.
 envoy_listening() { [[ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/stats?filter=^listener_manager.total_listeners_active$")" =~ :\ [1-9] ]]; }
 envoy_reported() {
-  curl -fsS --max-time 1 "http://$REACH:$API_PORT/v1/envoys" |
+  local token
+  token="$(api_token)" || return 1
+  curl -fsS --max-time 1 ${token:+-H "Authorization: Bearer $token"} "http://$REACH:$API_PORT/v1/envoys" |
     node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => process.exit(JSON.parse(s).envoys.some((e) => e.node === "envoyage-local" && e.connected) ? 0 : 1))'
 }
 

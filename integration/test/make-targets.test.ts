@@ -105,6 +105,21 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     await assertPortsFree([...all, ports["XDS_PORT"]! + 1, ports["XDS_HTTP_PORT"]! + 1]);
   });
 
+  it("runs the demo against an API that takes bearer tokens (API_TOKENS_FILE)", async () => {
+    const tokens = join(runDir, "tokens");
+    await writeFile(tokens, "# the demo sends the first\ndemo-token-0123456789abcdef\n");
+    await make("up", { API_TOKENS_FILE: tokens });
+    try {
+      const refused = await fetch(`http://127.0.0.1:${ports["API_PORT"]}/v1/services`);
+      assert.equal(refused.status, 401);
+      // As the README says to run the demo: the setting comes from .run/settings, not the command line.
+      assert.match(await make("test-add", { API_TOKENS_FILE: "" }), /ok: web\.example\.com answers from upstream A/);
+      assert.match(await make("test-remove", { API_TOKENS_FILE: "" }), /ok: web\.example\.com answers 404/);
+    } finally {
+      await make("down", { API_TOKENS_FILE: "" });
+    }
+  });
+
   it("brings a dead Envoy back on the xDS variant the stack was started with", async () => {
     await make("up", { ENVOY_ADS: "sotw" });
     try {

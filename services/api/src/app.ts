@@ -6,6 +6,7 @@ import { ADDRESS_FORMAT, AJV_OPTIONS, addRecordFormats, describeValidationError,
 import Fastify, { type FastifyError, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { AccessLog } from "./access-log.js";
+import { requireBearerToken } from "./bearer-auth.js";
 import { ApiError } from "./errors.js";
 import { parseJsonBody } from "./json-body.js";
 import type { RegistryAccess } from "./registry-access.js";
@@ -22,6 +23,8 @@ export interface AppOptions {
   logger: Logger;
   /** Largest accepted request body, in bytes. */
   bodyLimit: number;
+  /** Bearer tokens /v1 requires (API_TOKENS_FILE); undefined: open. */
+  tokens?: readonly string[] | undefined;
 }
 
 /** Maps framework errors (validation, parsing, size) to the API's JSON error shape. */
@@ -111,6 +114,7 @@ export async function buildApp(options: AppOptions) {
     }
   });
 
+  const tokens = options.tokens;
   await app.register(swagger, {
     openapi: {
       openapi: "3.1.0",
@@ -119,7 +123,10 @@ export async function buildApp(options: AppOptions) {
         version: "1.0.0",
         description: "Register services (domains → upstream endpoints); every Envoy connected to Envoyage routes them within milliseconds.",
       },
+      ...(tokens && { components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } } }),
     },
+    // The /v1 routes, when API_TOKENS_FILE is set; the probes, /metrics and this document stay open.
+    transform: ({ schema, url }) => ({ schema: tokens && url.startsWith("/v1/") ? { ...schema, security: [{ bearer: [] }] } : schema, url }),
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -139,8 +146,11 @@ export async function buildApp(options: AppOptions) {
   // Unencapsulated, so its onResponse hook sees every route.
   await app.register(fastifyPlugin(metricsPlugin), { ready: () => options.registry.ready });
   await app.register(healthRoutes, { registry: options.registry });
-  await app.register(serviceRoutes, { registry: options.registry, status: options.status });
-  await app.register(envoyRoutes, { registry: options.registry, status: options.status });
+  await app.register(async (v1) => {
+    if (tokens) v1.addHook("onRequest", requireBearerToken(tokens));
+    await v1.register(serviceRoutes, { registry: options.registry, status: options.status });
+    await v1.register(envoyRoutes, { registry: options.registry, status: options.status });
+  });
   app.get("/openapi.json", { schema: { hide: true } }, () => app.swagger());
   return app;
 }

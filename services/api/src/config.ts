@@ -1,5 +1,6 @@
 // The API's settings, from the environment (README, "Configuration").
-import { envInt, envIpAddress, envLogLevel, envPort, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
+import { envFile, envInt, envIpAddress, envLogLevel, envPort, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
+import { readTokens } from "./bearer-auth.js";
 
 export interface ApiConfig {
   registry: RegistrySettings;
@@ -8,6 +9,8 @@ export interface ApiConfig {
   port: number;
   bodyLimit: number;
   shutdownGraceMs: number;
+  /** API_TOKENS_FILE: the bearer tokens /v1 takes; undefined, open to all (the default, for loopback). */
+  tokens: string[] | undefined;
 }
 
 export function loadConfig(env: Env): ApiConfig {
@@ -18,5 +21,8 @@ export function loadConfig(env: Env): ApiConfig {
     port: envPort(env, "API_PORT", 8080),
     bodyLimit: envInt(env, "API_BODY_LIMIT", 256 * 1024, 1024, 16 * 1024 * 1024),
     shutdownGraceMs: envInt(env, "SHUTDOWN_GRACE_MS", 5000, 0, 600_000),
+    tokens: tokensFrom(envFile(env, "API_TOKENS_FILE")),
   };
 }
+
+const tokensFrom = (file: string | undefined) => (file === undefined ? undefined : readTokens(file));

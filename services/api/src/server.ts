@@ -40,7 +40,7 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
     logger,
     open: async () => openStatusBucket(jetstream(await link.connect(), { timeout: timeoutMs }), statusBucket, replicas),
   });
-  const app = await buildApp({ registry, status, logger, bodyLimit: config.bodyLimit });
+  const app = await buildApp({ registry, status, logger, bodyLimit: config.bodyLimit, tokens: config.tokens });
   await app.listen({ host: config.host, port: config.port });
   let closing = false;
 
