@@ -29,6 +29,7 @@ describe("registrySettings", () => {
       () => registrySettings({ NATS_URL: "nats://alice:s3cret@127.0.0.1:4222" }),
       (error: Error) => /^NATS_URL must not carry credentials \(nats:\/\/127\.0\.0\.1:4222\): set NATS_USER and NATS_PASSWORD/.test(error.message) && !error.message.includes("s3cret"),
     );
+    assert.throws(() => registrySettings({ NATS_URL: "nats://alice:s3cret@127.0.0.1:notaport" }), (error: Error) => error.message.endsWith('got "nats://…@127.0.0.1:notaport"'));
   });
 });
 
