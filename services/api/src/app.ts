@@ -6,7 +6,7 @@ import { ADDRESS_FORMAT, AJV_OPTIONS, addRecordFormats, describeValidationError,
 import Fastify, { type FastifyError, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { AccessLog } from "./access-log.js";
-import { requireBearerToken } from "./bearer-auth.js";
+import { requireBearerToken, type BearerTokens } from "./bearer-auth.js";
 import { ApiError } from "./errors.js";
 import { parseJsonBody } from "./json-body.js";
 import type { RegistryAccess } from "./registry-access.js";
@@ -24,7 +24,7 @@ export interface AppOptions {
   /** Largest accepted request body, in bytes. */
   bodyLimit: number;
   /** Bearer tokens /v1 requires (API_TOKENS_FILE); undefined: open. */
-  tokens?: readonly string[] | undefined;
+  tokens?: BearerTokens | undefined;
 }
 
 /** Maps framework errors (validation, parsing, size) to the API's JSON error shape. */

@@ -1,13 +1,18 @@
 // API_TOKENS_FILE: clients of /v1 present one of its tokens as `Authorization: Bearer <token>`.
 // The probes, /metrics and /openapi.json stay open: load balancers and Prometheus call them.
+// The file is read again when it changes (a rotation: add the new token, move clients, remove
+// the old one), with no restart.
 import { createHash, timingSafeEqual } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, unwatchFile, watchFile, type Stats } from "node:fs";
 import { ConfigError } from "@envoyage/registry";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import type { Logger } from "pino";
 import { ApiError } from "./errors.js";
 
-/** Shorter tokens are refused at start: guessable, or a file that holds something else. */
+/** Shorter tokens are refused: guessable, or a file that holds something else. */
 const MIN_TOKEN_LENGTH = 16;
+/** How often the file is looked at for a change (one stat). */
+const POLL_MS = 2000;
 
 /** The tokens of the file: one per line; blank lines and lines starting with # are skipped. */
 export function readTokens(file: string): string[] {
@@ -24,21 +29,55 @@ export function readTokens(file: string): string[] {
 
 const digest = (text: string) => createHash("sha256").update(text).digest();
 
-/**
- * An onRequest hook refusing requests without one of `tokens` (401 unauthorized). Digests are
- * compared in constant time, so the answer's timing says nothing of how much of a token matched.
- */
-export function requireBearerToken(tokens: readonly string[]) {
-  const known = tokens.map(digest);
+/** The tokens the API takes, from the file, followed as it changes. */
+export class BearerTokens {
+  readonly #file: string;
+  readonly #logger: Logger;
+  #digests: Buffer[];
+  readonly #onChange = (current: Stats, previous: Stats) => this.#changed(current, previous);
+
+  constructor(file: string, tokens: readonly string[], logger: Logger) {
+    this.#file = file;
+    this.#logger = logger;
+    this.#digests = tokens.map(digest);
+    // Polled, not inotify: a mounted secret is replaced by a symlink swap that an inotify watch
+    // on the old file never sees. Not persistent: it keeps no process alive.
+    watchFile(file, { interval: POLL_MS, persistent: false }, this.#onChange);
+  }
+
+  /**
+   * Whether the token is one of the file's. Digests are compared in constant time, every one of
+   * them: the answer's timing says neither how much of a token matched nor which one.
+   */
+  takes(token: string): boolean {
+    const presented = digest(token);
+    let valid = false;
+    for (const known of this.#digests) valid = timingSafeEqual(known, presented) || valid;
+    return valid;
+  }
+
+  close(): void {
+    unwatchFile(this.#file, this.#onChange);
+  }
+
+  #changed(current: Stats, previous: Stats): void {
+    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size && current.ino === previous.ino) return;
+    try {
+      const tokens = readTokens(this.#file);
+      this.#digests = tokens.map(digest);
+      this.#logger.info({ file: this.#file, tokens: tokens.length }, "API_TOKENS_FILE changed: taking its tokens");
+    } catch (error) {
+      // Half written, emptied, or gone: the tokens that worked keep working until it is fixed.
+      this.#logger.error({ file: this.#file, reason: (error as Error).message, tokens: this.#digests.length }, "API_TOKENS_FILE changed but cannot be used; keeping the tokens it had");
+    }
+  }
+}
+
+/** An onRequest hook refusing requests without one of the tokens (401 unauthorized). */
+export function requireBearerToken(tokens: BearerTokens) {
   return (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void => {
     const match = /^Bearer +(\S+) *$/i.exec(request.headers.authorization ?? "");
-    if (match) {
-      const presented = digest(match[1]!);
-      // Every token is compared, found or not: the time does not say which one matched.
-      let valid = false;
-      for (const token of known) valid = timingSafeEqual(token, presented) || valid;
-      if (valid) return done();
-    }
+    if (match && tokens.takes(match[1]!)) return done();
     void reply.header("www-authenticate", 'Bearer realm="envoyage"');
     done(
       new ApiError(

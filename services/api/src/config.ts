@@ -9,8 +9,8 @@ export interface ApiConfig {
   port: number;
   bodyLimit: number;
   shutdownGraceMs: number;
-  /** API_TOKENS_FILE: the bearer tokens /v1 takes; undefined, open to all (the default, for loopback). */
-  tokens: string[] | undefined;
+  /** API_TOKENS_FILE and the bearer tokens it held at start; undefined: /v1 is open to all (the default, for loopback). */
+  tokens: { file: string; tokens: string[] } | undefined;
 }
 
 export function loadConfig(env: Env): ApiConfig {
@@ -25,4 +25,4 @@ export function loadConfig(env: Env): ApiConfig {
   };
 }
 
-const tokensFrom = (file: string | undefined) => (file === undefined ? undefined : readTokens(file));
+const tokensFrom = (file: string | undefined) => (file === undefined ? undefined : { file, tokens: readTokens(file) });

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { jetstream } from "@nats-io/jetstream";
 import { NatsLink, openBucket, openStatusBucket } from "@envoyage/registry";
 import type { Logger } from "pino";
+import { BearerTokens } from "./bearer-auth.js";
 import { buildApp, type App } from "./app.js";
 import type { ApiConfig } from "./config.js";
 import { RegistryAccess } from "./registry-access.js";
@@ -40,7 +41,8 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
     logger,
     open: async () => openStatusBucket(jetstream(await link.connect(), { timeout: timeoutMs }), statusBucket, replicas),
   });
-  const app = await buildApp({ registry, status, logger, bodyLimit: config.bodyLimit, tokens: config.tokens });
+  const tokens = config.tokens && new BearerTokens(config.tokens.file, config.tokens.tokens, logger);
+  const app = await buildApp({ registry, status, logger, bodyLimit: config.bodyLimit, tokens });
   await app.listen({ host: config.host, port: config.port });
   let closing = false;
 
@@ -70,6 +72,7 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
       // HTTP first: requests in flight finish on views still following the bucket, and none is
       // answered from a view that stopped.
       await app.close();
+      tokens?.close();
       await Promise.all([status.stop(), view.stop()]);
       await link.close();
     },

@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { validate } from "@readme/openapi-parser";
 import { pino } from "pino";
 import { ConfigError } from "@envoyage/registry";
-import { startNats, type NatsServer } from "@envoyage/test-support";
+import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
 import { loadConfig } from "../src/config.js";
 import { startServer, type RunningApi } from "../src/server.js";
 
@@ -27,12 +27,13 @@ describe("API_TOKENS_FILE", () => {
   let nats: NatsServer;
   let api: RunningApi;
   let base: string;
+  let file: string;
   let log = "";
 
   before(async () => {
     nats = await startNats();
     // Rotation: the current token and the next one, both taken.
-    const file = await tokensFile(`# clients of the registry\n${CURRENT}\n\n${NEXT}\n`);
+    file = await tokensFile(`# clients of the registry\n${CURRENT}\n\n${NEXT}\n`);
     const config = loadConfig({ NATS_URL: nats.url, API_HOST: "127.0.0.1", API_PORT: "0", API_TOKENS_FILE: file });
     const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => done(void (log += chunk.toString())) });
     api = await startServer(config, pino({ level: "info" }, sink));
@@ -73,6 +74,19 @@ describe("API_TOKENS_FILE", () => {
     assert.equal((await call("GET", "/v1/services/web", `bearer ${NEXT}`)).status, 200, "the scheme is case-insensitive");
     assert.equal((await call("DELETE", "/v1/services/web", `Bearer ${NEXT}`)).status, 204);
     assert.doesNotMatch(log, new RegExp(`${CURRENT}|${NEXT}`));
+  });
+
+  it("takes the file's new tokens without a restart, and keeps them when a rewrite breaks it", async () => {
+    const THIRD = "third-token-0123456789abcdef";
+    await writeFile(file, `${NEXT}\n${THIRD}\n`); // the rotation's last step: CURRENT removed
+    await waitFor("the new tokens", async () => ((await call("GET", "/v1/services", `Bearer ${THIRD}`)).status === 200 ? true : undefined), { timeoutMs: 5_000 });
+    assert.equal((await call("GET", "/v1/services", `Bearer ${CURRENT}`)).status, 401);
+    assert.match(log, /"tokens":2,"msg":"API_TOKENS_FILE changed: taking its tokens"/);
+
+    await writeFile(file, "short\n");
+    await waitFor("the refusal of the broken file", () => (log.includes("API_TOKENS_FILE changed but cannot be used") ? true : undefined), { timeoutMs: 5_000 });
+    assert.match(log, /"reason":"API_TOKENS_FILE \([^)]*\): token 1 is shorter than 16 characters"/);
+    assert.equal((await call("GET", "/v1/services", `Bearer ${THIRD}`)).status, 200, "the tokens that worked still do");
   });
 
   it("keeps the probes, /metrics and /openapi.json open, and documents the bearer scheme on /v1", async () => {
