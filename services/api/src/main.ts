@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The HTTP API: validates service records and writes them to the KV bucket.
-import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, loadConfigOrExit, onTermination, requireSupportedNode } from "@envoyage/registry";
+import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, exitWhenNatsIsLost, loadConfigOrExit, onTermination, requireSupportedNode } from "@envoyage/registry";
 import { loadConfig } from "./config.js";
 import { startServer } from "./server.js";
 
@@ -10,6 +10,7 @@ const logger = createLogger("api", config.logLevel);
 exitOnUnexpectedErrors(logger);
 
 const api = await startServer(config, logger);
+exitWhenNatsIsLost(api.link, logger);
 logger.info({ port: api.port, bucket: config.registry.bucket }, "API listening");
 void api.loaded.then(compileHotPathsSooner);
 

@@ -17,6 +17,8 @@ const BIND_RETRY_MS = 500;
 export interface RunningApi {
   app: App;
   registry: RegistryAccess;
+  /** The API's NATS connection. */
+  link: NatsLink;
   port: number;
   /** Resolves once connected and bound to the bucket. */
   bound: Promise<void>;
@@ -64,6 +66,7 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
   return {
     app,
     registry,
+    link,
     port: (app.server.address() as AddressInfo).port,
     bound,
     loaded: view.firstLoaded,

@@ -2,7 +2,7 @@
 // An xDS replica: watches the bucket, translates the registry, serves it to Envoy over ADS.
 import type { AddressInfo } from "node:net";
 import { jetstream } from "@nats-io/jetstream";
-import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, LINK_DRAIN_MS, loadConfigOrExit, NatsLink, onTermination, openStatusBucket, requireSupportedNode } from "@envoyage/registry";
+import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, exitWhenNatsIsLost, LINK_DRAIN_MS, loadConfigOrExit, NatsLink, onTermination, openStatusBucket, requireSupportedNode } from "@envoyage/registry";
 import { adsCredentials } from "./ads/credentials.js";
 import { AdsServer } from "./ads/server.js";
 import { combineEvents } from "./ads/events.js";
@@ -23,6 +23,7 @@ const logger = createLogger("xds", config.logLevel).child({ replica: config.repl
 exitOnUnexpectedErrors(logger);
 
 const link = new NatsLink({ servers: config.registry.natsServers, access: config.registry.natsAccess, name: `envoyage-xds ${config.replicaId}`, logger });
+exitWhenNatsIsLost(link, logger);
 const store = new SnapshotStore({ listenerAddress: config.listenerAddress, listenerPort: config.listenerPort });
 const metrics: XdsMetrics = new XdsMetrics(store, {
   streamCounts: () => ads.streamCounts(),

@@ -11,8 +11,8 @@ import { encodeAccount, encodeOperator, encodeUser, fmtCreds } from "@nats-io/jw
 import { createAccount, createOperator, createUser } from "@nats-io/nkeys";
 import { Kvm } from "@nats-io/kv";
 import { pino } from "pino";
-import { CONNECT_TIMEOUT_MS, NatsLink, REFUSED_RETRY_MS, registrySettings, type Env } from "@envoyage/registry";
-import { makeCertificates, sleep, startNats, waitFor, type LocalNatsServer } from "@envoyage/test-support";
+import { CONNECT_TIMEOUT_MS, NatsLink, PROBE_EVERY_MS, registrySettings, type Env } from "@envoyage/registry";
+import { freePort, makeCertificates, sleep, startNats, waitFor, type LocalNatsServer } from "@envoyage/test-support";
 
 interface LogLine {
   level: number;
@@ -107,7 +107,6 @@ describe("NATS with authentication and TLS", () => {
       void withoutCertificate.connect();
       // The server refuses it after the handshake (TLS 1.3): the client learns when the connect times out.
       await waitFor("the refusal of a client without a certificate", () => lines.find((line) => line.msg === "cannot connect to NATS; trying again"), { timeoutMs: CONNECT_TIMEOUT_MS + 5_000 });
-      assert.equal(withoutCertificate.isConnected, false);
     } finally {
       await link.close();
       await withoutCertificate.close();
@@ -120,12 +119,11 @@ describe("NATS with authentication and TLS", () => {
     const { link, lines, text } = linkFor(nats, { NATS_USER: "envoyage", NATS_PASSWORD: "new" });
     try {
       const connected = link.connect();
-      await sleep(REFUSED_RETRY_MS * 2.5); // three tries
+      await sleep(1_000 + PROBE_EVERY_MS * 2.5); // the client's own tries, and three probes
       const refusals = lines.filter((line) => line.msg === "NATS refused this client's credentials; trying again");
       assert.equal(refusals.length, 1, text());
       assert.equal(refusals[0]!.reason, "Authorization Violation");
       assert.match(refusals[0]!.auth!, /user envoyage \(NATS_USER, NATS_PASSWORD\)/);
-      assert.equal(link.isConnected, false);
 
       await nats.reload("authorization { user: envoyage, password: new }");
       await connected;
@@ -153,6 +151,90 @@ describe("NATS with authentication and TLS", () => {
       await waitFor("the link to reconnect", () => (link.isConnected ? true : undefined), { timeoutMs: 10_000 });
       await writesAndReads(link);
       assert.equal(lines.filter((line) => line.msg === "reconnected to NATS").length, 1, text());
+    } finally {
+      await link.close();
+      await nats.stop();
+    }
+  });
+
+  it("reconnects with the nkey seed it had while the file is missing or empty, as in a rotation not done in one step", async () => {
+    const user = createUser();
+    const nats = await startNats({ config: `authorization { users: [ { nkey: ${user.getPublicKey()} } ] }` });
+    const seedFile = await tempFile("user.nk", user.getSeed());
+    const { link, lines, text } = linkFor(nats, { NATS_NKEY: seedFile });
+    try {
+      await writesAndReads(link);
+      await writeFile(seedFile, "");
+      await nats.stop();
+      await nats.restart();
+      await waitFor("the link to reconnect", () => (lines.some((line) => line.msg === "reconnected to NATS") ? true : undefined), { timeoutMs: 10_000 });
+      await writesAndReads(link);
+      assert.match(text(), /"reason":"the file is empty".*"msg":"NATS_NKEY cannot be read; connecting with what it held before"/);
+    } finally {
+      await link.close();
+      await nats.stop();
+    }
+  });
+
+  it("requires TLS of a tls:// server, as the nats CLI does: a server without TLS is refused, not used in plaintext", async () => {
+    const nats = await startNats();
+    const { link, lines } = linkFor(nats, { NATS_URL: nats.url.replace("nats://", "tls://") });
+    try {
+      void link.connect();
+      const refusal = await waitFor("the refusal", () => lines.find((line) => line.msg === "cannot connect to NATS; trying again"));
+      assert.match(refusal.reason ?? "", /TLS/i);
+      assert.equal(link.isConnected, false);
+    } finally {
+      await link.close();
+      await nats.stop();
+    }
+  });
+
+  it("keeps in its pool a server that was down when it connected, and moves to it later", async () => {
+    const downPort = await freePort();
+    const up = await startNats();
+    const settings = registrySettings({ NATS_URL: `nats://127.0.0.1:${downPort},${up.url}` });
+    const link = new NatsLink({ servers: settings.natsServers, name: "pool", logger: pino({ level: "silent" }) });
+    let later: LocalNatsServer | undefined;
+    try {
+      assert.equal((await link.connect()).getServer(), `127.0.0.1:${up.port}`);
+      later = await startNats({ port: downPort });
+      await up.stop(); // the only server left is the one that was down at first
+      await waitFor("the link to move to the other server", () => (link.isConnected && link.server === `127.0.0.1:${downPort}` ? true : undefined), { timeoutMs: 10_000 });
+    } finally {
+      await link.close();
+      await later?.stop();
+      await up.stop();
+    }
+  });
+
+  it("keeps no connection that comes up after the link was closed", async () => {
+    const port = await freePort();
+    const monitor = await freePort();
+    const settings = registrySettings({ NATS_URL: `nats://127.0.0.1:${port}` });
+    const link = new NatsLink({ servers: settings.natsServers, name: "closed-while-connecting", logger: pino({ level: "silent" }) });
+    void link.connect(); // nothing listens yet: the client keeps trying
+    await link.close();
+    const nats = await startNats({ port, config: `http: "127.0.0.1:${monitor}"` });
+    try {
+      await sleep(1_500); // the client's next tries find the server, and the link lets the connection go
+      const connections = (await (await fetch(`http://127.0.0.1:${monitor}/connz`)).json()) as { num_connections: number };
+      assert.equal(connections.num_connections, 0);
+      assert.equal(link.isConnected, false);
+    } finally {
+      await nats.stop();
+    }
+  });
+
+  it("says when the client closes the connection for good, so the service can exit rather than serve stale data", async () => {
+    const nats = await startNats();
+    const { link, lines } = linkFor(nats, {});
+    const events: string[] = [];
+    link.onEvent((event) => events.push(event));
+    try {
+      await (await link.connect()).close(); // as the client does on what no retry fixes
+      await waitFor("the link to say so", () => (events.includes("lost") ? true : undefined));
+      assert.ok(lines.some((line) => line.msg === "the NATS connection closed for good"));
     } finally {
       await link.close();
       await nats.stop();

@@ -7,6 +7,7 @@ export * from "./logger.js";
 export * from "./name-index.js";
 export * from "./nats.js";
 export * from "./nats-access.js";
+export { PROBE_EVERY_MS } from "./nats-probe.js";
 export * from "./record.js";
 export * from "./registry-settings.js";
 export * from "./status.js";

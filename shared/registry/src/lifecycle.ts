@@ -3,6 +3,7 @@
 // restarts a clean process), and SIGTERM/SIGINT run one graceful shutdown.
 import type { Logger } from "pino";
 import { ConfigError } from "./config.js";
+import type { NatsLink } from "./nats.js";
 
 /** The oldest Node.js major the services run on (package.json "engines"). */
 const MIN_NODE_MAJOR = 26;
@@ -59,4 +60,17 @@ export function onTermination(logger: Logger, deadlineMs: number, shutdown: (sig
   };
   process.on("SIGTERM", handle);
   process.on("SIGINT", handle);
+}
+
+/**
+ * A NATS connection the client closed for good leaves the process serving what it had, never
+ * to learn of a change again: better to exit (1) and be started again by the supervisor, as on
+ * an unexpected error. (Envoys move to another replica; API clients retry.)
+ */
+export function exitWhenNatsIsLost(link: NatsLink, logger: Logger): void {
+  link.onEvent((event) => {
+    if (event !== "lost") return;
+    logger.fatal("exiting: without NATS for good, this process would serve stale data");
+    process.exit(1);
+  });
 }

@@ -1,13 +1,14 @@
 // The NATS connection both services hold: it reconnects forever, to any configured server, and
 // tells its owner when the link goes down and comes back.
-import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@nats-io/transport-node";
-import { errors, type NatsConnection } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { TIMED_OUT, within } from "./deadline.js";
 import { connectionOptions, describeAccess, NO_NATS_ACCESS, type NatsAccess } from "./nats-access.js";
+import { findServer } from "./nats-probe.js";
 
-export type LinkEvent = "connected" | "disconnected" | "reconnected";
+/** "lost": the client closed the connection for good on its own (it will not reconnect). */
+export type LinkEvent = "connected" | "disconnected" | "reconnected" | "lost";
 
 export interface NatsLinkOptions {
   servers: string[];
@@ -20,10 +21,6 @@ export interface NatsLinkOptions {
 
 /** How long one try to connect may take, TLS handshake and NATS greeting included (the client's default is 20 s). */
 export const CONNECT_TIMEOUT_MS = 5_000;
-/** How soon an unreachable server is tried again. */
-const RETRY_MS = 250;
-/** How often a server that refuses this client's credentials is tried again. */
-export const REFUSED_RETRY_MS = 2000;
 
 /** How long closing waits for the server to confirm the drain. */
 export const LINK_DRAIN_MS = 1000;
@@ -46,6 +43,11 @@ export class NatsLink {
     return this.#connected;
   }
 
+  /** The server connected to ("host:port"), if any. */
+  get server(): string | undefined {
+    return this.#connected ? this.#connection?.getServer() : undefined;
+  }
+
   onEvent(listener: (event: LinkEvent) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -53,7 +55,7 @@ export class NatsLink {
 
   /**
    * Resolves once connected; until then it keeps trying every configured server, also one that
-   * refuses this client (REFUSED_RETRY_MS). One connection per link.
+   * refuses this client, and says why none takes it (nats-probe.ts). One connection per link.
    */
   connect(): Promise<NatsConnection> {
     this.#connecting ??= this.#connect();
@@ -62,45 +64,39 @@ export class NatsLink {
 
   async #connect(): Promise<NatsConnection> {
     const { servers, name, logger } = this.#options;
-    const access = this.#access;
-    logger.info({ servers, ...describeAccess(access) }, "connecting to NATS");
-    const reasons = new Set<string>();
-    while (!this.#closing) {
+    const details = describeAccess(this.#access);
+    logger.info({ servers, ...details }, "connecting to NATS");
+    const options = { name, timeout: CONNECT_TIMEOUT_MS, ...connectionOptions(this.#access, servers, logger) };
+    const stopped = () => this.#closing;
+    for (;;) {
+      const first = await findServer({ servers, connection: options, logger, details, stopped });
+      if (first === undefined) break;
       let nc: NatsConnection;
       try {
         nc = await connect({
-          servers,
-          name,
-          ...connectionOptions(access),
-          // This loop retries the first connect, saying why it fails; the client retries after that.
+          ...options,
+          // The server that just took a probe first, so no server fails before it (nats-probe.ts).
+          servers: [first, ...servers.filter((server) => server !== first)],
+          noRandomize: true,
           waitOnFirstConnect: false,
-          timeout: CONNECT_TIMEOUT_MS,
           maxReconnectAttempts: -1,
-          reconnectTimeWait: RETRY_MS,
+          reconnectTimeWait: 250,
           reconnectJitter: 100,
           pingInterval: 5_000,
           maxPingOut: 2,
-          // By default the client stops reconnecting for good after the same authorization error
-          // twice: credentials fixed on the server, or a rotated creds file, would need a restart.
+          // By default the client stops trying for good after the same authorization error twice:
+          // credentials fixed on the server, or a rotated creds file, would need a restart.
           ignoreAuthErrorAbort: true,
           // Capturing a stack trace for every request costs more CPU than the request itself;
           // errors still say what failed.
           noAsyncTraces: true,
         });
-      } catch (error) {
-        // Unreachable servers (a cluster still starting) are tried again soon; one that refuses
-        // this client is the operator's to fix, maybe on the server's side, and tried less often.
-        // Each reason is said once, not at every try.
-        const refused = error instanceof errors.AuthorizationError || error instanceof errors.UserAuthenticationExpiredError;
-        const reason = (error as Error).message;
-        if (!reasons.has(reason)) {
-          reasons.add(reason);
-          const details = { reason, servers, ...describeAccess(access) };
-          if (refused) logger.error(details, "NATS refused this client's credentials; trying again");
-          else logger.warn(details, "cannot connect to NATS; trying again");
-        }
-        await sleep(refused ? REFUSED_RETRY_MS : RETRY_MS);
-        continue;
+      } catch {
+        continue; // it went away since the probe: look again
+      }
+      if (this.#closing) {
+        await nc.close();
+        break;
       }
       this.#connection = nc;
       this.#connected = true;
@@ -162,6 +158,11 @@ export class NatsLink {
       }
     }
     this.#connected = false;
+    if (this.#closing) return;
+    // The client gives up only on what no retry fixes (a credentials file it could not read when
+    // it reconnected, say); the owner decides what to do without NATS for good.
+    logger.error({ reason: (await nc.closed())?.message, ...describeAccess(this.#access) }, "the NATS connection closed for good");
+    this.#emit("lost");
   }
 
   #emit(event: LinkEvent): void {

@@ -25,7 +25,7 @@ function checkNatsUrl(server: string): void {
   const url = URL.parse(server.includes("://") ? server : `nats://${server}`);
   if (!url || !["nats:", "tls:"].includes(url.protocol) || url.hostname === "") {
     // Echoed without what may be credentials before an "@".
-    const shown = server.replace(/^([a-z]+:\/\/)?[^/@]*@/i, "$1…@");
+    const shown = server.replace(/^([a-z]+:\/\/)?.*@/i, "$1…@");
     throw new ConfigError(`NATS_URL must be a comma-separated list of servers such as nats://127.0.0.1:4222 (nats:// or tls://), got "${shown}"`);
   }
   // Refused rather than taken: URLs are logged (here, by nats-server, by tools), secrets are not.

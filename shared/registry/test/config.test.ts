@@ -5,7 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, envIpAddress } from "../src/config.js";
 import { connectionOptions, describeAccess, natsAccess } from "../src/nats-access.js";
+import { createLogger } from "../src/logger.js";
 import { registrySettings } from "../src/registry-settings.js";
+
+const SERVERS = ["nats://127.0.0.1:4222"];
+const silent = createLogger("test", "silent");
 
 describe("registrySettings", () => {
   it("takes NATS_URL as one server or a comma-separated list, with or without a scheme", () => {
@@ -29,7 +33,9 @@ describe("registrySettings", () => {
       () => registrySettings({ NATS_URL: "nats://alice:s3cret@127.0.0.1:4222" }),
       (error: Error) => /^NATS_URL must not carry credentials \(nats:\/\/127\.0\.0\.1:4222\): set NATS_USER and NATS_PASSWORD/.test(error.message) && !error.message.includes("s3cret"),
     );
-    assert.throws(() => registrySettings({ NATS_URL: "nats://alice:s3cret@127.0.0.1:notaport" }), (error: Error) => error.message.endsWith('got "nats://…@127.0.0.1:notaport"'));
+    for (const url of ["nats://alice:s3cret@127.0.0.1:notaport", "nats://alice:s3/cret@127.0.0.1:notaport", "nats://alice:s3@cret@127.0.0.1:notaport"]) {
+      assert.throws(() => registrySettings({ NATS_URL: url }), (error: Error) => error.message.endsWith('got "nats://…@127.0.0.1:notaport"'), url);
+    }
   });
 });
 
@@ -42,12 +48,17 @@ describe("natsAccess: the nats CLI's settings", () => {
 
   it("takes no credentials and TLS only if the server asks, by default", () => {
     assert.deepEqual(natsAccess({}), { auth: { kind: "none" }, tls: undefined });
-    assert.deepEqual(connectionOptions(natsAccess({})), {});
+    assert.deepEqual(connectionOptions(natsAccess({}), SERVERS, silent), {});
+  });
+
+  it("requires TLS for tls:// servers, as the nats CLI does, with or without TLS files", () => {
+    assert.deepEqual(connectionOptions(natsAccess({}), ["nats://a:4222", "tls://b:4222"], silent), { tls: {} });
   });
 
   it("reads NATS_USER alone as a token and with NATS_PASSWORD as a user, like the nats CLI", () => {
-    assert.deepEqual(connectionOptions(natsAccess({ NATS_USER: "t0ken" })), { token: "t0ken" });
-    assert.deepEqual(connectionOptions(natsAccess({ NATS_USER: "alice", NATS_PASSWORD: " s3cret" })), { user: "alice", pass: " s3cret" }, "a password is taken as written");
+    assert.deepEqual(connectionOptions(natsAccess({ NATS_USER: "t0ken" }), SERVERS, silent), { token: "t0ken" });
+    assert.deepEqual(connectionOptions(natsAccess({ NATS_TOKEN: "t0ken" }), SERVERS, silent), { token: "t0ken" }, "the CLI's NATS_TOKEN too");
+    assert.deepEqual(connectionOptions(natsAccess({ NATS_USER: "alice", NATS_PASSWORD: " s3cret" }), SERVERS, silent), { user: "alice", pass: " s3cret" }, "a password is taken as written");
   });
 
   it("takes a creds file, an nkey seed file and TLS files, and logs which without a secret", async () => {
@@ -56,7 +67,7 @@ describe("natsAccess: the nats CLI's settings", () => {
     assert.deepEqual(natsAccess({ NATS_NKEY: file("user.nk") }).auth, { kind: "nkey", file: file("user.nk") });
     const tls = natsAccess({ NATS_CA: file("ca.pem"), NATS_CERT: file("cert.pem"), NATS_KEY: file("key.pem") });
     assert.deepEqual(tls.tls, { caFile: file("ca.pem"), certFile: file("cert.pem"), keyFile: file("key.pem") });
-    assert.deepEqual(connectionOptions(tls).tls, tls.tls);
+    assert.deepEqual(connectionOptions(tls, SERVERS, silent).tls, tls.tls);
     const described = JSON.stringify(describeAccess(natsAccess({ NATS_USER: "alice", NATS_PASSWORD: "s3cret", NATS_CA: file("ca.pem") })));
     assert.match(described, /user alice/);
     assert.match(described, /ca\.pem/);
@@ -70,6 +81,9 @@ describe("natsAccess: the nats CLI's settings", () => {
       [{ NATS_USER: "alice", NATS_CREDS: file("user.creds") }, /^NATS_USER and NATS_CREDS are different ways to authenticate to NATS: set one$/],
       [{ NATS_CREDS: file("user.creds"), NATS_NKEY: file("user.nk") }, /^NATS_CREDS and NATS_NKEY are different ways/],
       [{ NATS_PASSWORD: "s3cret" }, /^NATS_PASSWORD is set without NATS_USER$/],
+      [{ NATS_TOKEN: "t0ken", NATS_USER: "alice" }, /^NATS_TOKEN and NATS_USER are different ways/],
+      [{ NATS_CONTEXT: "prod" }, /^NATS_CONTEXT is set, but Envoyage does not read it: nats contexts are not read/],
+      [{ NATS_JWT: "eyJ…", NATS_SEED: "SU…" }, /^NATS_JWT is set, but Envoyage does not read it: put the JWT and its seed in a creds file \(NATS_CREDS\)$/],
       [{ NATS_CERT: file("cert.pem") }, /^NATS_CERT and NATS_KEY go together/],
       [{ NATS_CREDS: file("missing.creds") }, /^NATS_CREDS names a file this process cannot read: ENOENT/],
       [{ NATS_CA: "/nonexistent/ca.pem" }, /^NATS_CA names a file this process cannot read/],
