@@ -172,7 +172,8 @@ envoy_listening() { [[ "$(curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/s
 envoy_reported() {
   local token
   token="$(api_token)" || return 1
-  curl -fsS --max-time 1 ${token:+-H "Authorization: Bearer $token"} "http://$REACH:$API_PORT/v1/envoys" |
+  # The header through curl's config on stdin, not its command line, where ps would show it.
+  printf '%s\n' ${token:+"header = \"Authorization: Bearer $token\""} | curl -fsS --max-time 1 -K - "http://$REACH:$API_PORT/v1/envoys" |
     node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => process.exit(JSON.parse(s).envoys.some((e) => e.node === "envoyage-local" && e.connected) ? 0 : 1))'
 }
 
@@ -240,7 +241,10 @@ up() {
   joined="$(IFS=,; echo "${nats_urls[*]}")"
 
   # Bucket replicas for whichever process creates a bucket first (the replicas create the status bucket too).
-  local common=(env "NATS_URL=$joined" "LOG_LEVEL=${LOG_LEVEL:-info}" "ENVOYAGE_BUCKET_REPLICAS=$NATS_CLUSTER")
+  # The stack's own nats-server takes no credentials and no TLS: settings an operator keeps for
+  # the nats CLI and another NATS (NATS_USER, NATS_CA, NATS_CONTEXT, …) are not passed on.
+  local common=(env -u NATS_USER -u NATS_PASSWORD -u NATS_TOKEN -u NATS_CREDS -u NATS_NKEY -u NATS_CA -u NATS_CERT -u NATS_KEY
+    -u NATS_CONTEXT -u NATS_JWT -u NATS_SEED "NATS_URL=$joined" "LOG_LEVEL=${LOG_LEVEL:-info}" "ENVOYAGE_BUCKET_REPLICAS=$NATS_CLUSTER")
   if ! alive api; then
     check_port "$API_PORT" api
     start api "${common[@]}" "API_HOST=$BIND" "API_PORT=$API_PORT" \
