@@ -3,7 +3,7 @@
 // credentials, a refused TLS handshake), or drops from its pool, for good, every server that
 // fails the first connect (a node down when the service started would never be used). So each
 // server is tried alone first, saying each reason once, and the client then connects with the
-// one that answered first in its list: nothing fails before it, nothing is dropped.
+// one that answered first at the head of its list: nothing fails before it, nothing is dropped.
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@nats-io/transport-node";
 import { errors, type ConnectionOptions } from "@nats-io/nats-core";
@@ -23,26 +23,37 @@ export interface ProbeOptions {
   stopped: () => boolean;
 }
 
-/** The first server found to take this client, tried in random order; undefined once stopped. */
+/**
+ * The first server found to take this client; undefined once stopped. All are tried at once: one
+ * that does not answer at all (its host down) holds the others up by no more than its own try.
+ */
 export async function findServer({ servers, connection, logger, details, stopped }: ProbeOptions): Promise<string | undefined> {
   const said = new Set<string>();
-  while (!stopped()) {
-    for (const server of [...servers].sort(() => Math.random() - 0.5)) {
-      if (stopped()) return undefined;
-      try {
-        const probe = await connect({ ...connection, servers: [server], name: `${String(connection.name)} (probe)`, reconnect: false, waitOnFirstConnect: false });
-        await probe.close();
-        return server;
-      } catch (error) {
-        const reason = (error as Error).message;
-        if (said.has(`${server} ${reason}`)) continue;
+  let found = false; // probes still trying then have nothing to say
+  const probe = async (server: string): Promise<string> => {
+    try {
+      const nc = await connect({ ...connection, servers: [server], name: `${String(connection.name)} (probe)`, reconnect: false, waitOnFirstConnect: false });
+      await nc.close();
+      return server;
+    } catch (error) {
+      const reason = (error as Error).message;
+      if (!said.has(`${server} ${reason}`) && !found && !stopped()) {
         said.add(`${server} ${reason}`);
         const refused = error instanceof errors.AuthorizationError || error instanceof errors.UserAuthenticationExpiredError;
         if (refused) logger.error({ server, reason, ...details }, "NATS refused this client's credentials; trying again");
         else logger.warn({ server, reason, ...details }, "cannot connect to NATS; trying again");
       }
+      throw error;
     }
-    await sleep(PROBE_EVERY_MS);
+  };
+  while (!stopped()) {
+    try {
+      const server = await Promise.any(servers.map(probe));
+      found = true;
+      return server;
+    } catch {
+      await sleep(PROBE_EVERY_MS);
+    }
   }
   return undefined;
 }
