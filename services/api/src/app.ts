@@ -14,7 +14,7 @@ import { envoyRoutes } from "./routes/envoys.js";
 import type { StatusView } from "./status-view.js";
 import { metricsPlugin } from "./metrics.js";
 import { healthRoutes } from "./routes/health.js";
-import { QUERY_PATTERNS_IN_WORDS } from "./routes/schemas.js";
+import { ErrorBody, QUERY_PATTERNS_IN_WORDS } from "./routes/schemas.js";
 import { serviceRoutes } from "./routes/services.js";
 
 export interface AppOptions {
@@ -126,7 +126,10 @@ export async function buildApp(options: AppOptions) {
       ...(tokens && { components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } } }),
     },
     // The /v1 routes, when API_TOKENS_FILE is set; the probes, /metrics and this document stay open.
-    transform: ({ schema, url }) => ({ schema: tokens && url.startsWith("/v1/") ? { ...schema, security: [{ bearer: [] }] } : schema, url }),
+    transform: ({ schema, url }) => ({
+      schema: tokens && url.startsWith("/v1/") ? { ...schema, security: [{ bearer: [] }], response: { ...(schema?.response as object | undefined), 401: ErrorBody } } : schema,
+      url,
+    }),
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

@@ -94,6 +94,7 @@ describe("API_TOKENS_FILE", () => {
     const document = (await call("GET", "/openapi.json")).body;
     assert.deepEqual(document.components.securitySchemes, { bearer: { type: "http", scheme: "bearer" } });
     assert.deepEqual(document.paths["/v1/services/{name}"].put.security, [{ bearer: [] }]);
+    assert.ok(document.paths["/v1/envoys"].get.responses["401"], "the 401 is documented");
     assert.equal(document.paths["/healthz"].get.security, undefined);
     assert.deepEqual(await validate(document), { valid: true, warnings: [], specification: "OpenAPI" });
   });
