@@ -14,11 +14,14 @@ export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${ENVOYAGE_RUN_DIR:-$ROOT/.run}"
-# The ports the running stack was started with (make up keeps them in $RUN/settings), unless
-# given here: a plain make test-add checks the stack make status shows, not the default ports.
+# The ports the running stack was started with (make up keeps them in $RUN/settings), whatever
+# is given here: make test-add checks the stack make status shows, not the default ports.
 if [ "${COMPOSE:-}" != 1 ] && [ -f "$RUN/settings" ]; then
   while IFS='=' read -r name kept; do
-    [ -n "${!name:-}" ] || [ -z "$kept" ] || export "$name=$kept"
+    if [ -n "${!name:-}" ] && [ "${!name}" != "$kept" ]; then
+      printf '[demo] %s=%s ignored: the stack runs with %s=%s (kept in %s)\n' "$name" "${!name}" "$name" "${kept:-(default)}" "$RUN/settings"
+    fi
+    if [ -z "$kept" ]; then unset "$name"; else export "$name=$kept"; fi
   done <"$RUN/settings"
 fi
 # Where the stack listens (BIND_ADDRESS, else as make up was given it; 0.0.0.0 is reached on loopback).

@@ -97,6 +97,10 @@ resolve_settings() {
         [ -z "$kept" ] || [ "$1" != up ] || log "$name=$kept, as the stack was started (kept in $file until make down)"
       elif [ "$asked" != "$kept" ] && [ "$1" = up ]; then
         die "the stack runs with $name=${kept:-(default)} (kept in $file); make down first to change it"
+      elif [ "$asked" != "$kept" ]; then
+        # status and down look at the stack that runs, whatever the environment says.
+        log "$name=$asked ignored: the stack runs with $name=${kept:-(default)} (kept in $file)"
+        if [ -z "$kept" ]; then unset "$name"; else export "$name=$kept"; fi
       fi
     done <"$file"
   elif [ "$1" = up ]; then
@@ -121,6 +125,7 @@ resolve_bind() {
     if any_stack_alive; then BIND_RUNNING="$(cat "$RUN/bind-address")"; else rm -f "$RUN/bind-address"; fi
   fi
   BIND="${BIND_ADDRESS:-${BIND_RUNNING:-127.0.0.1}}"
+  [[ "$BIND" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "BIND_ADDRESS must be an IPv4 address or 0.0.0.0 (the stack's nats-server and Envoy take no IPv6 address here), got \"$BIND\""
   if [ "$BIND" = 0.0.0.0 ]; then REACH=127.0.0.1; else REACH="$BIND"; fi
 }
 # Where the logs are, as the user would type it (relative to the project when inside it).
@@ -254,6 +259,7 @@ up() {
     local n=$((i + 1))
     if ! alive "xds-$n"; then
       check_port "${XDS_PORTS[$i]}" "xds-$n"
+      check_port "${XDS_HTTP_PORTS[$i]}" "xds-$n (health)"
       start "xds-$n" "${common[@]}" "REPLICA_ID=xds-$n" "XDS_HOST=$BIND" "XDS_PORT=${XDS_PORTS[$i]}" \
         "XDS_HTTP_PORT=${XDS_HTTP_PORTS[$i]}" "LISTENER_ADDRESS=${LISTENER_ADDRESS:-$BIND}" "LISTENER_PORT=$LISTENER_PORT" \
         "NODE=$node" "$ROOT/services/xds/bin/envoyage-xds"
@@ -394,7 +400,7 @@ status() {
   API        http://$REACH:$API_PORT   (OpenAPI at /openapi.json)
   Envoy      http://$REACH:$LISTENER_PORT (admin http://127.0.0.1:$ADMIN_PORT)$([ -f "$RUN/envoy-ads" ] && echo ", xDS $(cat "$RUN/envoy-ads")")
   xDS        $REACH:${XDS_PORTS[0]}, $REACH:${XDS_PORTS[1]} (health :${XDS_HTTP_PORTS[0]}, :${XDS_HTTP_PORTS[1]})
-  NATS       nats://$REACH:$NATS_PORT$([ "$NATS_CLUSTER" = 1 ] || echo " (cluster of $NATS_CLUSTER: ports $NATS_PORT-$((NATS_PORT + NATS_CLUSTER - 1)))")
+  NATS       nats://$REACH:$NATS_PORT$([ "$NATS_CLUSTER" = 1 ] || echo " (cluster of $NATS_CLUSTER: ports $NATS_PORT-$((NATS_PORT + NATS_CLUSTER - 1)), routes 127.0.0.1:$NATS_ROUTE_PORT-$((NATS_ROUTE_PORT + NATS_CLUSTER - 1)))")
   upstreams  A $REACH:$UPSTREAM_A_PORT, B $REACH:$UPSTREAM_B_PORT
 EOF
   # Like service managers' status: 0 only when everything runs and is ready, so scripts and probes can ask.
@@ -415,6 +421,16 @@ check_restart() {
     *) die "restart what? P=nats (nats-1 … in a cluster), api, xds-1, xds-2, envoy, upstream-a or upstream-b" ;;
   esac
   any_stack_alive || die "the stack does not run: make up"
+  # A NATS name the running stack's mode has (one of the other mode stopped nothing, and went on
+  # to make up as if it had restarted something).
+  local nodes=1
+  [ ! -f "$RUN/nats-cluster" ] || nodes="$(cat "$RUN/nats-cluster")"
+  case "$1" in
+    nats) [ "$nodes" = 1 ] || die "the stack runs NATS as a cluster of $nodes: P=nats-1 … nats-$nodes" ;;
+    nats-*)
+      [ "$nodes" != 1 ] || die "the stack runs a single nats-server: P=nats"
+      [ "${1#nats-}" -le "$nodes" ] || die "the stack's NATS cluster has $nodes nodes: P=nats-1 … nats-$nodes" ;;
+  esac
 }
 
 case "${1:-}" in

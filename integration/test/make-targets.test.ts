@@ -88,6 +88,11 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
       assert.match(status, new RegExp(`^ {2}${name} +running \\(pid \\d+\\); ready$`, "m"));
     }
     await assert.rejects(make("up", { ENVOY_ADS: "sotw" }), /Envoy runs with ENVOY_ADS=delta; make down first to change it/);
+    await assert.rejects(make("restart", { P: "nats-1" }), /the stack runs a single nats-server: P=nats/);
+    // Another port given to make status: it still looks at the stack that runs, and says so.
+    const elsewhere = await make("status", { API_PORT: String(ports["API_PORT"]! + 1) });
+    assert.match(elsewhere, /API_PORT=\d+ ignored: the stack runs with API_PORT=\d+/);
+    assert.match(elsewhere, /^ {2}api +running \(pid \d+\); ready$/m);
 
     const add = await make("test-add");
     assert.match(add, /ok: web\.example\.com answers from upstream A \([\d.]+ ms/);

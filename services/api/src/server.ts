@@ -57,7 +57,7 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
         void status.start();
         return;
       } catch (error) {
-        logger.warn({ err: error }, "cannot create or bind the bucket; retrying");
+        logger.warn({ reason: (error as Error).message }, "cannot create or bind the bucket yet (a NATS cluster may still be electing its leaders); retrying");
         await new Promise((resolve) => setTimeout(resolve, BIND_RETRY_MS));
       }
     }

@@ -128,7 +128,7 @@ export class StatusPublisher {
         this.#lastRefresh = 0;
       } catch (error) {
         // Said once per outage; writes are tried anyway if the bucket was open before.
-        if (!this.#failing) this.#options.logger.warn({ err: error }, "cannot open the status bucket; retrying");
+        if (!this.#failing) this.#options.logger.warn({ reason: (error as Error).message }, "cannot open the status bucket yet (a NATS cluster may still be electing its leaders); retrying");
         this.#failing = true;
         this.#failures++;
       }

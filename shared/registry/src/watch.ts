@@ -302,7 +302,7 @@ export class BucketWatcher {
       } catch (error) {
         if (!warned) {
           if (error instanceof BucketMissingError) logger.warn(error.message);
-          else logger.warn({ err: error }, "cannot bind to the KV bucket; retrying");
+          else logger.warn({ reason: (error as Error).message }, "cannot bind to the KV bucket yet (a NATS cluster may still be electing its leaders); retrying");
           warned = true;
         }
         await delay(RETRY_MS);
