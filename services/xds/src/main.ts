@@ -16,6 +16,7 @@ import { sharedNodeIdEvents } from "./shared-node-ids.js";
 import { StatusPublisher } from "./status-publisher.js";
 import { startStatusServer } from "./status-server.js";
 import { UnansweredPushes } from "./unanswered-pushes.js";
+import { UnrequestedEndpoints } from "./unrequested-endpoints.js";
 
 requireSupportedNode("envoyage-xds");
 const config = loadConfigOrExit("envoyage-xds", () => loadConfig(process.env));
@@ -51,6 +52,7 @@ const publisher = new StatusPublisher({
   rejected: rejectedServicesByCommit(replica),
 });
 const unanswered = new UnansweredPushes(logger, () => ads.streams());
+const unrequested = new UnrequestedEndpoints(logger, () => ads.streams());
 const ads: AdsServer = new AdsServer({
   source: store,
   // An Envoy connecting to a standby gets its delayed commit first (CommitScheduler.flush).
@@ -78,6 +80,7 @@ logger.info(
 );
 void replica.start();
 unanswered.start();
+unrequested.start();
 const untilServing = store.onCommit(() => {
   if (!store.ready) return;
   untilServing();
@@ -96,6 +99,7 @@ onTermination(logger, config.shutdownGraceMs + 2 * config.registry.natsTimeoutMs
   logger.info({ signal, streams: ads.streamCount }, "shutting down: handing Envoys over to other replicas");
   await ads.shutdown(config.shutdownGraceMs);
   unanswered.stop();
+  unrequested.stop();
   await publisher.stop();
   status.close();
   await replica.stop();

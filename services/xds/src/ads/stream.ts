@@ -193,6 +193,21 @@ export class AdsStream {
     }
   }
 
+  /**
+   * EDS clusters Envoy acknowledged but never asked the endpoints of; listeners and routes wait
+   * for those (#endpointsCaughtUp). Envoy asks for the endpoints of every EDS cluster it added
+   * before it acknowledges them, so these are clusters it did not take: a static cluster of its
+   * bootstrap has the name, and Envoy ignores the dynamic one (saying so at debug level only).
+   */
+  *endpointsNotAskedFor(): Generator<string> {
+    if (!this.#clustersCaughtUp()) return;
+    const set = this.#options.source.resources(ENDPOINT_TYPE);
+    const subscription = this.#types.get(ENDPOINT_TYPE)?.subscription;
+    // Cached by the subscription: the common case costs no walk over the set.
+    if (set.size === 0 || subscription?.covers(set)) return;
+    for (const resource of set.values()) if (!subscription?.names.has(resource.name)) yield resource.name;
+  }
+
   close(): void {
     for (const state of this.#types.values()) {
       if (state.subscription) this.#options.subscriptions.release(state.subscription);
