@@ -15,7 +15,7 @@ import { SnapshotStore } from "./snapshot.js";
 import { sharedNodeIdEvents } from "./shared-node-ids.js";
 import { StatusPublisher } from "./status-publisher.js";
 import { startStatusServer } from "./status-server.js";
-import { UnansweredPushes } from "./unanswered-pushes.js";
+import { CHECK_EVERY_MS, UnansweredPushes } from "./unanswered-pushes.js";
 import { UnrequestedEndpoints } from "./unrequested-endpoints.js";
 
 requireSupportedNode("envoyage-xds");
@@ -79,8 +79,12 @@ logger.info(
   "xDS replica started; loading the registry",
 );
 void replica.start();
-unanswered.start();
-unrequested.start();
+// Both look at every stream once a second; the timer keeps no process alive.
+const streamChecks = setInterval(() => {
+  const now = performance.now();
+  unanswered.check(now);
+  unrequested.check(now);
+}, CHECK_EVERY_MS).unref();
 const untilServing = store.onCommit(() => {
   if (!store.ready) return;
   untilServing();
@@ -98,8 +102,7 @@ void publisher.start(async () =>
 onTermination(logger, config.shutdownGraceMs + 2 * config.registry.natsTimeoutMs + LINK_DRAIN_MS, async (signal) => {
   logger.info({ signal, streams: ads.streamCount }, "shutting down: handing Envoys over to other replicas");
   await ads.shutdown(config.shutdownGraceMs);
-  unanswered.stop();
-  unrequested.stop();
+  clearInterval(streamChecks);
   await publisher.stop();
   status.close();
   await replica.stop();

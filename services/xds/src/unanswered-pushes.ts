@@ -14,7 +14,8 @@ const UNANSWERED =
 
 /** How long a push may stay unanswered before it is logged. */
 export const UNANSWERED_AFTER_MS = 5_000;
-const CHECK_EVERY_MS = 1_000;
+/** How often the replica checks its streams (main.ts runs this check and UnrequestedEndpoints'). */
+export const CHECK_EVERY_MS = 1_000;
 /** Pushes logged one by one per check; the rest of a fleet in the same state is one line. */
 export const LOGGED_PER_CHECK = 10;
 
@@ -31,21 +32,11 @@ export class UnansweredPushes {
   readonly #streams: () => Iterable<AdsStream>;
   /** Per stream and type, the push already reported (logged or counted). */
   readonly #reported = new Map<AdsStream, Map<string, Reported>>();
-  #timer: NodeJS.Timeout | undefined;
   #lastCheck = performance.now();
 
   constructor(logger: Logger, streams: () => Iterable<AdsStream>) {
     this.#logger = logger;
     this.#streams = streams;
-  }
-
-  start(): void {
-    this.#timer = setInterval(() => this.check(performance.now()), CHECK_EVERY_MS);
-    this.#timer.unref();
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
   }
 
   /**

@@ -8,7 +8,6 @@ import type { AdsStream } from "./ads/stream.js";
 
 /** How long clusters may go without an endpoint request before it is logged. */
 export const UNREQUESTED_AFTER_MS = 5_000;
-const CHECK_EVERY_MS = 1_000;
 /** Clusters named in the line; the rest are counted. */
 const NAMED = 10;
 
@@ -20,20 +19,10 @@ export class UnrequestedEndpoints {
   readonly #streams: () => Iterable<Pick<AdsStream, "nodeId" | "endpointsNotAskedFor">>;
   /** Per stream: since when clusters went unrequested, and whether that was logged. */
   readonly #seen = new WeakMap<object, { since: number; logged: boolean }>();
-  #timer: NodeJS.Timeout | undefined;
 
   constructor(logger: Logger, streams: () => Iterable<Pick<AdsStream, "nodeId" | "endpointsNotAskedFor">>) {
     this.#logger = logger;
     this.#streams = streams;
-  }
-
-  start(): void {
-    this.#timer = setInterval(() => this.check(performance.now()), CHECK_EVERY_MS);
-    this.#timer.unref();
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
   }
 
   check(now: number): void {
