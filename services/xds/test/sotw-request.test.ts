@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { DiscoveryRequest } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
 import { ENDPOINT_TYPE } from "../src/ads/resources.js";
-import { decodeSotwRequest } from "../src/ads/sotw-request.js";
+import { decodeSotwRequest, resourceNames } from "../src/ads/sotw-request.js";
 import { SubscriptionPool } from "../src/ads/subscriptions.js";
 
 const NAMES = Array.from({ length: 500 }, (_, i) => `service-${i}`);
@@ -27,7 +27,7 @@ describe("decodeSotwRequest", () => {
     assert.equal(view.typeUrl, ENDPOINT_TYPE);
     assert.equal(view.responseNonce, "7");
     assert.equal(view.errorMessage, undefined);
-    assert.deepEqual(view.names(), NAMES);
+    assert.deepEqual(resourceNames(view.namesRaw), NAMES);
   });
 
   it("tells a NACK by its error detail, with or without a message", () => {
@@ -45,7 +45,7 @@ describe("decodeSotwRequest", () => {
     writer.uint32(34).string(ENDPOINT_TYPE);
     writer.uint32(26).string("b");
     const view = decodeSotwRequest(Buffer.from(writer.finish()));
-    assert.deepEqual(view.names(), ["a", "b"]);
+    assert.deepEqual(resourceNames(view.namesRaw), ["a", "b"]);
     assert.deepEqual(decodeSotwRequest(encoded(DiscoveryRequest.fromPartial({ resourceNames: ["a", "b"] }))).namesRaw, view.namesRaw);
   });
 
@@ -66,7 +66,7 @@ describe("SubscriptionPool.intern", () => {
   it("recognises a repeated list by its bytes, without decoding it", () => {
     const pool = new SubscriptionPool();
     const first = decodeSotwRequest(encoded(DiscoveryRequest.fromPartial({ typeUrl: ENDPOINT_TYPE, resourceNames: NAMES, responseNonce: "" })));
-    const subscription = pool.intern(first.namesRaw, first.names, undefined);
+    const subscription = pool.intern(first.namesRaw, resourceNames, undefined);
     assert.deepEqual([...subscription.names], NAMES);
 
     const ack = decodeSotwRequest(encoded(DiscoveryRequest.fromPartial({ typeUrl: ENDPOINT_TYPE, resourceNames: NAMES, responseNonce: "1", versionInfo: "v" })));
@@ -81,8 +81,8 @@ describe("SubscriptionPool.intern", () => {
     const pool = new SubscriptionPool();
     const before = decodeSotwRequest(encoded(DiscoveryRequest.fromPartial({ resourceNames: ["a", "b"] })));
     const after = decodeSotwRequest(encoded(DiscoveryRequest.fromPartial({ resourceNames: ["a", "b", "c"] })));
-    const first = pool.intern(before.namesRaw, before.names, undefined);
-    const second = pool.intern(after.namesRaw, after.names, first);
+    const first = pool.intern(before.namesRaw, resourceNames, undefined);
+    const second = pool.intern(after.namesRaw, resourceNames, first);
     assert.notEqual(second, first);
     assert.deepEqual([...second.names], ["a", "b", "c"]);
     assert.equal(pool.size, 1);

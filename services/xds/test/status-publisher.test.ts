@@ -12,12 +12,21 @@ import { AdsClient, startNats, TYPES, waitFor, type NatsServer } from "@envoyage
 import pino from "pino";
 import { AdsServer } from "../src/ads/server.js";
 import { SnapshotStore } from "../src/snapshot.js";
-import { StatusPublisher } from "../src/status-publisher.js";
+import { flushWaits, StatusPublisher } from "../src/status-publisher.js";
 import { ENVOY_PAGES, packPages, REJECTED_PAGES } from "../src/status-pages.js";
 
 const record = (port: number): ServiceRecord => ({ domains: ["web.example.com"], endpoints: [{ address: "10.0.0.1", port }] });
 const ENVOYS = 24;
 const PAGE_BYTES = 4096;
+
+describe("flushWaits", () => {
+  it("holds a flush while Envoy events keep coming, for two seconds at most", () => {
+    assert.equal(flushWaits(1000, 990, 600), true, "an event 10 ms ago: Envoys are still taking a change");
+    assert.equal(flushWaits(1000, 940, 600), false, "quiet for 60 ms");
+    assert.equal(flushWaits(3000, 2995, 1000), false, "events for 2 s without a flush");
+    assert.equal(flushWaits(1000, -Infinity, -Infinity), false, "no event yet");
+  });
+});
 
 describe("packPages", () => {
   it("keeps the reports in order, each page within the limit and valid JSON", () => {

@@ -44,27 +44,31 @@ export class DeltaProtocol implements Protocol {
 
   respond({ set, state, desired }: ResponseInput): ResponseBody | undefined | typeof START_OVER {
     if (!state.envoyHas && removalsUnknown(set, desired, state.acked)) return START_OVER;
-    const encode = (change: Change, nonce: string) => encodeDelta(set.typeUrl, desired.version, change.updated, change.removed, nonce);
     let body: ResponseBody;
     const again = state.forgotten ? resubscribed(set, desired, state.forgotten) : [];
     if (state.envoyHas) {
-      body = encode(fromEnvoyState(set, desired, state.envoyHas), this.#cache.nonce());
+      body = encodeChange(set, desired, fromEnvoyState(set, desired, state.envoyHas), this.#cache.nonce());
     } else if (again.length > 0) {
       // Names Envoy dropped and asks for again (TypeState.forgotten): a body of the stream's own.
       const change = sinceAcked(set, desired, state.acked);
       const listed = new Set(change.updated.map((resource) => resource.name));
       change.updated.push(...again.filter((resource) => !listed.has(resource.name)));
-      body = encode(change, this.#cache.nonce());
+      body = encodeChange(set, desired, change, this.#cache.nonce());
     } else {
       const acked = state.acked;
       const key = `${desired.version}|${desired.subscription?.id ?? "*"}|${acked?.version ?? ""}|${acked?.base ?? ""}|${acked?.subscription?.id ?? ""}`;
-      body = this.#cache.cached(set, key, (nonce) => encode(sinceAcked(set, desired, acked), nonce));
+      body = this.#cache.cached(set, key, (nonce) => encodeChange(set, desired, sinceAcked(set, desired, acked), nonce));
     }
     // A fresh stream's first response of a type goes even when empty: Envoy waits for it to
     // finish initializing (for the initial fetch timeout, 15 s by default).
     const fresh = state.lastNonce === undefined && !state.envoyHas;
     return body.count === 0 && body.removed === 0 && !fresh ? undefined : body;
   }
+}
+
+// A module function, not a closure per response: the bundle names every named closure it creates (esbuild keepNames).
+function encodeChange(set: ResourceSet, desired: Delivery, change: Change, nonce: string): ResponseBody {
+  return encodeDelta(set.typeUrl, desired.version, change.updated, change.removed, nonce);
 }
 
 /** Everything Envoy should hold of the type: the set (or its subscribed part) plus kept-alive clusters. */

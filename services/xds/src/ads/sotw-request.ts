@@ -24,10 +24,8 @@ export interface SotwRequestView {
   responseNonce: string;
   /** error_detail.message of a NACK ("" if Envoy gave none); undefined on an ACK or request. */
   errorMessage: string | undefined;
-  /** The resource_names fields as sent (tags included): equal bytes, equal lists. */
+  /** The resource_names fields as sent (tags included): equal bytes, equal lists; resourceNames decodes them. */
   namesRaw: Buffer;
-  /** The resource names, decoded from namesRaw. */
-  names(): string[];
 }
 
 export function decodeSotwRequest(bytes: Buffer): SotwRequestView {
@@ -39,7 +37,6 @@ export function decodeSotwRequest(bytes: Buffer): SotwRequestView {
     responseNonce: "",
     errorMessage: undefined,
     namesRaw: EMPTY,
-    names: () => decodeNames(view.namesRaw),
   };
   // Envoy writes the names as one run of fields; pieces only if something came in between.
   const pieces: [number, number][] = [];
@@ -93,7 +90,8 @@ function nodeIdOf(node: Uint8Array): string | undefined {
   return id;
 }
 
-function decodeNames(raw: Uint8Array): string[] {
+/** The names in a request's namesRaw. */
+export function resourceNames(raw: Uint8Array): string[] {
   const reader = new BinaryReader(raw);
   const names: string[] = [];
   while (reader.pos < reader.len) {

@@ -2,7 +2,7 @@
 // and a response carries the subscribed ones that changed (leaving one out deletes nothing).
 import type { XdsResource } from "./resources.js";
 import { encodeSotw, type ResponseBody, type ResponseCache } from "./responses.js";
-import type { SotwRequestView } from "./sotw-request.js";
+import { resourceNames, type SotwRequestView } from "./sotw-request.js";
 import { WILDCARD_TYPES, type Protocol, type ResponseInput, type StreamRequest } from "./stream.js";
 import type { SubscriptionPool } from "./subscriptions.js";
 
@@ -12,7 +12,7 @@ export function sotwRequest(request: SotwRequestView, subscriptions: Subscriptio
     nodeId: request.nodeId,
     nonce: request.responseNonce,
     error: request.errorMessage === undefined ? undefined : request.errorMessage || "(no detail)",
-    subscribe: WILDCARD_TYPES.has(request.typeUrl) ? undefined : (current) => subscriptions.intern(request.namesRaw, request.names, current),
+    subscribe: WILDCARD_TYPES.has(request.typeUrl) ? undefined : (current) => subscriptions.intern(request.namesRaw, resourceNames, current),
     versionInfo: request.versionInfo,
   };
 }

@@ -56,9 +56,9 @@ export class SubscriptionPool {
    * Envoy repeats the same list on every request of a type, so the common case is comparing the
    * bytes with the stream's current subscription; the names are decoded only for a new list.
    */
-  intern(raw: Buffer, names: () => readonly string[], current: Subscription | undefined): Subscription {
+  intern(raw: Buffer, decode: (raw: Buffer) => readonly string[], current: Subscription | undefined): Subscription {
     if (current?.raw?.equals(raw)) return current;
-    const subscription = this.#acquire(`raw:${hash("sha256", raw, "base64")}`, () => [...names()], current);
+    const subscription = this.#acquire(`raw:${hash("sha256", raw, "base64")}`, () => [...decode(raw)], current);
     // A copy of its own: neither the request's buffer nor a pool slab (wire.ts) is kept alive.
     subscription.raw ??= ownedCopy(raw);
     return subscription;
