@@ -63,7 +63,7 @@ export function describeValidationError(error: ErrorObject): RecordProblem {
       return { field: `${path}/${String(error.params["missingProperty"])}`, message: "is required" };
     case "format":
       if (error.params["format"] === ADDRESS_FORMAT) {
-        return { field: path, message: "must be an IPv4 or IPv6 address or a hostname" };
+        return { field: path, message: "must be an IPv4 or IPv6 address or a hostname (letters, digits, hyphens and dots, no dot at the end)" };
       }
       return { field: path, message: error.message ?? "has the wrong format" };
     case "pattern": {

@@ -52,6 +52,7 @@ describe("service record schema", () => {
     ["a label longer than 63", { ...valid, domains: [`${"a".repeat(64)}.com`] }, "/domains/0", /must be a lowercase hostname/],
     ["duplicate domains", { ...valid, domains: ["a.com", "a.com"] }, "/domains", /lists the same value twice \(items 0 and 1\)/],
     ["an address with a space", { ...valid, endpoints: [{ address: "web a", port: 1 }] }, "/endpoints/0/address", /IPv4 or IPv6 address or a hostname/],
+    ["a fully qualified hostname (Envoy's resolver does not find localhost. in /etc/hosts)", { ...valid, endpoints: [{ address: "localhost.", port: 1 }] }, "/endpoints/0/address", /no dot at the end/],
     ["an invalid dotted quad", { ...valid, endpoints: [{ address: "999.1.1.1", port: 1 }] }, "/endpoints/0/address", /IPv4 or IPv6/],
     ["an IPv6 zone index", { ...valid, endpoints: [{ address: "fe80::1%eth0", port: 1 }] }, "/endpoints/0/address", /IPv4 or IPv6/],
     ["an empty address", { ...valid, endpoints: [{ address: "", port: 1 }] }, "/endpoints/0/address", /^must not be empty$/],
