@@ -231,16 +231,28 @@ up() {
   if [ "$NATS_CLUSTER" = 1 ]; then
     nats_names=(nats)
     nats_urls=("nats://$REACH:$NATS_PORT")
-    start_nats nats "$NATS_PORT" ""
   else
     for i in $(seq 1 "$NATS_CLUSTER"); do
       nats_names+=("nats-$i")
       nats_urls+=("nats://$REACH:$((NATS_PORT + i - 1))")
     done
     [ $((NATS_ROUTE_PORT + NATS_CLUSTER - 1)) -le 65535 ] || die "cluster route ports from NATS_ROUTE_PORT=$NATS_ROUTE_PORT run past 65535; set NATS_ROUTE_PORT"
+    # Every node's ports before any node starts: a taken port of nats-2 found once nats-1 runs
+    # left nats-1 running alone.
+    for i in $(seq 1 "$NATS_CLUSTER"); do
+      alive "nats-$i" && continue
+      check_port "$((NATS_PORT + i - 1))" "nats-$i"
+      check_port "$((NATS_ROUTE_PORT + i - 1))" "nats-$i (cluster routes)" 127.0.0.1
+    done
+  fi
+  # Kept from now on, like the xDS variant: a node that starts and another that fails must leave
+  # make status and make down looking at the cluster.
+  echo "$NATS_CLUSTER" >"$RUN/nats-cluster"
+  if [ "$NATS_CLUSTER" = 1 ]; then
+    start_nats nats "$NATS_PORT" ""
+  else
     for i in $(seq 1 "$NATS_CLUSTER"); do start_nats "nats-$i" "$((NATS_PORT + i - 1))" "$((NATS_ROUTE_PORT + i - 1))"; done
   fi
-  echo "$NATS_CLUSTER" >"$RUN/nats-cluster"
   for i in "${!nats_urls[@]}"; do wait_for "nats-server ${nats_urls[$i]##*:}" 15 "${nats_names[$i]}" port_busy "${nats_urls[$i]##*:}"; done
   local joined
   joined="$(IFS=,; echo "${nats_urls[*]}")"

@@ -199,6 +199,27 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     }
   });
 
+  it("checks every node's ports before starting any of a NATS cluster", async () => {
+    const taken = ports["NATS_PORT"]! + 1; // nats-2's client port
+    const blocker = createServer().listen(taken, "127.0.0.1");
+    await once(blocker, "listening");
+    try {
+      const failed = await run("make", ["--no-print-directory", "up"], {
+        cwd: REPO_ROOT,
+        env: env({ NATS_CLUSTER: "3", NATS_ROUTE_PORT: String(await freePort()) }),
+        timeout: 60_000,
+      }).then(
+        () => assert.fail(`make up succeeded with nats-2's port ${taken} taken`),
+        (error: { stderr: string }) => error,
+      );
+      assert.match(failed.stderr, new RegExp(`port ${taken} \\(for nats-2\\) is already in use`));
+      assert.equal(existsSync(join(runDir, "nats-1.pid")), false, "nats-1 was not started alone");
+    } finally {
+      blocker.close();
+      await make("down");
+    }
+  });
+
   it("fails at once, with the process's own message, when a process exits on a malformed setting", async () => {
     const failed = await run("make", ["--no-print-directory", "up"], { cwd: REPO_ROOT, env: env({ COMMIT_BATCH_MS: "-1" }), timeout: 60_000 }).then(
       () => assert.fail("make up succeeded with COMMIT_BATCH_MS=-1"),
