@@ -158,7 +158,8 @@ start() {
 wait_for() {
   local what="$1" timeout="$2" name="$3"; shift 3
   local deadline=$((SECONDS + timeout))
-  local rest="; make down stops the rest of the stack"
+  # A plain make up would start it again with the same settings: they are kept until make down.
+  local rest="; make down stops the rest of the stack and forgets the settings it was started with"
   until "$@" >/dev/null 2>&1; do
     if ! alive "$name"; then
       tail -c +"$(( $(cat "$RUN/$name.log-offset" 2>/dev/null || echo 0) + 1 ))" "$LOGS/$name.log" 2>/dev/null | tail -n 5 | sed 's/^/  /' >&2

@@ -228,7 +228,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     try {
       assert.doesNotMatch(failed.stderr, /did not come up within/, "failed at once, not after the readiness timeout");
       assert.match(failed.stderr, /COMMIT_BATCH_MS must be an integer from 0 to 600000, got "-1"/);
-      assert.match(failed.stderr, /xds-1 exited while starting; .*make down stops the rest of the stack/);
+      assert.match(failed.stderr, /xds-1 exited while starting; .*make down stops the rest of the stack and forgets the settings it was started with/);
     } finally {
       await make("down");
     }
