@@ -183,6 +183,26 @@ describe("NATS outage (one server, file storage, SIGKILL)", () => {
       await waitFor("the replica to report the new bucket", () => (/the bucket is a new one \(deleted and created again/.test(replica.process.output()) ? true : undefined));
     }
   });
+
+  it("drops what a purge of the bucket's stream removed, on every replica and in the API", async () => {
+    assert.equal((await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A))).status, 200);
+    await stack.until(WEB, upstreamGreeting("A"));
+    // A purge leaves no delete marker: no watch hears of it (before, the replicas and the API
+    // went on serving and listing web, and a replica started afresh served nothing).
+    // (The nats CLI asks for a terminal to purge a bucket's stream: JetStream's API, as it sends it.)
+    const nc = await connect({ servers: stack.natsUrl.split(",") });
+    try {
+      const answer = JSON.parse(new TextDecoder().decode((await nc.request("$JS.API.STREAM.PURGE.KV_envoyage", "{}")).data)) as { success?: boolean };
+      assert.equal(answer.success, true, JSON.stringify(answer));
+    } finally {
+      await nc.close();
+    }
+    await stack.until(WEB, 404, 15_000);
+    await waitFor("the API to list no service", async () => ((await stack.call("GET", "/v1/services")).body?.services?.length === 0 ? true : undefined));
+    for (const replica of stack.replicas) {
+      await waitFor("the replica to report the purge", () => (/its stream was purged\); starting over/.test(replica.process.output()) ? true : undefined));
+    }
+  });
 });
 
 describe("clustered NATS (3 nodes, bucket on 3 replicas): the stream leader dies", () => {

@@ -93,6 +93,45 @@ describe("BucketWatcher", () => {
     }
   });
 
+  it("starts over when the bucket's stream is purged, which no watch hears of", async () => {
+    const { kv: purged } = await openBucket(nc, { bucket: "purged", create: true, timeoutMs: 2000 });
+    await purged.put("services.a", "{}");
+    await purged.put("services.b", "{}");
+    const lines: Array<{ msg: string }> = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    let delivered: string[] = [];
+    let loads = 0;
+    let startedOver = 0;
+    const { link, watcher } = watch("purged", logger, {
+      entry: (entry: BucketEntry) => delivered.push(entry.key),
+      loaded: () => loads++,
+      recreated: () => {
+        startedOver++;
+        delivered = [];
+      },
+    });
+    try {
+      await watcher.start();
+      await waitFor("the initial load", () => (loads === 1 ? true : undefined));
+      await sleep(1200); // watchdog checks of a bucket nobody purged: no start over
+      assert.equal(startedOver, 0);
+      const jsm = await jetstreamManager(nc);
+      // Up to a sequence first (services.a's value goes, services.b's stays), then everything.
+      await jsm.streams.purge("KV_purged", { seq: 2 });
+      await waitFor("a start over after the purge up to a sequence", () => (startedOver === 1 && loads === 2 ? true : undefined));
+      assert.deepEqual(delivered, ["services.b"]);
+      await jsm.streams.purge("KV_purged");
+      await waitFor("a start over after the whole purge", () => (startedOver === 2 && loads === 3 ? true : undefined));
+      assert.deepEqual(delivered, []);
+      await purged.put("services.c", "{}");
+      await waitFor("an entry written after", () => (delivered.includes("services.c") ? true : undefined));
+      assert.equal(lines.filter((line) => /its stream was purged\); starting over/.test(line.msg)).length, 2);
+    } finally {
+      await watcher.stop();
+      await link.close();
+    }
+  });
+
   it("reads a key's newest revisions from a bucket made by hand with more history than Envoyage's", async () => {
     const handMade = await new Kvm(nc).create("handmade", { history: 20 });
     for (let i = 1; i <= 14; i++) await handMade.put("services.a", `{"i":${i}}`);

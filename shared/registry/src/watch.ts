@@ -87,8 +87,17 @@ export class BucketWatcher {
   #behindAt: number | undefined;
   /** The revision applied when the bucket was first seen behind it (its stream emptied?), if it was at the previous check. */
   #aheadOfBucketAt: number | undefined;
-  /** The bucket's stream came back empty: the watch loop starts over. */
-  #emptied = false;
+  /** Why the watch loop must start over from the bucket's current state (its stream came back empty, or was purged), if it must. */
+  #startOverBecause: string | undefined;
+  /**
+   * The revision of each key whose latest entry delivered is a value: a stream purge removes
+   * those without a delete marker (#wasPurged). Not kept for a bucket whose entries expire.
+   */
+  readonly #live = new Map<string, number>();
+  /** The bucket's entries expire (max_age), which removes them without a marker too. */
+  #expiring = false;
+  /** The stream's first sequence at the last purge check that looked at #live. */
+  #firstChecked = 0;
   /**
    * The stream's last sequence when it was found to hold nothing after the revision applied: its
    * newest messages are gone (status entries past their TTL, a compaction), so the watch is not
@@ -154,7 +163,7 @@ export class BucketWatcher {
     try {
       const { streamInfo } = await this.#kv.status();
       const last = streamInfo.state.last_seq;
-      if (streamInfo.created !== this.#createdAt || this.#hasEmptied(last)) {
+      if (streamInfo.created !== this.#createdAt || this.#hasEmptied(last) || this.#wasPurged(streamInfo.state.first_seq, last)) {
         // The client's watch may have re-attached to it by itself, at revisions it will not reach.
         this.#restart();
       } else if (last <= Math.max(this.#lastRevision, this.#nothingAfterUpTo)) {
@@ -326,8 +335,27 @@ export class BucketWatcher {
       return false;
     }
     this.#aheadOfBucketAt = undefined;
-    this.#emptied = true;
+    this.#startOverBecause = NEW_BUCKET;
     return true;
+  }
+
+  /**
+   * A stream purge (nats stream purge, or one up to a sequence) removes messages without a delete
+   * marker, so no watch hears of it: the keys whose values it removed would stay served here,
+   * and vanish only on a replica that starts afresh. Once the watch has caught up (it delivered
+   * every key's latest entry), a stream whose first sequence is past one of those values lost it.
+   */
+  #wasPurged(first: number, last: number): boolean {
+    // Entries written since the last check are all past `first`: only a new first sequence can uncover a loss.
+    if (this.#expiring || first === this.#firstChecked || last > this.#lastRevision) return false;
+    this.#firstChecked = first;
+    for (const revision of this.#live.values()) {
+      if (revision < first) {
+        this.#startOverBecause = PURGED;
+        return true;
+      }
+    }
+    return false;
   }
 
   /**
@@ -376,7 +404,9 @@ export class BucketWatcher {
         const status = await kv.status();
         this.#createdAt ??= status.streamInfo.created;
         this.#direct = status.streamInfo.config.allow_direct ?? false;
-        if (status.streamInfo.created !== this.#createdAt || this.#emptied) this.#startOver(status.streamInfo.created);
+        this.#expiring = (status.streamInfo.config.max_age ?? 0) > 0;
+        if (status.streamInfo.created !== this.#createdAt) this.#startOverBecause = NEW_BUCKET;
+        if (this.#startOverBecause) this.#startOver(status.streamInfo.created, this.#startOverBecause);
         if (!this.#loaded && status.values === 0) this.#markLoaded(); // an empty bucket delivers nothing
         const resumeFromRevision = this.#lastRevision > 0 ? this.#lastRevision + 1 : undefined;
         const watch = await kv.watch({ key: ">", resumeFromRevision });
@@ -389,6 +419,10 @@ export class BucketWatcher {
           if (generation !== this.#generation) break;
           if (e.revision <= this.#lastRevision) continue;
           this.#lastRevision = e.revision;
+          if (!this.#expiring) {
+            if (e.operation === "PUT") this.#live.set(e.key, e.revision);
+            else this.#live.delete(e.key);
+          }
           this.#deliver(toEntry(e));
           // The first entry with nothing pending behind it ends the initial load.
           if (!this.#loaded && e.delta === 0) this.#markLoaded();
@@ -415,14 +449,13 @@ export class BucketWatcher {
     }
   }
 
-  /** The bucket was created again: what was delivered is void; load the new one from scratch. */
-  #startOver(createdAt: string): void {
-    this.#options.logger.warn(
-      { bucket: this.#options.bucket, appliedRevision: this.#lastRevision },
-      "the bucket is a new one (deleted and created again, or lost by a nats-server that restarted, as a memory bucket is); starting over from its current state",
-    );
+  /** What was delivered is void (the bucket is a new one, or was purged): load it from scratch. */
+  #startOver(createdAt: string, because: string): void {
+    this.#options.logger.warn({ bucket: this.#options.bucket, appliedRevision: this.#lastRevision }, `${because}; starting over from its current state`);
     this.#createdAt = createdAt;
-    this.#emptied = false;
+    this.#startOverBecause = undefined;
+    this.#live.clear();
+    this.#firstChecked = 0;
     this.#nothingAfterUpTo = 0;
     this.#lastRevision = 0;
     this.#loaded = false;
@@ -434,6 +467,9 @@ export class BucketWatcher {
     this.#options.handlers.loaded();
   }
 }
+
+const NEW_BUCKET = "the bucket is a new one (deleted and created again, or lost by a nats-server that restarted, as a memory bucket is)";
+const PURGED = "entries the watch delivered are gone from the bucket without a delete marker (its stream was purged)";
 
 function isStreamMissing(error: unknown): boolean {
   return error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound;
