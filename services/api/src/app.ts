@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { AccessLog } from "./access-log.js";
 import { requireBearerToken, type BearerTokens } from "./bearer-auth.js";
 import { ApiError } from "./errors.js";
+import { clientError, routingError } from "./framework-errors.js";
 import { parseJsonBody } from "./json-body.js";
 import type { RegistryAccess } from "./registry-access.js";
 import { envoyRoutes } from "./routes/envoys.js";
@@ -43,7 +44,11 @@ function toApiError(error: FastifyError, request: FastifyRequest, bodyLimit: num
       const parameter = problem.field.replace(/^\//, "");
       const { keyword, params } = error.validation[0]!;
       const message =
-        keyword === "additionalProperties" ? "is not a parameter this request takes" : (QUERY_PATTERNS_IN_WORDS[String(params["pattern"])] ?? problem.message);
+        keyword === "additionalProperties"
+          ? "is not a parameter this request takes"
+          : Array.isArray((request.query as Record<string, unknown>)[parameter])
+            ? "is given more than once"
+            : (QUERY_PATTERNS_IN_WORDS[String(params["pattern"])] ?? problem.message);
       return new ApiError(400, "invalid_query", `query parameter "${parameter}" ${message}`, { field: parameter });
     }
     return new ApiError(400, "invalid_record", formatProblem(problem), { field: problem.field });
@@ -74,6 +79,8 @@ export async function buildApp(options: AppOptions) {
     bodyLimit: options.bodyLimit,
     // `/v1/services/` is the list, as `/v1/services`, not a service with an empty name.
     routerOptions: { ignoreTrailingSlash: true },
+    frameworkErrors: routingError,
+    clientErrorHandler: clientError,
     // Refused below instead, in the API's error shape.
     return503OnClosing: false,
     ajv: { customOptions: AJV_OPTIONS, plugins: [addRecordFormats] },
@@ -108,6 +115,10 @@ export async function buildApp(options: AppOptions) {
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
     try {
+      const encoding = request.headers["content-encoding"]?.trim().toLowerCase();
+      if (encoding !== undefined && encoding !== "" && encoding !== "identity") {
+        throw new ApiError(415, "unsupported_media_type", `Content-Encoding: ${encoding} is not supported: send the record uncompressed`);
+      }
       done(null, parseJsonBody(request.headers["content-type"], request.method, body as string));
     } catch (error) {
       done(error as ApiError, undefined);

@@ -162,6 +162,61 @@ describe("validation", () => {
     assert.match(none.body.error.message, /no body/);
   });
 
+  it("refuses what no route sees in the API's own error shape: broken URLs, long names, bad HTTP, huge headers", async () => {
+    const long = await call("GET", `/v1/services/${"a".repeat(101)}`); // past the router's limit: Fastify answered 414 in its shape
+    assert.deepEqual([long.status, long.body.error.code], [400, "invalid_name"]);
+    const broken = await call("GET", "/v1/services/%E0%A4%A");
+    assert.deepEqual([broken.status, broken.body.error.code], [400, "invalid_url"]);
+    /** A raw request, and the status line and JSON body of what comes back. */
+    const raw = (request: string) =>
+      new Promise<{ statusLine: string; body: { error: { code: string; message: string } } }>((resolve, reject) => {
+        const socket = connectSocket(api.port, "127.0.0.1", () => socket.end(request));
+        let received = "";
+        socket.on("data", (chunk) => (received += chunk.toString()));
+        socket.on("error", reject);
+        socket.on("close", () => {
+          const [head, body] = received.split("\r\n\r\n");
+          resolve({ statusLine: head!.split("\r\n")[0]!, body: JSON.parse(body!) });
+        });
+      });
+    const garbage = await raw("PUT /v1/services/x HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n{}");
+    assert.equal(garbage.statusLine, "HTTP/1.1 400 Bad Request");
+    assert.equal(garbage.body.error.code, "bad_request");
+    assert.match(garbage.body.error.message, /not valid HTTP\/1\.1/);
+    const headers = await raw(`GET /v1/services HTTP/1.1\r\nHost: a\r\nX-Big: ${"x".repeat(20_000)}\r\n\r\n`);
+    assert.equal(headers.statusLine, "HTTP/1.1 431 Request Header Fields Too Large");
+    assert.equal(headers.body.error.code, "headers_too_large");
+  });
+
+  it("refuses query parameters a request does not take, instead of ignoring them (?dryRun=true wrote)", async () => {
+    const dry = await call("PUT", "/v1/services/q1?dryRun=true", { ...web, domains: ["q1.example.com"] });
+    assert.deepEqual([dry.status, dry.body.error.code, dry.body.error.field], [400, "invalid_query", "dryRun"]);
+    assert.equal((await call("GET", "/v1/services/q1")).status, 404, "nothing was written");
+    assert.equal((await call("PUT", "/v1/services/q1", { ...web, domains: ["q1.example.com"] })).status, 201);
+    for (const [method, path] of [["GET", "/v1/services/q1?x=1"], ["DELETE", "/v1/services/q1?dryRun=true"], ["GET", "/v1/envoys?node=a"]] as const) {
+      const refused = await call(method, path);
+      assert.deepEqual([refused.status, refused.body.error.code], [400, "invalid_query"], `${method} ${path}`);
+      assert.match(refused.body.error.message, /is not a parameter this request takes/);
+    }
+    assert.equal((await call("GET", "/v1/services/q1")).status, 200, "the DELETE deleted nothing");
+    const twice = await call("GET", "/v1/services?limit=1&limit=2");
+    assert.equal(twice.status, 400);
+    assert.equal(twice.body.error.message, 'query parameter "limit" is given more than once');
+    assert.equal((await call("DELETE", "/v1/services/q1")).status, 204);
+  });
+
+  it("says what to drop from a record read back and written again, and refuses a compressed body", async () => {
+    assert.equal((await call("PUT", "/v1/services/rt", { ...web, domains: ["rt.example.com"] })).status, 201);
+    const read = (await call("GET", "/v1/services/rt")).body;
+    const again = await call("PUT", "/v1/services/rt", read);
+    assert.deepEqual([again.status, again.body.error.code, again.body.error.field], [400, "invalid_record", "/name"]);
+    assert.match(again.body.error.message, /drop name, revision, status and problem/);
+    const gzipped = await call("PUT", "/v1/services/rt", JSON.stringify(web), { "content-encoding": "gzip" });
+    assert.deepEqual([gzipped.status, gzipped.body.error.code], [415, "unsupported_media_type"]);
+    assert.match(gzipped.body.error.message, /Content-Encoding: gzip is not supported/);
+    assert.equal((await call("DELETE", "/v1/services/rt")).status, 204);
+  });
+
   it("deletes when the client labels the empty body of a DELETE as JSON", async () => {
     assert.equal((await call("PUT", "/v1/services/labelled", { domains: ["labelled.example.com"], endpoints: web.endpoints })).status, 201);
     const deleted = await call("DELETE", "/v1/services/labelled", undefined, { "content-type": "application/json" });

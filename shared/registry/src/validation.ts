@@ -28,7 +28,7 @@ export interface RecordProblem {
 /** The record schema's patterns in words: an operator should not have to read a regular expression. */
 const PATTERNS_IN_WORDS: Record<string, string> = {
   [DOMAIN_PATTERN]:
-    'must be a lowercase hostname: labels of a-z, 0-9 and "-" (1 to 63 characters, no "-" at either end) joined by dots, optionally after a leading "*." wildcard',
+    'must be a lowercase hostname: labels of a-z, 0-9 and "-" (1 to 63 characters, no "-" at either end) joined by dots, optionally after a leading "*." wildcard; no port, no dot at the end, and an internationalized name in its punycode form (xn--…)',
   [SERVICE_NAME_PATTERN]: 'must be a lowercase DNS label: 1 to 63 characters of a-z, 0-9 and "-", no "-" at either end',
 };
 
@@ -43,6 +43,9 @@ const TYPES_IN_WORDS: Record<string, string> = {
   string: "a string",
 };
 
+/** What GET adds to a record in its answer. */
+const ANSWER_FIELDS = new Set(["name", "revision", "status", "problem"]);
+
 /** Longest unknown field name a problem quotes: a record written with the CLI can have any. */
 const QUOTED_NAME_CHARS = 100;
 
@@ -54,11 +57,15 @@ function shortened(name: string): string {
 export function describeValidationError(error: ErrorObject): RecordProblem {
   const path = error.instancePath;
   switch (error.keyword) {
-    case "additionalProperties":
-      return {
-        field: `${path}/${shortened(String(error.params["additionalProperty"]))}`,
-        message: "is not a known field",
-      };
+    case "additionalProperties": {
+      const name = String(error.params["additionalProperty"]);
+      // A record read back (GET) and written again as it came.
+      if (path === "" && ANSWER_FIELDS.has(name)) {
+        return { field: `/${name}`, message: "is not a field of the record but of the API's answer: drop name, revision, status and problem before writing it" };
+      }
+      if (name === "") return { field: path, message: 'has a field with an empty name ("")' };
+      return { field: `${path}/${shortened(name)}`, message: "is not a known field" };
+    }
     case "required":
       return { field: `${path}/${String(error.params["missingProperty"])}`, message: "is required" };
     case "format":

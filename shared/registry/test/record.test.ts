@@ -56,6 +56,9 @@ describe("service record schema", () => {
     ["an invalid dotted quad", { ...valid, endpoints: [{ address: "999.1.1.1", port: 1 }] }, "/endpoints/0/address", /IPv4 or IPv6/],
     ["an IPv6 zone index", { ...valid, endpoints: [{ address: "fe80::1%eth0", port: 1 }] }, "/endpoints/0/address", /IPv4 or IPv6/],
     ["an empty address", { ...valid, endpoints: [{ address: "", port: 1 }] }, "/endpoints/0/address", /^must not be empty$/],
+    ["a record read back from GET", { ...valid, name: "web", revision: 3 }, "/name", /not a field of the record but of the API's answer: drop name, revision, status and problem/],
+    ["a field with an empty name", { ...valid, "": 1 }, "", /^has a field with an empty name \(""\)$/],
+    ["an internationalized domain as written", { ...valid, domains: ["bücher.example.com"] }, "/domains/0", /punycode form \(xn--…\)/],
     ["an array instead of an object", [valid], "", /^must be an object$/],
   ];
   for (const [what, value, field, message] of rejections) {

@@ -6,13 +6,13 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { RegistryAccess } from "../registry-access.js";
 import type { StatusView } from "../status-view.js";
-import { EnvoyList, ErrorBody } from "./schemas.js";
+import { EnvoyList, ErrorBody, NoQuery } from "./schemas.js";
 import { methodNotAllowed } from "./method-not-allowed.js";
 
 export const envoyRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess; status: StatusView }> = async (app, { registry, status }) => {
   app.get(
     "/v1/envoys",
-    { schema: { summary: "List Envoys and their sync status", response: { 200: EnvoyList, 503: ErrorBody } } },
+    { schema: { summary: "List Envoys and their sync status", querystring: NoQuery, response: { 200: EnvoyList, 400: ErrorBody, 503: ErrorBody } } },
     async () => {
       const revision = await registry.run((store) => store.revision());
       return { revision, envoys: status.envoys(revision) };

@@ -74,6 +74,9 @@ export const ListQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/** No query parameters: one given is refused, not ignored (a script's ?dryRun=true would write). */
+export const NoQuery = Type.Object({}, { additionalProperties: false });
+
 export const ServiceList = Type.Object(
   {
     services: Type.Array(StoredService, { description: "In name order." }),

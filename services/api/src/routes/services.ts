@@ -8,7 +8,7 @@ import type { RegistryAccess } from "../registry-access.js";
 import type { StatusView } from "../status-view.js";
 import type { Precondition, StoredService as Stored } from "../service-store.js";
 import { methodNotAllowed } from "./method-not-allowed.js";
-import { ErrorBody, IfMatchHeaders, ListQuery, NameParams, PutHeaders, ServiceList, ServiceRecordSchema, StoredService } from "./schemas.js";
+import { ErrorBody, IfMatchHeaders, ListQuery, NameParams, NoQuery, PutHeaders, ServiceList, ServiceRecordSchema, StoredService } from "./schemas.js";
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, ErrorBody]));
 
@@ -60,6 +60,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
       schema: {
         summary: "Create or replace a service",
         params: NameParams,
+        querystring: NoQuery,
         headers: PutHeaders,
         body: ServiceRecordSchema,
         response: { 200: written("replaced"), 201: written("created"), ...errors(400, 409, 412, 413, 415, 503, 507) },
@@ -90,7 +91,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
   app.get(
     "/v1/services/:name",
     {
-      schema: { summary: "Read a service", params: NameParams, response: { 200: StoredService, ...errors(400, 404, 503) } },
+      schema: { summary: "Read a service", params: NameParams, querystring: NoQuery, response: { 200: StoredService, ...errors(400, 404, 503) } },
     },
     async (request, reply) => {
       const { name } = request.params;
@@ -106,6 +107,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
       schema: {
         summary: "Delete a service",
         params: NameParams,
+        querystring: NoQuery,
         headers: IfMatchHeaders,
         response: { 204: Type.Null({ description: "Deleted" }), ...errors(400, 404, 409, 412, 413, 415, 503, 507) },
       },
