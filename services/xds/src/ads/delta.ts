@@ -66,7 +66,8 @@ export class DeltaProtocol implements Protocol {
   }
 }
 
-// A module function, not a closure per response: the bundle names every named closure it creates (esbuild keepNames).
+// A module function, not a closure per response: the bundle wraps every named closure in a
+// call that names it when created (esbuild keepNames).
 function encodeChange(set: ResourceSet, desired: Delivery, change: Change, nonce: string): ResponseBody {
   return encodeDelta(set.typeUrl, desired.version, change.updated, change.removed, nonce);
 }
