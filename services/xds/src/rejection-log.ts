@@ -3,6 +3,7 @@
 // window's end counts the rest, so a script writing thousands of bad records (in one burst or one
 // `nats kv put` at a time) does not flood the log. GET /status lists every one (services.rejected),
 // and envoyage_registry_rejected_records_total counts them.
+import { BUCKET_HISTORY } from "@envoyage/registry";
 import type { Logger } from "pino";
 import type { ServiceStatus } from "./registry.js";
 
@@ -37,7 +38,11 @@ export class RejectionLog {
     }
     this.#logged++;
     const servingRevision = status.servingRevision ?? null;
-    const served = status.servingRevision === undefined ? "the service is not served" : "the last good revision keeps serving";
+    // Said with its limit: a script rewriting a bad value in a loop pushes the last good one out of the history.
+    const served =
+      status.servingRevision === undefined
+        ? "the service is not served"
+        : `the last good revision keeps serving while it stays in the key's history (${BUCKET_HISTORY} revisions in Envoyage's bucket: fix the record before as many more writes to it)`;
     if (status.state === "invalid") {
       this.#logger.warn({ service: name, revision: status.revision, problem: status.problem, servingRevision }, `rejected an invalid record; ${served}`);
     } else {
