@@ -228,32 +228,30 @@ up() {
   echo "$ads" >"$RUN/envoy-ads"
   # Odd sizes keep a quorum when a node dies; down knows nodes up to 5.
   case "$NATS_CLUSTER" in 1 | 3 | 5) ;; *) die "NATS_CLUSTER=$NATS_CLUSTER: use 1, 3 or 5" ;; esac
-  local nats_urls=() nats_names=()
+  local nats_urls=() nats_names=() nats_routes=()
   if [ "$NATS_CLUSTER" = 1 ]; then
     nats_names=(nats)
     nats_urls=("nats://$REACH:$NATS_PORT")
+    nats_routes=("")
   else
+    [ $((NATS_ROUTE_PORT + NATS_CLUSTER - 1)) -le 65535 ] || die "cluster route ports from NATS_ROUTE_PORT=$NATS_ROUTE_PORT run past 65535; set NATS_ROUTE_PORT"
     for i in $(seq 1 "$NATS_CLUSTER"); do
       nats_names+=("nats-$i")
       nats_urls+=("nats://$REACH:$((NATS_PORT + i - 1))")
-    done
-    [ $((NATS_ROUTE_PORT + NATS_CLUSTER - 1)) -le 65535 ] || die "cluster route ports from NATS_ROUTE_PORT=$NATS_ROUTE_PORT run past 65535; set NATS_ROUTE_PORT"
-    # Every node's ports before any node starts: a taken port of nats-2 found once nats-1 runs
-    # left nats-1 running alone.
-    for i in $(seq 1 "$NATS_CLUSTER"); do
-      alive "nats-$i" && continue
-      check_port "$((NATS_PORT + i - 1))" "nats-$i"
-      check_port "$((NATS_ROUTE_PORT + i - 1))" "nats-$i (cluster routes)" 127.0.0.1
+      nats_routes+=("$((NATS_ROUTE_PORT + i - 1))")
     done
   fi
+  # Every node's ports before any node starts: a taken port of nats-2 found once nats-1 ran
+  # left nats-1 running alone.
+  for i in "${!nats_names[@]}"; do
+    alive "${nats_names[$i]}" && continue
+    check_port "${nats_urls[$i]##*:}" "${nats_names[$i]}"
+    [ -z "${nats_routes[$i]}" ] || check_port "${nats_routes[$i]}" "${nats_names[$i]} (cluster routes)" 127.0.0.1
+  done
   # Kept from now on, like the xDS variant: a node that starts and another that fails must leave
   # make status and make down looking at the cluster.
   echo "$NATS_CLUSTER" >"$RUN/nats-cluster"
-  if [ "$NATS_CLUSTER" = 1 ]; then
-    start_nats nats "$NATS_PORT" ""
-  else
-    for i in $(seq 1 "$NATS_CLUSTER"); do start_nats "nats-$i" "$((NATS_PORT + i - 1))" "$((NATS_ROUTE_PORT + i - 1))"; done
-  fi
+  for i in "${!nats_names[@]}"; do start_nats "${nats_names[$i]}" "${nats_urls[$i]##*:}" "${nats_routes[$i]}"; done
   for i in "${!nats_urls[@]}"; do wait_for "nats-server ${nats_urls[$i]##*:}" 15 "${nats_names[$i]}" port_busy "${nats_urls[$i]##*:}"; done
   local joined
   joined="$(IFS=,; echo "${nats_urls[*]}")"
@@ -310,12 +308,10 @@ up() {
   log "up. Try: make test-add && make test-switch && make test-remove"
 }
 
-# start_nats NAME CLIENT_PORT CLUSTER_PORT: one nats-server; CLUSTER_PORT empty for a single server.
+# start_nats NAME CLIENT_PORT CLUSTER_PORT: one nats-server (its ports checked by up); CLUSTER_PORT empty for a single server.
 start_nats() {
   local name="$1" port="$2" cluster="$3"
   alive "$name" && return
-  check_port "$port" "$name"
-  [ -z "$cluster" ] || check_port "$cluster" "$name (cluster routes)" 127.0.0.1
   mkdir -p "$RUN/$name"
   # sync_interval: always = every acknowledged write is on disk before the ack.
   {

@@ -21,6 +21,8 @@ export interface NatsLinkOptions {
 
 /** How long one try to connect may take, TLS handshake and NATS greeting included (the client's default is 20 s). */
 export const CONNECT_TIMEOUT_MS = 5_000;
+/** How soon the client tries again once connected and cut off (plus up to 100 ms of jitter). */
+const RECONNECT_WAIT_MS = 250;
 
 /** How long closing waits for the server to confirm the drain. */
 export const LINK_DRAIN_MS = 1000;
@@ -80,7 +82,7 @@ export class NatsLink {
           noRandomize: true,
           waitOnFirstConnect: false,
           maxReconnectAttempts: -1,
-          reconnectTimeWait: 250,
+          reconnectTimeWait: RECONNECT_WAIT_MS,
           reconnectJitter: 100,
           pingInterval: 5_000,
           maxPingOut: 2,
