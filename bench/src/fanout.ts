@@ -31,6 +31,8 @@ export interface FanoutRun {
   changeMs: number;
   firstMs: number;
   cpuSeconds: number;
+  /** The load client's CPU time for the change: when it is about `changeMs`, the fleet, not the server, bounds the time. */
+  fleetCpuSeconds: number;
   bytes: number;
   /** Streams that never synced the registry (a peer only, as below); then no change was timed. */
   unsynced: number;
@@ -121,12 +123,13 @@ export async function measureFanout(
       if (fleet.unsynced > 0) mustFinish(`${fleet.unsynced} of ${streams} streams never synced`);
       const connectMs = fleet.readyAt - connectStarted;
       const idle = await idleRssBytes(target.pid);
-      const samples: { changeMs: number; firstMs: number; cpuSeconds: number; bytes: number; missing: number }[] = [];
+      const samples: { changeMs: number; firstMs: number; cpuSeconds: number; fleetCpuSeconds: number; bytes: number; missing: number }[] = [];
       const changed = 7 % services;
       // Against a peer that never synced every stream, a change would time the rest of the sync.
       const timedChanges = fleet.unsynced > 0 ? 0 : changes;
       for (let i = 0; i < timedChanges; i++) {
         const cpu = cpuSeconds(target.pid);
+        const fleetCpu = cpuSeconds(fleet.pid);
         const port = 40_000 + streams + i;
         const started = performance.timeOrigin + performance.now();
         const seen = fleet.watch(`s${changed}`, port);
@@ -138,6 +141,7 @@ export async function measureFanout(
           changeMs: result.all - started,
           firstMs: result.first - started,
           cpuSeconds: cpuSeconds(target.pid) - cpu,
+          fleetCpuSeconds: cpuSeconds(fleet.pid) - fleetCpu,
           bytes: result.bytes,
           missing: result.missing,
         });
@@ -156,6 +160,7 @@ export async function measureFanout(
         changeMs: median((s) => s.changeMs),
         firstMs: median((s) => s.firstMs),
         cpuSeconds: median((s) => s.cpuSeconds),
+        fleetCpuSeconds: median((s) => s.fleetCpuSeconds),
         bytes: median((s) => s.bytes),
         missing: Math.max(0, ...samples.map((s) => s.missing)),
       };
@@ -177,6 +182,24 @@ interface TransportFloor {
   rss: number;
   /** The JS heap's share of it, after a full GC; the rest is native (Node's HTTP/2, nghttp2, sockets). */
   heap: number;
+}
+
+/**
+ * Where the load client was busy for most of a change's time, whatever the server: there "all"
+ * times the client about as much as the server, and the CPU column tells servers apart.
+ */
+function clientBoundNotes(runs: FanoutRun[]): string[] {
+  const bound = runs.filter((r) => r.unsynced === 0 && r.fleetCpuSeconds * 1000 >= 0.7 * r.changeMs);
+  return [...new Set(bound.map((r) => r.streams))].map((streams) => {
+    const at = bound.filter((r) => r.streams === streams);
+    const range = (values: number[], format: (v: number) => string) => `${format(Math.min(...values))}–${format(Math.max(...values))}`;
+    return (
+      `At ${streams} streams the load client spent ${range(at.map((r) => r.fleetCpuSeconds), seconds)} s of CPU on a change that ` +
+      `took ${range(at.map((r) => r.changeMs), ms)} ms (${at.map((r) => `${r.target}, ${r.protocol}`).join("; ")}): decoding and ACKing ` +
+      "every response as Envoy would, it was busy about as long as the change took, on a core of this machine's two. There \"all\" " +
+      "measures the load client about as much as the server, and the server's CPU for the change tells the servers apart."
+    );
+  });
 }
 
 /** Per idle stream, a bare server (bare-ads-server.ts) holding `streams` streams costs. */
@@ -233,7 +256,7 @@ export async function fanout(quick: boolean): Promise<Section> {
       runs.push(await measureFanout(start, plan.protocol, plan.streams, services, CHANGES));
     }
   }
-  const floorRows = floors.map((f) => [`bare ${f.transport === "http2" ? "node:http2" : "grpc-js"} (never answers)`, "—", f.streams, "—", "—", "—", kib(f.rss), "—", "—", "—", ""]);
+  const floorRows = floors.map((f) => [`bare ${f.transport === "http2" ? "node:http2" : "grpc-js"} (never answers)`, "—", f.streams, "—", "—", "—", "—", kib(f.rss), "—", "—", "—", ""]);
   const fewest = Math.min(...floors.map((f) => f.streams));
   const floor = floors.find((f) => f.transport === "grpc-js" && f.streams === fewest)!;
   const http2Floor = floors.find((f) => f.transport === "http2" && f.streams === fewest)!;
@@ -246,6 +269,7 @@ export async function fanout(quick: boolean): Promise<Section> {
       changeCell(r),
       ms(r.firstMs),
       seconds(r.cpuSeconds),
+      seconds(r.fleetCpuSeconds),
       kib(r.idleBytesPerStream),
       mib(r.rssBytes),
       mib(r.bytes),
@@ -262,11 +286,11 @@ export async function fanout(quick: boolean): Promise<Section> {
       `${services} services; N ADS streams held by a load client in a process of its own (each stream on its own HTTP/2 connection, ` +
       `subscribing and ACKing like Envoy, on the generated types). ${CHANGES} endpoint changes, one after another, each figure the median over them; "all" is the time from the change being ` +
       "written (to NATS for Envoyage, to the peer's control endpoint for go-control-plane) until every stream holds it and has ACKed. " +
-      "CPU is the server process's CPU time for that change; memory per idle stream is the server's RSS growth divided by N, " +
+      "CPU is the server process's CPU time for that change (until 0.5 s after the last ACK), load client CPU the fleet's in the same window; memory per idle stream is the server's RSS growth divided by N, " +
         `${IDLE_MS / 1000} s after the fleet synced (once the garbage of the sync is given back); bytes are ` +
       "what all streams received for the change.",
     table: {
-      header: ["server", "mode", "streams", "all ms", "first ms", "CPU s", "KiB / idle stream", "RSS MiB", "MiB sent", "connect ms", "ratio vs SnapshotCache (time / CPU / memory)"],
+      header: ["server", "mode", "streams", "all ms", "first ms", "CPU s", "load client CPU s", "KiB / idle stream", "RSS MiB", "MiB sent", "connect ms", "ratio vs SnapshotCache (time / CPU / memory)"],
       rows: [...floorRows, ...rows],
     },
     notes: [
@@ -285,6 +309,7 @@ export async function fanout(quick: boolean): Promise<Section> {
         "fleet's connections run is compiled: a fixed ~9 MiB of RSS, which the rows above divide by the streams. Measured A/B, " +
         "1,000 SotW streams, 2 rounds each (2026-11-28): 44.5 and 45.8 KiB per idle stream with V8's defaults, 53.3 and 57.9 " +
         "with the lowered thresholds; at 5,000 streams it is ~1.5 KiB of a stream's figure.",
+      ...clientBoundNotes(runs),
       ...incompleteNotes(runs),
     ],
     targets: [

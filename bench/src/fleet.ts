@@ -93,6 +93,11 @@ export class Fleet {
     return seen;
   }
 
+  /** The fleet process's pid, to meter its CPU. */
+  get pid(): number {
+    return this.#child.pid!;
+  }
+
   async stop(): Promise<void> {
     const exited = new Promise((resolve) => this.#child.once("exit", resolve));
     this.#child.kill("SIGKILL");
