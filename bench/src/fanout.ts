@@ -185,21 +185,19 @@ interface TransportFloor {
 }
 
 /**
- * Where the load client was busy for most of a change's time, whatever the server: there "all"
- * times the client about as much as the server, and the CPU column tells servers apart.
+ * How busy the load client was during each change: when about as long as the change took, "all"
+ * times the client as much as the server, and the CPU column tells servers apart.
  */
 function clientBoundNotes(runs: FanoutRun[]): string[] {
-  const bound = runs.filter((r) => r.unsynced === 0 && r.fleetCpuSeconds * 1000 >= 0.7 * r.changeMs);
-  return [...new Set(bound.map((r) => r.streams))].map((streams) => {
-    const at = bound.filter((r) => r.streams === streams);
-    const range = (values: number[], format: (v: number) => string) => `${format(Math.min(...values))}–${format(Math.max(...values))}`;
-    return (
-      `At ${streams} streams the load client spent ${range(at.map((r) => r.fleetCpuSeconds), seconds)} s of CPU on a change that ` +
-      `took ${range(at.map((r) => r.changeMs), ms)} ms (${at.map((r) => `${r.target}, ${r.protocol}`).join("; ")}): decoding and ACKing ` +
-      "every response as Envoy would, it was busy about as long as the change took, on a core of this machine's two. There \"all\" " +
-      "measures the load client about as much as the server, and the server's CPU for the change tells the servers apart."
-    );
-  });
+  const busy = runs.filter((r) => r.unsynced === 0 && r.changeMs > 0).map((r) => (r.fleetCpuSeconds * 1000) / r.changeMs);
+  if (busy.length === 0 || Math.max(...busy) < 0.7) return [];
+  const percent = (v: number) => `${Math.round(v * 100)}%`;
+  return [
+    `The load client, decoding and ACKing every response as Envoy would, used ${percent(Math.min(...busy))}–${percent(Math.max(...busy))} ` +
+      "of a CPU during the change in these runs (its CPU over the \"all\" time), on this machine's two cores: \"all\" measures the " +
+      "load client about as much as the server, so close times are a tie of the client, and the server's CPU for the change tells " +
+      "the servers apart.",
+  ];
 }
 
 /** Per idle stream, a bare server (bare-ads-server.ts) holding `streams` streams costs. */
