@@ -45,7 +45,8 @@ before(async () => {
   const config = loadConfig({ NATS_URL: nats.url, API_HOST: "127.0.0.1", API_PORT: "0", API_BODY_LIMIT: "4096" });
   api = await startServer(config, createLogger("api", "silent"));
   base = `http://127.0.0.1:${api.port}`;
-  await api.bound;
+  // Writes answer 503 "still loading" until the registry view has loaded the bucket.
+  await api.loaded;
 });
 
 after(async () => {

@@ -2,7 +2,7 @@
 // instead of an invalid latest value (its last good config), and the API judges claims by it.
 import type { ServiceRecord } from "./record.js";
 import { decodeRecord } from "./validation.js";
-import type { BucketEntry } from "./watch.js";
+import type { BucketEntry } from "./stored-revisions.js";
 
 export interface RecordRevision {
   record: ServiceRecord;

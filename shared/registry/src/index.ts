@@ -11,6 +11,7 @@ export { PROBE_EVERY_MS } from "./nats-probe.js";
 export * from "./record.js";
 export * from "./registry-settings.js";
 export * from "./status.js";
+export { type BucketEntry } from "./stored-revisions.js";
 export * from "./tiering.js";
 export * from "./validation.js";
 export * from "./watch.js";

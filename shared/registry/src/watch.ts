@@ -4,21 +4,13 @@
 // that was deleted and created again (a restarted nats-server loses a memory bucket) has new
 // revisions: the watcher says so and starts over from it. The xDS replicas follow the registry
 // with it; the API follows the registry and the status bucket.
-import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { NatsConnection, QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { BucketMissingError, claimKey } from "./kv.js";
 import type { NatsLink } from "./nats.js";
-
-export interface BucketEntry {
-  key: string;
-  revision: number;
-  /** The value, or undefined when the key was deleted or purged. */
-  value: Uint8Array | undefined;
-  /** Server time of the write. */
-  created: Date;
-}
+import { StoredRevisions, watchedEntry, type BucketEntry } from "./stored-revisions.js";
 
 export interface WatchHandlers {
   entry(entry: BucketEntry): void;
@@ -44,10 +36,6 @@ export interface BucketWatcherOptions {
 }
 
 const RETRY_MS = 500;
-/** The most revisions NATS keeps per key. */
-const MAX_HISTORY = 64;
-/** Messages asked for per batch direct get when reading the histories of all keys (the server may send fewer). */
-const BULK_BATCH = 10_000;
 /** How often the watchdog compares the bucket's last revision with the last one applied. */
 const WATCHDOG_MS = 500;
 /** After moving to another node of a cluster: how often, and for how long, it compares closely. */
@@ -55,24 +43,12 @@ const CLOSE_WATCH_MS = 100;
 const CLOSE_WATCH_FOR_MS = 3000;
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function toEntry(e: KvWatchEntry): BucketEntry {
-  return { key: e.key, revision: e.revision, value: e.operation === "PUT" ? e.value : undefined, created: e.created };
-}
-
-/** A message of the bucket's stream as an entry: a KV-Operation header marks a delete or purge. */
-function storedEntry(key: string, message: StoredMsg): BucketEntry {
-  const deleted = message.header?.get("KV-Operation");
-  return { key, revision: message.seq, value: deleted ? undefined : message.data, created: message.time };
-}
-
 export class BucketWatcher {
   readonly #options: BucketWatcherOptions;
   #kv: KV | undefined;
   #jsm: JetStreamManager | undefined;
-  /** Whether the stream answers direct gets (allow_direct; buckets made by nats.js or the CLI do); undefined until the watch read it. */
-  #direct: boolean | undefined;
-  /** Whether the server answers a batch of messages in one direct get (nats-server 2.11 and later). */
-  #batchDirect = true;
+  /** What the bucket's stream stores; undefined until bound. */
+  #stored: StoredRevisions | undefined;
   /** Creation time of the bucket's stream when first watched: another one means it was created again. */
   #createdAt: string | undefined;
   /** The watch, once the loop has set it up (undefined in between). */
@@ -170,7 +146,7 @@ export class BucketWatcher {
         this.#behindAt = undefined;
       } else if (this.#behindAt === this.#lastRevision) {
         this.#behindAt = undefined;
-        if (await this.#holdsAnythingAfter(this.#lastRevision)) {
+        if (await this.#storedRevisions().holdsAnythingAfter(this.#lastRevision)) {
           this.#options.logger.warn({ bucket: this.#options.bucket, applied: this.#lastRevision, last }, "the bucket watch stalled; restarting it");
           this.#restart();
         } else {
@@ -186,99 +162,19 @@ export class BucketWatcher {
     }
   }
 
-  /**
-   * Whether the bucket's stream still holds a message after `revision`. Without direct gets (a
-   * bucket made by hand) it cannot tell cheaply, and says so: the watch is restarted as if it had.
-   */
-  async #holdsAnythingAfter(revision: number): Promise<boolean> {
-    if (!this.#direct || !this.#jsm) return true;
-    return (await this.#nextMessage(this.#jsm, revision + 1, ">")) != null;
+  /** Every revision of `key` still in the bucket's history, newest first (StoredRevisions.history). */
+  history(key: string): Promise<BucketEntry[]> {
+    return this.#storedRevisions().history(key);
   }
 
-  /** With a direct get: the first message of keys matching `key` at sequence `seq` or after. */
-  #nextMessage(jsm: JetStreamManager, seq: number, key: string): Promise<StoredMsg | null> {
-    const { bucket } = this.#options;
-    return jsm.direct.getMessage(`KV_${bucket}`, { seq, next_by_subj: `$KV.${bucket}.${key}` });
+  /** Every revision of every key that starts with `prefix`, or undefined (StoredRevisions.histories). */
+  histories(prefix: string): Promise<Map<string, BucketEntry[]> | undefined> {
+    return this.#storedRevisions().histories(prefix);
   }
 
-  /**
-   * Every revision of `key` still in the bucket's history, newest first. Read with direct gets:
-   * kv.history() creates a consumer per call, which the server keeps for minutes after; a few
-   * hundred lookups filled the stream's consumer limit. One batch direct get reads them all
-   * (nats-server 2.11 and later); before, one direct get per revision. A bucket made without
-   * direct gets (by hand) is read with kv.history() all the same.
-   */
-  async history(key: string): Promise<BucketEntry[]> {
-    const jsm = this.#jsm;
-    const kv = this.#kv;
-    if (!jsm || !kv) throw new Error("the bucket is not bound yet");
-    if (!this.#direct) {
-      const entries: BucketEntry[] = [];
-      for await (const e of await kv.history({ key })) entries.push(toEntry(e));
-      return entries.reverse();
-    }
-    // One batch direct get: a bucket keeps 64 revisions per key at most.
-    const batch = await this.#batch(jsm, 1, key, MAX_HISTORY);
-    if (batch) return batch.map((message) => storedEntry(key, message)).reverse();
-    const entries: BucketEntry[] = [];
-    // Read to the end: a bucket made by hand may keep more revisions than ours (up to NATS's 64),
-    // and the newest are the ones that matter.
-    for (let seq = 1; ; ) {
-      const message = await this.#nextMessage(jsm, seq, key);
-      if (!message) break;
-      entries.push(storedEntry(key, message));
-      seq = message.seq + 1;
-    }
-    return entries.reverse();
-  }
-
-  /**
-   * Every revision still in the bucket of every key that starts with `prefix`, by key, newest
-   * first: a few batch direct gets for the whole stream, where a lookup per key is one request
-   * each (a replica loading thousands of keys that need their history). Undefined when the
-   * stream or the server cannot answer that way (no direct gets, nats-server before 2.11).
-   */
-  async histories(prefix: string): Promise<Map<string, BucketEntry[]> | undefined> {
-    const jsm = this.#jsm;
-    if (!jsm || this.#direct === undefined) throw new Error("the bucket is not bound yet");
-    if (!this.#direct) return undefined;
-    const subjectPrefix = `$KV.${this.#options.bucket}.`;
-    const byKey = new Map<string, BucketEntry[]>();
-    for (let seq = 1; ; ) {
-      const batch = await this.#batch(jsm, seq, `${prefix}>`, BULK_BATCH);
-      if (!batch) return undefined;
-      if (batch.length === 0) break;
-      for (const message of batch) {
-        const key = message.subject.slice(subjectPrefix.length);
-        let entries = byKey.get(key);
-        if (!entries) byKey.set(key, (entries = []));
-        entries.push(storedEntry(key, message));
-      }
-      seq = batch.at(-1)!.seq + 1;
-    }
-    for (const entries of byKey.values()) entries.reverse();
-    return byKey;
-  }
-
-  /**
-   * With a batch direct get: up to `batch` messages of keys matching `key` from sequence `seq` on,
-   * oldest first (none: nothing there). Undefined when the server cannot answer a batch
-   * (nats-server before 2.11), which is then not asked again.
-   */
-  async #batch(jsm: JetStreamManager, seq: number, key: string, batch: number): Promise<StoredMsg[] | undefined> {
-    if (!this.#batchDirect) return undefined;
-    const { bucket } = this.#options;
-    const messages: StoredMsg[] = [];
-    try {
-      for await (const message of await jsm.direct.getBatch(`KV_${bucket}`, { seq, next_by_subj: `$KV.${bucket}.${key}`, batch })) messages.push(message);
-    } catch (error) {
-      if (/batch direct require/.test((error as Error).message)) {
-        this.#batchDirect = false;
-        return undefined;
-      }
-      if ((error as { code?: unknown }).code !== 404) throw error; // 404: no message there
-    }
-    return messages;
+  #storedRevisions(): StoredRevisions {
+    if (!this.#stored) throw new Error("the bucket is not bound yet");
+    return this.#stored;
   }
 
   /**
@@ -304,8 +200,11 @@ export class BucketWatcher {
     let warned = false;
     while (!this.#stopped) {
       try {
-        this.#kv = await this.#options.open(nc);
-        this.#jsm = await jetstreamManager(nc, { timeout: this.#options.timeoutMs, checkAPI: false });
+        const kv = await this.#options.open(nc);
+        const jsm = await jetstreamManager(nc, { timeout: this.#options.timeoutMs, checkAPI: false });
+        this.#readStoredWith(kv, jsm, undefined);
+        this.#kv = kv;
+        this.#jsm = jsm;
         logger.info({ bucket }, "bound to KV bucket");
         return;
       } catch (error) {
@@ -317,6 +216,14 @@ export class BucketWatcher {
         await delay(RETRY_MS);
       }
     }
+  }
+
+  /**
+   * Reads what the stream stores through `kv`, as its allow_direct says (read on first use if not
+   * given; given again with every watch, as the bucket may be a new one).
+   */
+  #readStoredWith(kv: KV, jsm: JetStreamManager, direct: boolean | undefined): void {
+    this.#stored = new StoredRevisions({ jsm, kv, bucket: this.#options.bucket, direct, batchDirect: this.#stored?.batchDirect });
   }
 
   /**
@@ -403,7 +310,7 @@ export class BucketWatcher {
         const kv = this.#kv!;
         const status = await kv.status();
         this.#createdAt ??= status.streamInfo.created;
-        this.#direct = status.streamInfo.config.allow_direct ?? false;
+        this.#readStoredWith(kv, this.#jsm!, status.streamInfo.config.allow_direct);
         this.#expiring = (status.streamInfo.config.max_age ?? 0) > 0;
         if (status.streamInfo.created !== this.#createdAt) this.#startOverBecause = NEW_BUCKET;
         if (this.#startOverBecause) this.#startOver(status.streamInfo.created, this.#startOverBecause);
@@ -423,7 +330,7 @@ export class BucketWatcher {
             if (e.operation === "PUT") this.#live.set(e.key, e.revision);
             else this.#live.delete(e.key);
           }
-          this.#deliver(toEntry(e));
+          this.#deliver(watchedEntry(e));
           // The first entry with nothing pending behind it ends the initial load.
           if (!this.#loaded && e.delta === 0) this.#markLoaded();
         }
