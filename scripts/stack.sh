@@ -152,9 +152,15 @@ start() {
   log "$name started (pid $!, log $LOGS_SHOWN/$name.log)"
 }
 
+# show_log_end NAME: the last lines NAME logged since it was started this time, indented, on stderr.
+show_log_end() {
+  tail -c +"$(( $(cat "$RUN/$1.log-offset" 2>/dev/null || echo 0) + 1 ))" "$LOGS/$1.log" 2>/dev/null | tail -n 5 | sed 's/^/  /' >&2
+}
+
 # wait_for WHAT TIMEOUT_S NAME COMMAND... : retries COMMAND until it succeeds. NAME is the process
 # (as started) that must bring it up: if it exits meanwhile (a malformed setting, a port taken)
-# up fails at once with the end of its log instead of waiting out the timeout.
+# up fails at once with the end of its log instead of waiting out the timeout; if it runs but
+# never gets there, up fails with the end of its log at the timeout.
 wait_for() {
   local what="$1" timeout="$2" name="$3"; shift 3
   local deadline=$((SECONDS + timeout))
@@ -162,10 +168,13 @@ wait_for() {
   local rest="; make down stops the rest of the stack and forgets the settings it was started with"
   until "$@" >/dev/null 2>&1; do
     if ! alive "$name"; then
-      tail -c +"$(( $(cat "$RUN/$name.log-offset" 2>/dev/null || echo 0) + 1 ))" "$LOGS/$name.log" 2>/dev/null | tail -n 5 | sed 's/^/  /' >&2
+      show_log_end "$name"
       die "$name exited while starting; the end of its log, $LOGS_SHOWN/$name.log, is above$rest"
     fi
-    [ "$SECONDS" -lt "$deadline" ] || die "$what did not come up within ${timeout}s; see $LOGS_SHOWN/$rest"
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      show_log_end "$name"
+      die "$what did not come up within ${timeout}s; the end of $name's log, $LOGS_SHOWN/$name.log, is above; make down stops $name, which keeps running, with the rest of the stack and forgets the settings it was started with"
+    fi
     sleep 0.1
   done
 }
@@ -183,8 +192,11 @@ envoy_reported() {
     node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => process.exit(JSON.parse(s).envoys.some((e) => e.node === "envoyage-local" && e.connected) ? 0 : 1))'
 }
 
-check_port() { # port name [address]
-  if port_busy "$1" "${3:-}"; then die "port $1 (for $2) is already in use by another program; free it or override the port"; fi
+# check_port PORT NAME VARIABLE [ADDRESS]: a port the stack is about to take; a busy one is added
+# to TAKEN, which up reports as a whole before starting anything.
+TAKEN=()
+check_port() {
+  if port_busy "$1" "${4:-}"; then TAKEN+=("port $1 (for $2, set by $3) is already in use by another program"); fi
 }
 
 # held_by_envoys PORT: every socket listening on PORT is an Envoy's. Envoys share their listener
@@ -241,13 +253,33 @@ up() {
       nats_routes+=("$((NATS_ROUTE_PORT + i - 1))")
     done
   fi
-  # Every node's ports before any node starts: a taken port of nats-2 found once nats-1 ran
-  # left nats-1 running alone.
+  # Every port of every process to start, before any starts: a taken port found once others ran
+  # left them running under settings kept until make down (a taken API port after nats-server
+  # started, a taken port of nats-2 after nats-1), and told of one taken port per try.
+  local offset
   for i in "${!nats_names[@]}"; do
     alive "${nats_names[$i]}" && continue
-    check_port "${nats_urls[$i]##*:}" "${nats_names[$i]}"
-    [ -z "${nats_routes[$i]}" ] || check_port "${nats_routes[$i]}" "${nats_names[$i]} (cluster routes)" 127.0.0.1
+    offset=""; [ "$i" = 0 ] || offset=" + $i"
+    check_port "${nats_urls[$i]##*:}" "${nats_names[$i]}" "NATS_PORT$offset"
+    [ -z "${nats_routes[$i]}" ] || check_port "${nats_routes[$i]}" "${nats_names[$i]} (cluster routes)" "NATS_ROUTE_PORT$offset" 127.0.0.1
   done
+  alive api || check_port "$API_PORT" api API_PORT
+  for i in 0 1; do
+    offset=""; [ "$i" = 0 ] || offset=" + 1"
+    alive "xds-$((i + 1))" && continue
+    check_port "${XDS_PORTS[$i]}" "xds-$((i + 1))" "XDS_PORT$offset"
+    check_port "${XDS_HTTP_PORTS[$i]}" "xds-$((i + 1)) (health)" "XDS_HTTP_PORT$offset"
+  done
+  alive upstream-a || check_port "$UPSTREAM_A_PORT" upstream-a UPSTREAM_A_PORT
+  alive upstream-b || check_port "$UPSTREAM_B_PORT" upstream-b UPSTREAM_B_PORT
+  if ! alive envoy; then
+    check_port "$ADMIN_PORT" "envoy admin" ENVOY_ADMIN_PORT 127.0.0.1
+    held_by_envoys "$LISTENER_PORT" || check_port "$LISTENER_PORT" "envoy listener" LISTENER_PORT
+  fi
+  if [ "${#TAKEN[@]}" -gt 0 ]; then
+    printf '  %s\n' "${TAKEN[@]}" >&2
+    die "nothing was started: free those ports, or choose others with the variables named (after make down, if part of the stack runs)"
+  fi
   # Kept from now on, like the xDS variant: a node that starts and another that fails must leave
   # make status and make down looking at the cluster.
   echo "$NATS_CLUSTER" >"$RUN/nats-cluster"
@@ -258,19 +290,21 @@ up() {
 
   # Bucket replicas for whichever process creates a bucket first (the replicas create the status bucket too).
   # The stack's own nats-server takes no credentials and no TLS: settings an operator keeps for
-  # the nats CLI and another NATS (NATS_USER, NATS_CA, NATS_CONTEXT, …) are not passed on.
+  # the nats CLI and another NATS (NATS_USER, NATS_CA, NATS_CONTEXT, …) are not passed on. Nor is
+  # ADS over TLS: the stack's Envoy (envoy/bootstrap.yaml) speaks plaintext to the replicas.
+  local tls
+  for tls in XDS_TLS_CERT XDS_TLS_KEY XDS_TLS_CLIENT_CA; do
+    [ -z "${!tls:-}" ] || log "$tls ignored: the stack's Envoy speaks plaintext xDS (README, \"Your own Envoys\", for TLS)"
+  done
   local common=(env -u NATS_USER -u NATS_PASSWORD -u NATS_TOKEN -u NATS_CREDS -u NATS_NKEY -u NATS_CA -u NATS_CERT -u NATS_KEY
-    -u NATS_CONTEXT -u NATS_JWT -u NATS_SEED "NATS_URL=$joined" "LOG_LEVEL=${LOG_LEVEL:-info}" "ENVOYAGE_BUCKET_REPLICAS=$NATS_CLUSTER")
+    -u NATS_CONTEXT -u NATS_JWT -u NATS_SEED -u XDS_TLS_CERT -u XDS_TLS_KEY -u XDS_TLS_CLIENT_CA "NATS_URL=$joined" "LOG_LEVEL=${LOG_LEVEL:-info}" "ENVOYAGE_BUCKET_REPLICAS=$NATS_CLUSTER")
   if ! alive api; then
-    check_port "$API_PORT" api
     start api "${common[@]}" "API_HOST=$BIND" "API_PORT=$API_PORT" \
       "$node" "$ROOT/services/api/dist/src/main.js"
   fi
   for i in 0 1; do
     local n=$((i + 1))
     if ! alive "xds-$n"; then
-      check_port "${XDS_PORTS[$i]}" "xds-$n"
-      check_port "${XDS_HTTP_PORTS[$i]}" "xds-$n (health)"
       start "xds-$n" "${common[@]}" "REPLICA_ID=xds-$n" "XDS_HOST=$BIND" "XDS_PORT=${XDS_PORTS[$i]}" \
         "XDS_HTTP_PORT=${XDS_HTTP_PORTS[$i]}" "LISTENER_ADDRESS=${LISTENER_ADDRESS:-$BIND}" "LISTENER_PORT=$LISTENER_PORT" \
         "NODE=$node" "$ROOT/services/xds/bin/envoyage-xds"
@@ -281,12 +315,10 @@ up() {
   wait_for "xds-2" 30 xds-2 http_ok "http://$REACH:${XDS_HTTP_PORTS[1]}/readyz"
 
   local upstream="$ROOT/shared/test-support/dist/src/upstream-main.js"
-  alive upstream-a || { check_port "$UPSTREAM_A_PORT" upstream-a; start upstream-a "$node" "$upstream" --name A --host "$BIND" --port "$UPSTREAM_A_PORT"; }
-  alive upstream-b || { check_port "$UPSTREAM_B_PORT" upstream-b; start upstream-b "$node" "$upstream" --name B --host "$BIND" --port "$UPSTREAM_B_PORT"; }
+  alive upstream-a || start upstream-a "$node" "$upstream" --name A --host "$BIND" --port "$UPSTREAM_A_PORT"
+  alive upstream-b || start upstream-b "$node" "$upstream" --name B --host "$BIND" --port "$UPSTREAM_B_PORT"
 
   if ! alive envoy; then
-    check_port "$ADMIN_PORT" "envoy admin" 127.0.0.1
-    held_by_envoys "$LISTENER_PORT" || check_port "$LISTENER_PORT" "envoy listener"
     # envoy/bootstrap.yaml with this stack's ports and ADS variant.
     local bootstrap="$RUN/bootstrap.yaml" api_type=DELTA_GRPC
     [ "$ads" = sotw ] && api_type=GRPC
@@ -305,7 +337,9 @@ up() {
   # Sync status is published every half second: up returns once GET /v1/envoys shows Envoy.
   wait_for "Envoy in GET /v1/envoys" 15 envoy envoy_reported
   status
-  log "up. Try: make test-add && make test-switch && make test-remove"
+  local at=""
+  [ -z "${ENVOYAGE_RUN_DIR:-}" ] || at=" ENVOYAGE_RUN_DIR=$ENVOYAGE_RUN_DIR"
+  log "up. Try: make test-add$at && make test-switch$at && make test-remove$at"
 }
 
 # start_nats NAME CLIENT_PORT CLUSTER_PORT: one nats-server (its ports checked by up); CLUSTER_PORT empty for a single server.
@@ -347,6 +381,7 @@ stop_one() {
 }
 
 down() {
+  [ -d "$RUN" ] || { log "no stack in $RUN: nothing to stop"; return; }
   # Envoy first (it would only log reconnects), NATS last (the services drain to it).
   for name in envoy upstream-a upstream-b xds-1 xds-2 api nats nats-1 nats-2 nats-3 nats-4 nats-5; do stop_one "$name"; done
   rm -f "$RUN/envoy.started" "$RUN/nats-cluster" "$RUN/envoy-ads" "$RUN/bind-address" "$RUN/settings"

@@ -80,8 +80,10 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
   });
 
   it("brings the stack up, adds, switches and removes web.example.com through Envoy, and stops everything", async () => {
-    const up = await make("up");
-    assert.match(up, /\[stack\] up\./);
+    // ADS over TLS set for replicas elsewhere: the stack's Envoy speaks plaintext, so its replicas do too.
+    const up = await make("up", { XDS_TLS_CERT: "/nonexistent/xds.pem", XDS_TLS_KEY: "/nonexistent/xds-key.pem" });
+    assert.match(up, /\[stack\] up\. Try: make test-add ENVOYAGE_RUN_DIR=\S+ && make test-switch ENVOYAGE_RUN_DIR=\S+/, "the hint names the stack's folder");
+    assert.match(up, /XDS_TLS_CERT ignored: the stack's Envoy speaks plaintext xDS/);
     assert.match(await readFile(join(runDir, "bootstrap.yaml"), "utf8"), /api_type: DELTA_GRPC # ENVOY_ADS=delta/, "delta by default");
     const status = await make("status");
     for (const name of ["nats", "api", "xds-1", "xds-2", "upstream-a", "upstream-b", "envoy"]) {
@@ -106,6 +108,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     const down = await make("down");
     assert.match(down, /\[stack\] down/);
     assert.match(await stoppedStatus(), /^ {2}envoy {7}stopped$/m);
+    assert.match(await make("down", { ENVOYAGE_RUN_DIR: join(runDir, "misspelt") }), /no stack in \S+misspelt: nothing to stop/);
     const all = Object.values(ports);
     await assertPortsFree([...all, ports["XDS_PORT"]! + 1, ports["XDS_HTTP_PORT"]! + 1]);
   });
@@ -179,21 +182,25 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     }
   });
 
-  it("keeps the xDS variant of a make up that failed before it started Envoy", async () => {
-    const blocker = createServer().listen(ports["ENVOY_ADMIN_PORT"], "127.0.0.1");
-    await once(blocker, "listening");
+  it("names every taken port with the variable that sets it, and starts nothing", async () => {
+    const blockers = [ports["API_PORT"]!, ports["ENVOY_ADMIN_PORT"]!].map((port) => createServer().listen(port, "127.0.0.1"));
+    await Promise.all(blockers.map((blocker) => once(blocker, "listening")));
     try {
       const failed = await run("make", ["--no-print-directory", "up"], { cwd: REPO_ROOT, env: env({ ENVOY_ADS: "sotw" }), timeout: 120_000 }).then(
-        () => assert.fail("make up succeeded with Envoy's admin port taken"),
+        () => assert.fail("make up succeeded with the API's and Envoy's admin ports taken"),
         (error: { stderr: string }) => error,
       );
-      assert.match(failed.stderr, /for envoy admin\) is already in use/);
+      assert.match(failed.stderr, new RegExp(`port ${ports["API_PORT"]} \\(for api, set by API_PORT\\) is already in use`));
+      assert.match(failed.stderr, new RegExp(`port ${ports["ENVOY_ADMIN_PORT"]} \\(for envoy admin, set by ENVOY_ADMIN_PORT\\) is already in use`));
+      assert.match(failed.stderr, /nothing was started/);
+      assert.equal(existsSync(join(runDir, "nats.pid")), false, "nats-server was not started");
     } finally {
-      blocker.close();
+      for (const blocker of blockers) blocker.close();
     }
     try {
-      await make("up"); // as the README says to bring up what is stopped: no settings given
-      assert.match(await readFile(join(runDir, "bootstrap.yaml"), "utf8"), /api_type: GRPC # ENVOY_ADS=sotw/);
+      // Nothing ran, so nothing was kept: another variant needs no make down.
+      await make("up", { ENVOY_ADS: "delta" });
+      assert.match(await readFile(join(runDir, "bootstrap.yaml"), "utf8"), /api_type: DELTA_GRPC # ENVOY_ADS=delta/);
     } finally {
       await make("down");
     }
@@ -212,7 +219,7 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
         () => assert.fail(`make up succeeded with nats-2's port ${taken} taken`),
         (error: { stderr: string }) => error,
       );
-      assert.match(failed.stderr, new RegExp(`port ${taken} \\(for nats-2\\) is already in use`));
+      assert.match(failed.stderr, new RegExp(`port ${taken} \\(for nats-2, set by NATS_PORT \\+ 1\\) is already in use`));
       assert.equal(existsSync(join(runDir, "nats-1.pid")), false, "nats-1 was not started alone");
     } finally {
       blocker.close();
