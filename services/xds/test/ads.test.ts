@@ -484,3 +484,23 @@ describe("ADS: a stream whose handling fails", () => {
     await synced(dropped, 1);
   });
 });
+
+describe("ADS: shutdown", () => {
+  it("ends every stream, and pushes a commit made during the grace period on none of them", async () => {
+    const disconnects: string[] = [];
+    const { store, server, events, connect } = await setupWith({ a: record(1) }, { overrides: { disconnect: (_stream, reason) => void disconnects.push(reason) } });
+    const client = connect();
+    await synced(client, 1);
+    const stopping = server.shutdown(2000);
+    assert.deepEqual(disconnects, ["the replica is shutting down"]);
+    assert.equal(server.streamCount, 0);
+    const pushed = events.filter((e) => e.kind === "push").length;
+    store.setService("b", record(2));
+    store.commit();
+    await sleep(100);
+    assert.equal(events.filter((e) => e.kind === "push").length, pushed, "nothing pushed after the streams ended");
+    assert.deepEqual(disconnects, ["the replica is shutting down"], "each stream closed once");
+    client.close();
+    await stopping;
+  });
+});

@@ -57,8 +57,11 @@ export class AdsServer {
     // ~2 KiB of every idle Envoy's connection (bench/RESULTS.md, fan-out).
     "grpc.enable_channelz": 0,
   });
-  /** Each stream's call, and how to drop it (after an internal error, or when its Envoy stopped reading: write-budget.ts). */
-  readonly #calls = new Map<AdsStream, { call: Call<unknown>; drop: (reason: string) => void }>();
+  /**
+   * Each stream's call, how to close it (forget the stream: nothing more is sent or heard on it)
+   * and how to drop it (after an internal error, or when its Envoy stopped reading: write-budget.ts).
+   */
+  readonly #calls = new Map<AdsStream, { call: Call<unknown>; close: (reason: string) => void; drop: (reason: string) => void }>();
   readonly #subscriptions = new SubscriptionPool();
   readonly writes: WriteBudget;
   readonly #sotw: Protocol;
@@ -66,6 +69,7 @@ export class AdsServer {
   readonly #options: AdsServerOptions;
   /** Streams to pump, in turn order (a Set keeps insertion order; a stream is deleted before it is pumped, so a commit meanwhile appends it again). */
   readonly #due = new Set<AdsStream>();
+  readonly #stopFollowingCommits: () => void;
 
   constructor(options: AdsServerOptions) {
     this.#options = options;
@@ -82,7 +86,7 @@ export class AdsServer {
       deltaAggregatedResources: (call: Call<DeltaDiscoveryRequest>) =>
         this.#serve(call, this.#delta, (request) => deltaRequest(request, this.#subscriptions)),
     });
-    options.source.onCommit(() => {
+    this.#stopFollowingCommits = options.source.onCommit(() => {
       const idle = this.#due.size === 0;
       for (const stream of this.#calls.keys()) this.#due.add(stream);
       if (idle) this.#pumpBatch();
@@ -119,7 +123,14 @@ export class AdsServer {
    * config, then stops; connections still open after `graceMs` are cut.
    */
   async shutdown(graceMs: number): Promise<void> {
-    for (const { call } of this.#calls.values()) call.end();
+    // Ended streams are closed first: a commit during the grace period must not be pushed on them
+    // (written after the end, and counted as pushed).
+    this.#stopFollowingCommits();
+    this.#due.clear();
+    for (const { call, close } of [...this.#calls.values()]) {
+      close("the replica is shutting down");
+      call.end();
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#server.forceShutdown();
@@ -184,7 +195,7 @@ export class AdsServer {
       close(reason);
       call.emit("error", { code: grpc.status.UNAVAILABLE, details: `Envoyage dropped the stream: ${reason}` });
     };
-    this.#calls.set(stream, { call: call as Call<unknown>, drop });
+    this.#calls.set(stream, { call: call as Call<unknown>, close, drop });
     // A dropped stream still receives until its trailers are out: what comes meanwhile is ignored,
     // or it would start the stream over and write after the end (the call is then destroyed
     // without a status).
