@@ -70,7 +70,7 @@ function toApiError(error: FastifyError, request: FastifyRequest, bodyLimit: num
 const RETRY_AFTER_SECONDS = "1";
 
 /** How long a closing API keeps kept-alive connections open for requests already on their way. */
-const CLOSE_DRAIN_MS = 300;
+export const CLOSE_DRAIN_MS = 300;
 
 export async function buildApp(options: AppOptions) {
   const app = Fastify({

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The HTTP API: validates service records and writes them to the KV bucket.
-import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, exitWhenNatsIsLost, loadConfigOrExit, onTermination, requireSupportedNode } from "@envoyage/registry";
+import { compileHotPathsSooner, createLogger, exitOnUnexpectedErrors, exitWhenNatsIsLost, LINK_DRAIN_MS, loadConfigOrExit, onTermination, requireSupportedNode } from "@envoyage/registry";
+import { CLOSE_DRAIN_MS } from "./app.js";
 import { loadConfig } from "./config.js";
 import { startServer } from "./server.js";
 
@@ -14,7 +15,9 @@ exitWhenNatsIsLost(api.link, logger);
 logger.info({ port: api.port, bucket: config.registry.bucket }, "API listening");
 void api.loaded.then(compileHotPathsSooner);
 
-onTermination(logger, config.shutdownGraceMs, async (signal) => {
+// Requests take up to the grace period; closing waits for requests on their way first, and
+// closing NATS its drain.
+onTermination(logger, config.shutdownGraceMs + CLOSE_DRAIN_MS + LINK_DRAIN_MS, async (signal) => {
   logger.info({ signal }, "shutting down: finishing requests in flight");
   await api.close();
   logger.info("stopped");

@@ -43,7 +43,7 @@ export function exitOnUnexpectedErrors(logger: Logger): void {
 }
 
 /**
- * Runs `shutdown` once on the first SIGTERM or SIGINT, then exits 0. A shutdown still running
+ * Runs `shutdown` once on the first SIGTERM or SIGINT, then exits 0 (1 if it fails). A shutdown still running
  * after `deadlineMs` (waiting on a NATS that never answers, say) is logged and the process
  * exits 1: a supervisor's stop must not hang until it escalates to SIGKILL.
  */
@@ -56,7 +56,13 @@ export function onTermination(logger: Logger, deadlineMs: number, shutdown: (sig
       logger.warn({ deadlineMs }, "shutdown did not finish in time; exiting");
       process.exit(1);
     }, deadlineMs).unref();
-    void shutdown(signal).then(() => process.exit(0));
+    shutdown(signal).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed; exiting");
+        process.exit(1);
+      },
+    );
   };
   process.on("SIGTERM", handle);
   process.on("SIGINT", handle);
