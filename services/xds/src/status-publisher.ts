@@ -129,6 +129,8 @@ export class StatusPublisher {
   }
 
   async #flush(): Promise<void> {
+    // Counted once per flush, whichever step failed.
+    let openFailed = false;
     // The bucket lives in memory: a nats-server that restarted lost it, and writes to it fail
     // until it exists again. At the start, after a reconnect or after a failed flush, open (and
     // so create) it first, and rewrite everything: what was written before may be gone with it.
@@ -145,7 +147,7 @@ export class StatusPublisher {
         // Said once per outage; writes are tried anyway if the bucket was open before.
         if (!this.#failing) this.#options.logger.warn({ reason: (error as Error).message }, "cannot open the status bucket yet (a NATS cluster may still be electing its leaders); retrying");
         this.#failing = true;
-        this.#failures++;
+        openFailed = true;
       }
     }
     const now = Date.now();
@@ -155,7 +157,10 @@ export class StatusPublisher {
       this.#changed = true;
     }
     const kv = this.#kv;
-    if (!kv) return;
+    if (!kv) {
+      if (openFailed) this.#failures++;
+      return;
+    }
     const refresh = now - this.#lastRefresh >= REFRESH_MS;
     const writes: StatusWrite[] = [];
     // Rejected services before the report: one connection publishes in order, so the API never
@@ -187,12 +192,12 @@ export class StatusPublisher {
     this.#envoyPages.settled();
     this.#rejectedPages.settled();
     if (refresh) this.#lastRefresh = now;
+    if (failure || openFailed) this.#failures++;
     if (failure) {
-      this.#failures++;
       if (!this.#failing) this.#options.logger.warn({ err: failure.reason }, "cannot publish sync status; retrying");
       this.#failing = true;
       this.#reopen = true;
-    } else {
+    } else if (!openFailed) {
       if (this.#failing) this.#options.logger.info("publishing sync status again");
       this.#failing = false;
     }
