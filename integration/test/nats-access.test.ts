@@ -36,7 +36,7 @@ describe("NATS with authentication and TLS", () => {
     try {
       assert.equal((await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A))).status, 201);
       await stack.until("web.example.com", upstreamGreeting("A"));
-      await stack.nats_("kv", "put", "envoyage", "services.cli", JSON.stringify(record(stack.upstreams.B, ["cli.example.com"])));
+      await stack.natsCli("kv", "put", "envoyage", "services.cli", JSON.stringify(record(stack.upstreams.B, ["cli.example.com"])));
       await stack.until("cli.example.com", upstreamGreeting("B"));
       for (const output of [stack.api.process.output(), ...stack.replicas.map((replica) => replica.process.output())]) {
         assert.match(output, /"auth":"user envoyage \(NATS_USER, NATS_PASSWORD\)","tls":"with [^"]*ca\.pem, [^"]*client\.pem, [^"]*client\.key"/);

@@ -169,7 +169,7 @@ describe("NATS outage (one server, file storage, SIGKILL)", () => {
   it("serves what a registry bucket deleted and created again holds, and nothing of the old one", async () => {
     await stack.call("PUT", "/v1/services/web", record(stack.upstreams.A));
     await stack.until(WEB, upstreamGreeting("A"));
-    await stack.nats_("kv", "rm", "--force", "envoyage");
+    await stack.natsCli("kv", "rm", "--force", "envoyage");
     // The API creates the bucket again; the replicas start over from it: web is gone.
     await stack.until(WEB, 404, 15_000);
     const put = await waitFor("the API to write to the new bucket", async () => {

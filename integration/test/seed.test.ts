@@ -92,15 +92,15 @@ function seedSuite(protocol: "sotw" | "delta"): void {
     it("adds, switches and removes with nats kv put / del", async (t) => {
       // These times include starting the nats CLI process.
       let started = performance.now();
-      await stack.nats_("kv", "put", "envoyage", "services.web", JSON.stringify(record(stack.upstreams.A)));
+      await stack.natsCli("kv", "put", "envoyage", "services.web", JSON.stringify(record(stack.upstreams.A)));
       await stack.until(WEB, A);
       report(t, "add (nats kv put)", started);
       started = performance.now();
-      await stack.nats_("kv", "put", "envoyage", "services.web", JSON.stringify(record(stack.upstreams.B)));
+      await stack.natsCli("kv", "put", "envoyage", "services.web", JSON.stringify(record(stack.upstreams.B)));
       await stack.until(WEB, B);
       report(t, "switch (nats kv put)", started);
       started = performance.now();
-      await stack.nats_("kv", "del", "--force", "envoyage", "services.web");
+      await stack.natsCli("kv", "del", "--force", "envoyage", "services.web");
       await stack.until(WEB, 404);
       report(t, "remove (nats kv del)", started);
       await assertSameEnvoy();
@@ -112,8 +112,8 @@ function seedSuite(protocol: "sotw" | "delta"): void {
       await stack.until(WEB, A);
       await stack.until("other.example.com", B);
 
-      await stack.nats_("kv", "put", "envoyage", "services.web", "{this is not json");
-      await stack.nats_("kv", "put", "envoyage", "services.broken", '{"domains":["broken.example.com"],"endpoints":[{"address":"127.0.0.1","port":0}]}');
+      await stack.natsCli("kv", "put", "envoyage", "services.web", "{this is not json");
+      await stack.natsCli("kv", "put", "envoyage", "services.broken", '{"domains":["broken.example.com"],"endpoints":[{"address":"127.0.0.1","port":0}]}');
       // A later valid change must still flow: it proves the bad values were processed and skipped.
       await stack.call("PUT", "/v1/services/other", record(stack.upstreams.A, ["other.example.com"]));
       await stack.until("other.example.com", A);

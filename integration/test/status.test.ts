@@ -57,8 +57,8 @@ describe("sync status", () => {
   });
 
   it("keeps the Envoy SYNCED past keys the replicas ignore, lists no service for them, and says why each is ignored", async () => {
-    await stack.nats_("kv", "put", "envoyage", "notes.readme", "not a registry key");
-    await stack.nats_("kv", "put", "envoyage", "services.Upper", JSON.stringify(record(stack.upstreams.B, ["upper.example.com"])));
+    await stack.natsCli("kv", "put", "envoyage", "notes.readme", "not a registry key");
+    await stack.natsCli("kv", "put", "envoyage", "services.Upper", JSON.stringify(record(stack.upstreams.B, ["upper.example.com"])));
     // SYNCED: the Envoy holds the bucket's latest revision, which these two writes raised.
     await waitFor("the Envoy to be SYNCED with the latest revision", async () => ((await envoys()).envoys[0]?.status === "SYNCED" ? true : undefined));
     const services = (await stack.call("GET", "/v1/services")).body.services as { name: string }[];
@@ -70,13 +70,13 @@ describe("sync status", () => {
       assert.match(ignored.keys["services.Upper"]?.problem ?? "", /"Upper" is not a service name/);
       assert.match(await (await fetch(`${replica.statusUrl}/metrics`)).text(), /envoyage_registry_ignored_keys 2\n/);
     }
-    await stack.nats_("kv", "del", "--force", "envoyage", "notes.readme");
-    await stack.nats_("kv", "del", "--force", "envoyage", "services.Upper");
+    await stack.natsCli("kv", "del", "--force", "envoyage", "notes.readme");
+    await stack.natsCli("kv", "del", "--force", "envoyage", "services.Upper");
   });
 
   it("reports a record that loses a domain conflict, and one that is invalid, with why", async () => {
-    await stack.nats_("kv", "put", "envoyage", "services.intruder", JSON.stringify(record(stack.upstreams.B, ["web.example.com"])));
-    await stack.nats_("kv", "put", "envoyage", "services.broken", '{"domains":["broken.example.com"],"endpoints":[]}');
+    await stack.natsCli("kv", "put", "envoyage", "services.intruder", JSON.stringify(record(stack.upstreams.B, ["web.example.com"])));
+    await stack.natsCli("kv", "put", "envoyage", "services.broken", '{"domains":["broken.example.com"],"endpoints":[]}');
     const intruder = await waitFor("the conflict to be reported", async () => {
       const body = (await stack.call("GET", "/v1/services/intruder")).body;
       return body.status.state === "conflict" ? body : undefined;
@@ -99,7 +99,7 @@ describe("sync status", () => {
     await stack.call("PUT", "/v1/services/other", record(stack.upstreams.B, ["other.example.com"]));
     await stack.until("other.example.com", upstreamGreeting("B"));
     const good = (await stack.call("GET", "/v1/services/web")).body.revision as number;
-    await stack.nats_("kv", "put", "envoyage", "services.web", JSON.stringify(record(stack.upstreams.B, ["web.example.com", "other.example.com"])));
+    await stack.natsCli("kv", "put", "envoyage", "services.web", JSON.stringify(record(stack.upstreams.B, ["web.example.com", "other.example.com"])));
     const web = await waitFor("the conflict to be reported", async () => {
       const body = (await stack.call("GET", "/v1/services/web")).body;
       return body.status.state === "conflict" ? body : undefined;

@@ -23,7 +23,7 @@ export interface Stack extends Omit<StackParts, "teardown"> {
   /** The API, as JSON. */
   call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
   /** The real nats CLI against the stack's server. */
-  nats_(...args: string[]): Promise<string>;
+  natsCli(...args: string[]): Promise<string>;
   /** The replica an Envoy stream is open on, if any (by each replica's /status). */
   connectedReplica(): Promise<number | undefined>;
   stop(): Promise<void>;
@@ -95,7 +95,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   if (kind === "containers" && options.natsAccess) {
     throw new Error("StackOptions.natsAccess is for the process stack only");
   }
-  const stack = assembleStack(kind === "containers" ? await startContainerParts(options) : await startProcessParts(options));
+  // Found before anything starts: a missing CLI found after would leave the parts running.
+  const natsPath = findTool("nats");
+  const stack = assembleStack(kind === "containers" ? await startContainerParts(options) : await startProcessParts(options), natsPath);
   // Envoy is up once its listener answers (404: no services yet).
   return stoppedOnFailure(stack, () => stack.until("nothing.example.com", 404, 30_000));
 }
@@ -193,8 +195,7 @@ async function startProcessPartsInto(options: StackOptions, started: (() => Prom
   };
 }
 
-function assembleStack(parts: StackParts): Stack {
-  const natsCli = findTool("nats");
+function assembleStack(parts: StackParts, natsPath: string): Stack {
   const agent = new Agent({ keepAlive: true, maxSockets: 4 });
   const stack: Stack = {
     ...parts,
@@ -219,8 +220,8 @@ function assembleStack(parts: StackParts): Stack {
       const text = await response.text();
       return { status: response.status, body: text ? JSON.parse(text) : undefined };
     },
-    async nats_(...args) {
-      const { stdout } = await run(natsCli, ["-s", parts.natsUrl, ...args], { env: { ...process.env, ...parts.natsEnv } });
+    async natsCli(...args) {
+      const { stdout } = await run(natsPath, ["-s", parts.natsUrl, ...args], { env: { ...process.env, ...parts.natsEnv } });
       return stdout;
     },
     restartReplica: (index) => parts.restartReplica(index),
