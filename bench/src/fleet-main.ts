@@ -4,7 +4,9 @@
 // response, in state-of-the-world or delta mode, on the generated types.
 //
 // Parent → fleet (IPC): {watch: {cluster, port}} — report when every stream holds that port
-// for that cluster. Fleet → parent: {ready, at}, {seen: {all, first}, bytes}, errors.
+// for that cluster; {diagnose} — say how far the streams got (a watch or a sync that takes too
+// long). Fleet → parent: {ready, at, bytes}, {seen: {all, first, from}, bytes} (from: the byte
+// count when the watch began), {diagnosis, missing, synced, first, at, bytes}, {error}.
 // Work every stream would repeat on identical responses (finding EDS clusters, the watched
 // port) is done once per response content, so the fleet costs little besides the streams.
 import { parseArgs } from "node:util";

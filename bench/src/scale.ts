@@ -89,7 +89,7 @@ async function inProcess(): Promise<InProcess> {
   };
 }
 
-/** Spawn to ready of a replica on a bucket holding 10,000 services, median of `runs`. */
+/** Spawn to ready of a replica on a bucket holding 10,000 services, once per run (the caller takes the median). */
 async function coldStart(runs: number): Promise<number[]> {
   const nats = await startNats();
   const nc = await connect({ servers: nats.url });

@@ -1,5 +1,5 @@
-// Service records in the KV bucket, and with them their domain claims (domain-claims.ts): the
-// API's only I/O besides HTTP.
+// Service records in the KV bucket, and with them their domain claims (domain-claims.ts): every
+// write the API makes (it reads the bucket through its views, registry-view.ts and status-view.ts).
 //
 // A PUT first claims each of the record's domains, then writes the record, then releases the
 // domains the previous revision had and this one dropped. The replicas apply the same claims, so

@@ -19,7 +19,8 @@ await build({
   banner: { js: "import { createRequire as createRequireForBundle } from 'node:module'; const require = createRequireForBundle(import.meta.url);" },
   // Logged errors and stack traces keep the original names; the map gives files and lines to
   // whoever runs with --enable-source-maps (bin/envoyage-xds). Its price: every named closure
-  // calls __name when it is created, so hot paths create none per request (sotw-request.ts).
+  // calls __name when it is created, so hot paths create none per request or response
+  // (sotw-request.ts, ads/delta.ts).
   keepNames: true,
   sourcemap: "linked",
   logLevel: "warning",

@@ -2,6 +2,7 @@
 import { hostname } from "node:os";
 import { ConfigError, envFile, envInt, envIpAddress, envLogLevel, envPort, envString, registrySettings, type Env, type LogLevel, type RegistrySettings } from "@envoyage/registry";
 import type { BatchSettings } from "./commit-scheduler.js";
+import type { AdsTlsFiles } from "./ads/credentials.js";
 
 export interface XdsConfig {
   registry: RegistrySettings;
@@ -24,13 +25,6 @@ export interface XdsConfig {
   writeBudgetBytes: number;
   /** XDS_TLS_CERT, XDS_TLS_KEY, XDS_TLS_CLIENT_CA: ADS over TLS; undefined for plaintext. */
   tls: AdsTlsFiles | undefined;
-}
-
-export interface AdsTlsFiles {
-  certFile: string;
-  keyFile: string;
-  /** Envoys must present a certificate signed by this CA (mutual TLS). */
-  clientCaFile: string | undefined;
 }
 
 function adsTls(env: Env): AdsTlsFiles | undefined {

@@ -3,7 +3,13 @@
 // by restarting replicas one at a time, which Envoys ride out on the others.
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import type { AdsTlsFiles } from "../config.js";
+
+export interface AdsTlsFiles {
+  certFile: string;
+  keyFile: string;
+  /** Envoys must present a certificate signed by this CA (mutual TLS). */
+  clientCaFile: string | undefined;
+}
 
 export function adsCredentials(tls: AdsTlsFiles | undefined): grpc.ServerCredentials {
   if (!tls) return grpc.ServerCredentials.createInsecure();

@@ -122,8 +122,8 @@ export interface AdsStreamOptions {
 }
 
 /**
- * Longest node id and NACK message kept. Both go into logs and sync status entries, and a NATS
- * message is 1 MB at most: an Envoy (or anything speaking ADS) sending more is cut short.
+ * Longest node id and NACK message a stream keeps and reports: whoever receives its events
+ * (logs, sync status) gets bounded text, however much an Envoy (or anything speaking ADS) sends.
  */
 const MAX_NODE_ID = 1024;
 const MAX_ERROR = 8192;
