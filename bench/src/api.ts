@@ -9,6 +9,7 @@ import { startApi, startNats, type NatsServer } from "@envoyage/test-support";
 import { httpRequest } from "./http.js";
 import type { Section } from "./report.js";
 import { distribution } from "./stats.js";
+import { serviceKey } from "@envoyage/registry";
 
 const SERVICES = 1000;
 
@@ -86,7 +87,7 @@ async function natsAlone(nats: NatsServer, durable: boolean, body: (i: number, p
       while (performance.now() < until) {
         const i = sent++;
         const started = performance.now();
-        await kv.put(`services.api${i % SERVICES}`, body(i % SERVICES, 1001 + (i % 60_000)));
+        await kv.put(serviceKey(`api${i % SERVICES}`), body(i % SERVICES, 1001 + (i % 60_000)));
         latencies.push(performance.now() - started);
       }
     };

@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { claimKey, encodeRecord, serviceKey } from "@envoyage/registry";
+import { BUCKET_HISTORY, claimKey, encodeRecord, serviceKey } from "@envoyage/registry";
 import { freePort, record, startNats, startStack, startUpstream, upstreamGreeting, waitFor } from "@envoyage/test-support";
 import { startFloor, type Floor } from "./floor.js";
 import { httpRequest, isRouted } from "./http.js";
@@ -162,7 +162,7 @@ async function natsAlone(): Promise<BurstRun> {
   const nats = await startNats();
   const nc = await connect({ servers: nats.url });
   try {
-    const kv = await new Kvm(nc).create("envoyage", { history: 10 });
+    const kv = await new Kvm(nc).create("envoyage", { history: BUCKET_HISTORY });
     const cpu = cpuMeter({ nats: pidOf(nats.process) });
     const started = performance.now();
     let next = 0;

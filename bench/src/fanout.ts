@@ -6,7 +6,7 @@ import { fork } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ServiceRecord } from "@envoyage/registry";
 import { Fleet } from "./fleet.js";
-import { cpuSeconds, IDLE_MS, idleRssBytes, rssBytes } from "./proc.js";
+import { cpuSeconds, IDLE_MS, idleRssBytes, nextMessage, rssBytes } from "./proc.js";
 import type { Section } from "./report.js";
 import { distribution, kib, mib, ms, seconds } from "./stats.js";
 import { envoyage, goControlPlane, type Registry, type Target } from "./targets.js";
@@ -206,10 +206,10 @@ async function transportFloor(transport: Transport, streams: number): Promise<Tr
   const child = fork(new URL("./bare-ads-server.js", import.meta.url), [transport], { execArgv: ["--max-semi-space-size=4", "--expose-gc"] });
   const heapUsed = async () => {
     child.send("heap");
-    return new Promise<number>((resolve) => child.once("message", (m: { heapUsed: number }) => resolve(m.heapUsed)));
+    return (await nextMessage<{ heapUsed: number }>(child)).heapUsed;
   };
   try {
-    const { port } = await new Promise<{ port: number }>((resolve) => child.once("message", resolve as (m: unknown) => void));
+    const { port } = await nextMessage<{ port: number }>(child);
     await sleep(500);
     const rssBefore = rssBytes(child.pid!);
     const heapBefore = await heapUsed();

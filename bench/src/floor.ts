@@ -5,7 +5,7 @@
 import { fork } from "node:child_process";
 import type { ServiceRecord } from "@envoyage/registry";
 import { startEnvoy } from "@envoyage/test-support";
-import { pidOf } from "./proc.js";
+import { nextMessage, pidOf } from "./proc.js";
 import { goControlPlane } from "./targets.js";
 
 export interface Floor {
@@ -17,7 +17,7 @@ export interface Floor {
 
 export async function startFloor(protocol: "sotw" | "delta", listenerPort: number): Promise<Floor> {
   const child = fork(new URL("./floor-server.js", import.meta.url), [String(listenerPort)]);
-  const { port } = await new Promise<{ port: number }>((resolve) => child.once("message", resolve as (m: unknown) => void));
+  const { port } = await nextMessage<{ port: number }>(child);
   const envoy = await startEnvoy({ xdsPorts: [port], protocol }).catch((error: unknown) => {
     child.kill();
     throw error;

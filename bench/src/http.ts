@@ -6,10 +6,10 @@ const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 
 export function httpRequest(
   port: number,
-  options: { method?: string; path?: string; host?: string; body?: string; headers?: Record<string, string> } = {},
+  options: { method?: string; path?: string; host?: string; body?: string } = {},
 ): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { ...options.headers };
+    const headers: Record<string, string> = {};
     if (options.host) headers["host"] = options.host;
     if (options.body !== undefined) headers["content-type"] = "application/json";
     const req = request({ host: "127.0.0.1", port, method: options.method ?? "GET", path: options.path ?? "/", headers, agent }, (res) => {

@@ -1,4 +1,5 @@
 // CPU time and memory of a process, from /proc (Linux).
+import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { ManagedProcess, type Lifecycle } from "@envoyage/test-support";
 
@@ -36,6 +37,18 @@ export async function idleRssBytes(pid: number): Promise<number> {
 export function pidOf(process: Lifecycle): number {
   if (!(process instanceof ManagedProcess)) throw new Error("the benchmarks need local processes (not ENVOYAGE_TEST_STACK=containers)");
   return process.pid;
+}
+
+/** The next IPC message from a forked child; fails if it exits first, instead of waiting forever. */
+export function nextMessage<T>(child: ChildProcess): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number | null, signal: string | null) => reject(new Error(`${child.spawnargs.join(" ")} exited (${signal ?? code}) before it answered`));
+    child.once("exit", onExit);
+    child.once("message", (message) => {
+      child.off("exit", onExit);
+      resolve(message as T);
+    });
+  });
 }
 
 /** CPU seconds per named process between the call and `elapsed()` (this process: "bench"). */

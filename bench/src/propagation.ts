@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { encodeRecord, type ServiceRecord } from "@envoyage/registry";
+import { encodeRecord, serviceKey, type ServiceRecord } from "@envoyage/registry";
 import { freePort, record, startNats, startStackServingWeb, startUpstream, upstreamGreeting, type Upstream } from "@envoyage/test-support";
 import { startFloor, startPeerFloor, type Floor } from "./floor.js";
 import { httpRequest, seen } from "./http.js";
@@ -184,16 +184,16 @@ export async function throughStack(protocol: "sotw" | "delta", changes: number, 
   try {
     const kv = await new Kvm(nc).open("envoyage");
     const seeds = Object.entries(seedRegistry(stack.upstreams.A, seed));
-    for (let i = 0; i < seeds.length; i += 256) await Promise.all(seeds.slice(i, i + 256).map(([name, value]) => kv.put(`services.${name}`, encodeRecord(value))));
+    for (let i = 0; i < seeds.length; i += 256) await Promise.all(seeds.slice(i, i + 256).map(([name, value]) => kv.put(serviceKey(name), encodeRecord(value))));
     if (seed > 0) await seen(stack.listenerPort, seedHost(seed - 1), upstreamGreeting("A"), SEED_TIMEOUT_MS);
     const time = (host: string, to: "A" | "B", write: () => Promise<unknown>) => timeChange(stack.listenerPort, host, to, write);
     const kvSamples = await paced(changes, "kv", time, {
-      endpoint: (to) => kv.put("services.web", encodeRecord(record(stack.upstreams[to]))),
-      newService: (name, host) => kv.put(`services.${name}`, encodeRecord(record(stack.upstreams.A, [host]))),
+      endpoint: (to) => kv.put(serviceKey("web"), encodeRecord(record(stack.upstreams[to]))),
+      newService: (name, host) => kv.put(serviceKey(name), encodeRecord(record(stack.upstreams.A, [host]))),
     });
     // The API's new services then join a registry of the same size as the KV puts' and the
     // floors' did: Envoy's work for one grows with the routes it holds.
-    for (let i = 0; i < changes; i++) await kv.delete(`services.kv-${i}`);
+    for (let i = 0; i < changes; i++) await kv.delete(serviceKey(`kv-${i}`));
     await seen(stack.listenerPort, `kv-${changes - 1}.example.com`, "", 30_000);
     const put = async (name: string, body: object, status: number) => {
       const response = await httpRequest(stack.api.port, { method: "PUT", path: `/v1/services/${name}`, body: JSON.stringify(body) });

@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { encodeRecord } from "@envoyage/registry";
+import { BUCKET_HISTORY, encodeRecord } from "@envoyage/registry";
 import { startNats, startXds } from "@envoyage/test-support";
 import { CLUSTER_TYPE, ENDPOINT_TYPE, Registry, ROUTE_TYPE, SnapshotStore, translateRegistry } from "@envoyage/xds";
 import { changeCell, connectCell, incompleteNotes, measureFanout, ratioCell, registryOf, service, TARGETS, worstRatio, type FanoutRun } from "./fanout.js";
@@ -94,7 +94,7 @@ async function coldStart(runs: number): Promise<number[]> {
   const nats = await startNats();
   const nc = await connect({ servers: nats.url });
   try {
-    const kv = await new Kvm(nc).create("envoyage", { history: 10 });
+    const kv = await new Kvm(nc).create("envoyage", { history: BUCKET_HISTORY });
     await fillBucket(kv, registryOf(SERVICES)); // records and their claims: 20,000 keys
     const times: number[] = [];
     for (let i = 0; i < runs; i++) {

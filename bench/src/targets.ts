@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { Kvm, type KV } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { claimKey, encodeRecord, type ServiceRecord } from "@envoyage/registry";
+import { BUCKET_HISTORY, claimKey, encodeRecord, serviceKey, type ServiceRecord } from "@envoyage/registry";
 import { freePort, ManagedProcess, REPO_ROOT, startNats, startXds, waitFor, type NatsServer, type XdsProcess } from "@envoyage/test-support";
 import { httpRequest } from "./http.js";
 
@@ -33,7 +33,7 @@ const FILL_WINDOW = 256;
 /** The bucket as the API leaves it: every record, and the claim of each of its domains. */
 export async function fillBucket(kv: KV, registry: Registry): Promise<void> {
   const writes = Object.entries(registry).flatMap(([name, record]) => [
-    () => kv.put(`services.${name}`, encodeRecord(record)),
+    () => kv.put(serviceKey(name), encodeRecord(record)),
     ...record.domains.map((domain) => () => kv.put(claimKey(domain), name)),
   ]);
   let next = 0;
@@ -46,7 +46,7 @@ export async function fillBucket(kv: KV, registry: Registry): Promise<void> {
 export async function envoyage(): Promise<Target> {
   const nats: NatsServer = await startNats();
   const nc: NatsConnection = await connect({ servers: nats.url });
-  const kv: KV = await new Kvm(nc).create("envoyage", { history: 10 });
+  const kv: KV = await new Kvm(nc).create("envoyage", { history: BUCKET_HISTORY });
   let replica: XdsProcess | undefined;
   const target: Target = {
     name: "Envoyage",
@@ -67,7 +67,7 @@ export async function envoyage(): Promise<Target> {
       }, { timeoutMs: 120_000 });
     },
     async change(name, record) {
-      await kv.put(`services.${name}`, encodeRecord(record));
+      await kv.put(serviceKey(name), encodeRecord(record));
     },
     async stop() {
       await replica?.stop();

@@ -274,7 +274,7 @@ describe("clustered NATS: the node a replica is connected to dies, not the strea
     const streamLeader = await cluster.leaderOf("KV_envoyage");
     const doomed = cluster.nodes.find((node) => node !== streamLeader)!;
     const writer = await connect({ servers: [streamLeader.url] }); // unaffected by the node that dies
-    const { kv } = await openBucket(writer, { bucket: "envoyage", create: false, timeoutMs: 5000 });
+    const kv = await openBucket(writer, { bucket: "envoyage", create: false, timeoutMs: 5000 });
     const web = (port: number) => encodeRecord({ domains: ["web.example.com"], endpoints: [{ address: "127.0.0.1", port }] });
     const portOf = (c: AdsClient) => c.endpoints("web")?.endpoints[0]?.lbEndpoints[0]?.endpoint?.address?.socketAddress?.portValue;
     await kv.put("services.web", web(1001));

@@ -34,7 +34,7 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
   // machine (a 503 took 1,010 ms at the client with a 950-ms bound, on 2 shared cores).
   const registry = new RegistryAccess(link, config.registry.natsTimeoutMs + 50);
   const { bucket, bucketReplicas: replicas, natsTimeoutMs: timeoutMs, statusBucket } = config.registry;
-  const openRegistry = async () => (await openBucket(await link.connect(), { bucket, create: true, replicas, timeoutMs })).kv;
+  const openRegistry = async () => openBucket(await link.connect(), { bucket, create: true, replicas, timeoutMs });
   const view = new RegistryView({ link, bucket, timeoutMs, logger, open: openRegistry });
   const status = new StatusView({
     link,

@@ -76,7 +76,7 @@ before(async () => {
   kv = await new Kvm(nc).create("envoyage", { history: 10 });
   const logger = createLogger("api", "silent");
   link = new NatsLink({ servers: [nats.url], name: "service-store-test", logger });
-  view = new RegistryView({ link, bucket: "envoyage", timeoutMs: 2000, logger, open: async () => (await openBucket(await link.connect(), { bucket: "envoyage", create: false, timeoutMs: 2000 })).kv });
+  view = new RegistryView({ link, bucket: "envoyage", timeoutMs: 2000, logger, open: async () => openBucket(await link.connect(), { bucket: "envoyage", create: false, timeoutMs: 2000 }) });
   void view.start();
   await waitFor("the view to load", () => (view.loaded ? true : undefined));
   checkedPath = new Proxy(view, {

@@ -5,6 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Counte
 import { TYPE_NAMES, typeName } from "./ads/resources.js";
 import type { AdsEvents } from "./ads/server.js";
 import { PROTOCOL_NAMES, type AdsStream, type ProtocolName } from "./ads/stream.js";
+import { DEFAULT_STALL_MS } from "./ads/write-budget.js";
 import { REJECTION_REASONS, type ReplicaEvents } from "./replica.js";
 import { COMMIT_HISTORY, type SnapshotStore } from "./snapshot.js";
 
@@ -97,7 +98,7 @@ export class XdsMetrics {
     });
     new Counter({
       name: "envoyage_xds_stalled_streams_total",
-      help: "Streams dropped because their Envoy left a response unflushed for 30 s (not reading).",
+      help: `Streams dropped because their Envoy left a response unflushed for ${DEFAULT_STALL_MS / 1000} s (not reading).`,
       registers,
       collect() {
         this.reset();

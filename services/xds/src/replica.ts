@@ -84,8 +84,8 @@ export class Replica {
       link: options.link,
       bucket: settings.bucket,
       timeoutMs: settings.natsTimeoutMs,
-      open: async (nc) =>
-        (await openBucket(nc, { bucket: settings.bucket, create: false, timeoutMs: settings.natsTimeoutMs })).kv,
+      open: (nc) =>
+        openBucket(nc, { bucket: settings.bucket, create: false, timeoutMs: settings.natsTimeoutMs }),
       logger: options.logger,
       handlers: { entry: (entry) => this.#apply(entry), loaded: () => this.#onLoaded(), recreated: () => this.#startOver() },
     });

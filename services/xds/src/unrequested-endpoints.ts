@@ -7,7 +7,7 @@ import type { Logger } from "pino";
 import type { AdsStream } from "./ads/stream.js";
 
 /** How long clusters may go without an endpoint request before it is logged. */
-export const UNREQUESTED_AFTER_MS = 5_000;
+const UNREQUESTED_AFTER_MS = 5_000;
 /** Clusters named in the line; the rest are counted. */
 const NAMED = 10;
 

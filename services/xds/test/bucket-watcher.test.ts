@@ -17,7 +17,7 @@ describe("BucketWatcher", () => {
   before(async () => {
     nats = await startNats();
     nc = await connect({ servers: nats.url });
-    ({ kv } = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 }));
+    kv = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
   });
 
   after(async () => {
@@ -28,7 +28,7 @@ describe("BucketWatcher", () => {
   /** A watcher of `bucket` on a link of its own; the caller stops both. */
   function watch(bucket: string, logger: Logger, handlers: WatchHandlers) {
     const link = new NatsLink({ servers: [nats.url], name: "bucket-watcher-test", logger });
-    const open = async (connection: NatsConnection) => (await openBucket(connection, { bucket, create: false, timeoutMs: 2000 })).kv;
+    const open = (connection: NatsConnection) => openBucket(connection, { bucket, create: false, timeoutMs: 2000 });
     return { link, watcher: new BucketWatcher({ link, bucket, timeoutMs: 2000, open, logger, handlers }) };
   }
 
@@ -64,7 +64,7 @@ describe("BucketWatcher", () => {
 
   it("keeps its watch on a bucket whose newest messages are gone: the stream's last sequence is ahead, but nothing is left to catch up on", async () => {
     // As the status bucket after its entries' TTL, or the registry after a compaction.
-    const { kv: trimmed } = await openBucket(nc, { bucket: "trimmed", create: true, timeoutMs: 2000 });
+    const trimmed = await openBucket(nc, { bucket: "trimmed", create: true, timeoutMs: 2000 });
     await trimmed.put("services.a", "{}");
     const gone = await trimmed.put("services.b", "{}");
     await (await jetstreamManager(nc)).streams.deleteMessage("KV_trimmed", gone);
@@ -94,7 +94,7 @@ describe("BucketWatcher", () => {
   });
 
   it("starts over when the bucket's stream is purged, which no watch hears of", async () => {
-    const { kv: purged } = await openBucket(nc, { bucket: "purged", create: true, timeoutMs: 2000 });
+    const purged = await openBucket(nc, { bucket: "purged", create: true, timeoutMs: 2000 });
     await purged.put("services.a", "{}");
     await purged.put("services.b", "{}");
     const lines: Array<{ msg: string }> = [];

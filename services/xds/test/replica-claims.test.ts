@@ -73,7 +73,7 @@ describe("a bucket deleted and restored from elsewhere", () => {
     // which s, written after it, lists too.
     const backup = await startNats();
     const nc = await connect({ servers: backup.url });
-    const { kv: saved } = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
+    const saved = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
     await saved.put("services.h", record("d.example.com"));
     await saved.put(claimKey("d.example.com"), "h");
     await saved.put("services.s", record("d.example.com", "s.example.com"));
@@ -97,7 +97,7 @@ describe("a bucket deleted and restored from elsewhere", () => {
       await sleep(300);
       const reader = await connect({ servers: restored.nats.url });
       try {
-        const { kv: bucket } = await openBucket(reader, { bucket: "envoyage", create: false, timeoutMs: 2000 });
+        const bucket = await openBucket(reader, { bucket: "envoyage", create: false, timeoutMs: 2000 });
         assert.equal((await bucket.get(claimKey("d.example.com")))?.string(), "h", "the claim stays h's");
       } finally {
         await reader.close();

@@ -35,7 +35,7 @@ function client(port: number, nodeId: string): AdsClient {
 before(async () => {
   nats = await startNats();
   nc = await connect({ servers: nats.url });
-  ({ kv } = await openBucket(nc, { bucket: "envoyage", create: true, replicas: 1, timeoutMs: 2000 }));
+  kv = await openBucket(nc, { bucket: "envoyage", create: true, replicas: 1, timeoutMs: 2000 });
   // 1,000 services before any replica starts.
   await Promise.all(Array.from({ length: 1000 }, (_, i) => kv.put(`services.s${i}`, record(i))));
 });

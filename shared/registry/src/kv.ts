@@ -9,7 +9,6 @@ import {
   jetstreamManager,
   JetStreamApiCodes,
   JetStreamApiError,
-  type JetStreamClient,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -90,13 +89,8 @@ export class BucketMissingError extends Error {
   }
 }
 
-export interface Bucket {
-  kv: KV;
-  js: JetStreamClient;
-}
-
 /** Binds to the bucket, creating it first when asked to. */
-export async function openBucket(nc: NatsConnection, options: BucketOptions): Promise<Bucket> {
+export async function openBucket(nc: NatsConnection, options: BucketOptions): Promise<KV> {
   const js = jetstream(nc, { timeout: options.timeoutMs });
   const kvm = new Kvm(js);
   if (options.create) {
@@ -105,7 +99,7 @@ export async function openBucket(nc: NatsConnection, options: BucketOptions): Pr
       replicas: options.replicas ?? 1,
       description: "Envoyage service registry",
     });
-    return { kv, js };
+    return kv;
   }
   const jsm = await jetstreamManager(nc, { timeout: options.timeoutMs });
   try {
@@ -114,5 +108,5 @@ export async function openBucket(nc: NatsConnection, options: BucketOptions): Pr
     if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) throw new BucketMissingError(options.bucket);
     throw error;
   }
-  return { kv: await kvm.open(options.bucket), js };
+  return kvm.open(options.bucket);
 }

@@ -4,6 +4,7 @@
 // that was deleted and created again (a restarted nats-server loses a memory bucket) has new
 // revisions: the watcher says so and starts over from it. The xDS replicas follow the registry
 // with it; the API follows the registry and the status bucket.
+import { setTimeout as delay } from "node:timers/promises";
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { NatsConnection, QueuedIterator } from "@nats-io/nats-core";
@@ -41,7 +42,6 @@ const WATCHDOG_MS = 500;
 /** After moving to another node of a cluster: how often, and for how long, it compares closely. */
 const CLOSE_WATCH_MS = 100;
 const CLOSE_WATCH_FOR_MS = 3000;
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class BucketWatcher {
   readonly #options: BucketWatcherOptions;

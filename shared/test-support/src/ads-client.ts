@@ -51,15 +51,10 @@ interface TypeState {
 
 export interface AdsClientOptions {
   port: number;
-  host?: string;
   nodeId?: string;
   protocol?: "sotw" | "delta";
   /** Return an error message to NACK a response instead of ACKing it. */
   nack?: (typeUrl: string, names: string[]) => string | undefined;
-  /** SotW: the version per type this client claims to hold on its first requests. */
-  initialVersions?: Partial<Record<string, string>>;
-  /** Delta: the resource versions per type this client claims to hold (initial_resource_versions). */
-  initialResourceVersions?: Partial<Record<string, Record<string, string>>>;
   /**
    * Like Envoy, warm the EDS clusters a CDS response adds: its ACK waits until the client holds
    * their endpoints (Envoy gives up after its initial fetch timeout, 15 s; this client never does).
@@ -93,11 +88,10 @@ export class AdsClient {
   constructor(options: AdsClientOptions) {
     this.#options = options;
     this.protocol = options.protocol ?? "sotw";
-    this.#client = new AggregatedDiscoveryServiceClient(`${options.host ?? "127.0.0.1"}:${options.port}`, grpc.credentials.createInsecure(), {
+    this.#client = new AggregatedDiscoveryServiceClient(`127.0.0.1:${options.port}`, grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": -1,
     });
-    for (const type of [TYPES.cluster, TYPES.listener]) this.#typeState(type).version = options.initialVersions?.[type] ?? "";
-    this.#open(options.initialResourceVersions ?? {});
+    this.#open({});
   }
 
   /**

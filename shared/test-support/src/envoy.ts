@@ -16,7 +16,6 @@ export interface EnvoyOptions {
   bootstrap?: string;
   /** ADS variant: state of the world (GRPC) unless delta (DELTA_GRPC) is asked for, whatever the bootstrap says. */
   protocol?: "sotw" | "delta";
-  logLevel?: string;
   /** ADS over TLS: the CA that signed the replicas' certificate, and Envoy's own certificate for mutual TLS. */
   xdsTls?: XdsTls;
 }
@@ -35,7 +34,6 @@ export interface Envoy {
   stat(name: string): Promise<number>;
   /** Seconds since this Envoy process started (server.uptime). */
   uptime(): Promise<number>;
-  configDump(): Promise<unknown>;
   /** What Envoy holds: clusters, virtual hosts (name → domains) and endpoints (cluster → "ip:port"). */
   config(): Promise<EnvoyConfig>;
   /** Just the virtual hosts (a lighter read than config()). */
@@ -147,7 +145,7 @@ export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
       "--disable-hot-restart",
       "--concurrency", "1",
       "--admin-address-path", adminFile,
-      "-l", options.logLevel ?? "warning",
+      "-l", "warning",
     ],
   });
   const address = await waitFor("Envoy's admin address", async () => {
@@ -180,9 +178,6 @@ export function envoyAdmin(adminUrl: string): Omit<Envoy, "process" | "stop"> {
     async uptime() {
       const info = (await (await fetch(`${adminUrl}/server_info`)).json()) as { uptime_current_epoch: string };
       return Number.parseFloat(info.uptime_current_epoch);
-    },
-    async configDump() {
-      return (await fetch(`${adminUrl}/config_dump`)).json();
     },
     async virtualHosts() {
       const dump = (await (await fetch(`${adminUrl}/config_dump?resource=dynamic_route_configs`)).json()) as {

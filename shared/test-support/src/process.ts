@@ -15,7 +15,6 @@ export interface StartOptions {
   command: string;
   args: string[];
   env?: Record<string, string | undefined>;
-  cwd?: string;
 }
 
 export interface Exit {
@@ -46,7 +45,6 @@ export class ManagedProcess implements Lifecycle {
   private constructor(options: StartOptions) {
     this.name = options.name;
     this.#child = spawn(options.command, options.args, {
-      cwd: options.cwd,
       env: { ...process.env, ...options.env },
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],

@@ -23,12 +23,13 @@ export function createUpstreamServer(name: string, onRequest: () => void = () =>
   });
 }
 
-export async function startUpstream(name: string, port = 0): Promise<Upstream> {
+/** An upstream answering its greeting, on a free port of 127.0.0.1. */
+export async function startUpstream(name: string): Promise<Upstream> {
   const upstream: Upstream = { name, address: "127.0.0.1", port: 0, requests: 0, close: async () => {} };
   const server = createUpstreamServer(name, () => upstream.requests++);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, "127.0.0.1", resolve);
+    server.listen(0, "127.0.0.1", resolve);
   });
   upstream.port = (server.address() as AddressInfo).port;
   upstream.close = () =>

@@ -1,6 +1,7 @@
 // Probes: /healthz while the process runs, /readyz while NATS is connected, the bucket bound and its view loaded.
 import type { FastifyPluginAsync } from "fastify";
 import { Type } from "typebox";
+import { unavailable } from "../errors.js";
 import type { RegistryAccess } from "../registry-access.js";
 import { ErrorBody } from "./schemas.js";
 
@@ -34,6 +35,6 @@ export const healthRoutes: FastifyPluginAsync<{ registry: RegistryAccess }> = as
     (_request, reply) =>
       registry.ready
         ? { status: "ready" }
-        : reply.status(503).send({ error: { code: "registry_unavailable", message: "not connected to NATS and the bucket, or still loading it" } }),
+        : reply.status(503).send(unavailable("not connected to NATS and the bucket, or still loading it").body()),
   );
 };

@@ -12,7 +12,7 @@ import { SotwProtocol, sotwRequest } from "./sotw.js";
 import { decodeSotwRequest, type SotwRequestView } from "./sotw-request.js";
 import { AdsStream, type Protocol, type ProtocolName, type StreamEvents, type StreamRequest } from "./stream.js";
 import { SubscriptionPool } from "./subscriptions.js";
-import { WriteBudget } from "./write-budget.js";
+import { DEFAULT_STALL_MS, WriteBudget } from "./write-budget.js";
 
 export interface AdsEvents extends StreamEvents {
   connect(stream: AdsStream, peer: string): void;
@@ -75,7 +75,7 @@ export class AdsServer {
     this.#options = options;
     this.writes = new WriteBudget(options.writeBudgetBytes ?? DEFAULT_WRITE_BUDGET_BYTES, {
       onStall: (stream) =>
-        this.#calls.get(stream as AdsStream)?.drop("not reading: a response stayed unflushed for 30 s"),
+        this.#calls.get(stream as AdsStream)?.drop(`not reading: a response stayed unflushed for ${DEFAULT_STALL_MS / 1000} s`),
     });
     const cache = new ResponseCache();
     this.#sotw = new SotwProtocol(cache);

@@ -29,10 +29,11 @@ interface StreamWrites {
   stallTimer: NodeJS.Timeout | undefined;
 }
 
-const DEFAULT_STALL_MS = 30_000;
+/** A stream whose response stays unflushed this long is taken as not reading (onStall). */
+export const DEFAULT_STALL_MS = 30_000;
 
 export class WriteBudget {
-  readonly limit: number;
+  readonly #limit: number;
   readonly #stallMs: number;
   readonly #onStall: (owner: object) => void;
   #inFlight = 0;
@@ -42,7 +43,7 @@ export class WriteBudget {
   readonly #streams = new Map<object, StreamWrites>();
 
   constructor(limitBytes: number, options: { stallMs?: number; onStall?: (owner: object) => void } = {}) {
-    this.limit = limitBytes;
+    this.#limit = limitBytes;
     this.#stallMs = options.stallMs ?? DEFAULT_STALL_MS;
     this.#onStall = options.onStall ?? (() => {});
   }
@@ -90,7 +91,7 @@ export class WriteBudget {
     // A write larger than the whole budget still goes, alone.
     while (this.#turns.length > 0) {
       const next = this.#turns[0]!.waiting[0]!;
-      if (this.#inFlight > 0 && this.#inFlight + next.bytes.length > this.limit) return;
+      if (this.#inFlight > 0 && this.#inFlight + next.bytes.length > this.#limit) return;
       this.#start(this.#turns.shift()!);
     }
   }

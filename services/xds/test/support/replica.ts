@@ -28,7 +28,7 @@ export async function startInProcessReplica(
 ): Promise<InProcessReplica> {
   const nats: NatsServer = await startNats();
   const nc: NatsConnection = await connect({ servers: nats.url });
-  const { kv } = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
+  const kv = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
   await seed(kv, nc);
   const link = new NatsLink({ servers: [nats.url], name: "in-process-replica", logger });
   const replica = new Replica({
