@@ -38,18 +38,17 @@ export class StoredRevisions {
   /** Whether the stream answers direct gets (allow_direct; buckets made by nats.js or the CLI do); undefined until read. */
   #direct: boolean | undefined;
   /** Whether the server answers a batch of messages in one direct get (nats-server 2.11 and later). */
-  batchDirect: boolean;
+  #batchDirect = true;
 
-  /**
-   * `direct`: the stream's allow_direct, if the caller has read it (otherwise read on first use);
-   * `batchDirect`: what an earlier reader of the same server found (it is not asked again).
-   */
-  constructor(options: { jsm: JetStreamManager; kv: KV; bucket: string; direct?: boolean; batchDirect?: boolean }) {
+  constructor(options: { jsm: JetStreamManager; kv: KV; bucket: string }) {
     this.#jsm = options.jsm;
     this.#kv = options.kv;
     this.#bucket = options.bucket;
-    this.#direct = options.direct;
-    this.batchDirect = options.batchDirect ?? true;
+  }
+
+  /** The stream's allow_direct, as its status read elsewhere says (a bucket created again may differ); read on first use otherwise. */
+  directIs(allowDirect: boolean | undefined): void {
+    this.#direct = allowDirect ?? false;
   }
 
   async #readsDirect(): Promise<boolean> {
@@ -129,7 +128,7 @@ export class StoredRevisions {
    * (nats-server before 2.11), which is then not asked again.
    */
   async #batch(seq: number, key: string, batch: number): Promise<StoredMsg[] | undefined> {
-    if (!this.batchDirect) return undefined;
+    if (!this.#batchDirect) return undefined;
     const messages: StoredMsg[] = [];
     try {
       for await (const message of await this.#jsm.direct.getBatch(`KV_${this.#bucket}`, { seq, next_by_subj: `$KV.${this.#bucket}.${key}`, batch })) {
@@ -137,7 +136,7 @@ export class StoredRevisions {
       }
     } catch (error) {
       if (/batch direct require/.test((error as Error).message)) {
-        this.batchDirect = false;
+        this.#batchDirect = false;
         return undefined;
       }
       if ((error as { code?: unknown }).code !== 404) throw error; // 404: no message there

@@ -5,7 +5,7 @@
 // revisions: the watcher says so and starts over from it. The xDS replicas follow the registry
 // with it; the API follows the registry and the status bucket.
 import { setTimeout as delay } from "node:timers/promises";
-import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { NatsConnection, QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
@@ -46,7 +46,6 @@ const CLOSE_WATCH_FOR_MS = 3000;
 export class BucketWatcher {
   readonly #options: BucketWatcherOptions;
   #kv: KV | undefined;
-  #jsm: JetStreamManager | undefined;
   /** What the bucket's stream stores; undefined until bound. */
   #stored: StoredRevisions | undefined;
   /** Creation time of the bucket's stream when first watched: another one means it was created again. */
@@ -202,9 +201,8 @@ export class BucketWatcher {
       try {
         const kv = await this.#options.open(nc);
         const jsm = await jetstreamManager(nc, { timeout: this.#options.timeoutMs, checkAPI: false });
-        this.#readStoredWith(kv, jsm, undefined);
+        this.#stored = new StoredRevisions({ jsm, kv, bucket });
         this.#kv = kv;
-        this.#jsm = jsm;
         logger.info({ bucket }, "bound to KV bucket");
         return;
       } catch (error) {
@@ -216,14 +214,6 @@ export class BucketWatcher {
         await delay(RETRY_MS);
       }
     }
-  }
-
-  /**
-   * Reads what the stream stores through `kv`, as its allow_direct says (read on first use if not
-   * given; given again with every watch, as the bucket may be a new one).
-   */
-  #readStoredWith(kv: KV, jsm: JetStreamManager, direct: boolean | undefined): void {
-    this.#stored = new StoredRevisions({ jsm, kv, bucket: this.#options.bucket, direct, batchDirect: this.#stored?.batchDirect });
   }
 
   /**
@@ -310,7 +300,7 @@ export class BucketWatcher {
         const kv = this.#kv!;
         const status = await kv.status();
         this.#createdAt ??= status.streamInfo.created;
-        this.#readStoredWith(kv, this.#jsm!, status.streamInfo.config.allow_direct);
+        this.#stored!.directIs(status.streamInfo.config.allow_direct);
         this.#expiring = (status.streamInfo.config.max_age ?? 0) > 0;
         if (status.streamInfo.created !== this.#createdAt) this.#startOverBecause = NEW_BUCKET;
         if (this.#startOverBecause) this.#startOver(status.streamInfo.created, this.#startOverBecause);
