@@ -282,7 +282,7 @@ export async function fanout(quick: boolean): Promise<Section> {
     title: "3. Fan-out",
     description:
       `${services} services; N ADS streams held by a load client in a process of its own (each stream on its own HTTP/2 connection, ` +
-      `subscribing and ACKing like Envoy, on the generated types). ${CHANGES} endpoint changes, one after another, each figure the median over them; "all" is the time from the change being ` +
+      `subscribing and ACKing like Envoy, on the generated types; what every stream would repeat on the same response, such as encoding its ACK, it does once per response). ${CHANGES} endpoint changes, one after another, each figure the median over them; "all" is the time from the change being ` +
       "written (to NATS for Envoyage, to the peer's control endpoint for go-control-plane) until every stream holds it and has ACKed. " +
       "CPU is the server process's CPU time for that change (until 0.5 s after the last ACK), load client CPU the fleet's in the same window; memory per idle stream is the server's RSS growth divided by N, " +
         `${IDLE_MS / 1000} s after the fleet synced (once the garbage of the sync is given back); bytes are ` +
