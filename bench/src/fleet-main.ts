@@ -8,7 +8,8 @@
 // long). Fleet → parent: {ready, at, bytes}, {seen: {all, first, from}, bytes} (from: the byte
 // count when the watch began), {diagnosis, missing, synced, first, at, bytes}, {error}.
 // Work every stream would repeat on identical responses (finding EDS clusters, the watched
-// port) is done once per response content, so the fleet costs little besides the streams.
+// port, encoding the ACK) is done once per response content, so the fleet costs little besides
+// the streams.
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { Cluster, Cluster_DiscoveryType } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
