@@ -5,11 +5,11 @@
 import autocannon from "autocannon";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
+import { serviceKey } from "@envoyage/registry";
 import { startApi, startNats, type NatsServer } from "@envoyage/test-support";
 import { httpRequest } from "./http.js";
 import type { Section } from "./report.js";
 import { distribution } from "./stats.js";
-import { serviceKey } from "@envoyage/registry";
 
 const SERVICES = 1000;
 

@@ -154,7 +154,6 @@ class Stream {
   endpoints = 0;
   watchedPort: number | undefined;
   ready = false;
-  clusters: string[] = [];
   readonly #versions = new Map<string, string>();
   readonly #nonces = new Map<string, string>();
   readonly #edsSubscribed = new Set<string>();
