@@ -207,6 +207,9 @@ export class Replica {
   }
 
   #commit(): void {
+    // A commit scheduled before the bucket was created again (a burst's window, a standby's
+    // delay) would serve the new bucket half read: the load's own commit comes once it is in.
+    if (!this.#loaded) return;
     this.#commits++;
     const { store, logger } = this.#options;
     const { changes, evaluated, historyLookups } = this.registry.resolve();

@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import type { KV } from "@nats-io/kv";
 import { createLogger, NatsLink, openBucket, registrySettings } from "@envoyage/registry";
 import { startNats, waitFor, type NatsServer } from "@envoyage/test-support";
-import { Replica } from "../../src/replica.js";
+import { Replica, type ReplicaOptions } from "../../src/replica.js";
 import { SnapshotStore } from "../../src/snapshot.js";
 
 export interface InProcessReplica {
@@ -17,6 +17,9 @@ export interface InProcessReplica {
   stop(): Promise<void>;
 }
 
+/** When the replica commits; by default as one an Envoy is connected to (no standby delay). */
+export type CommitTiming = Pick<ReplicaOptions, "batch" | "served">;
+
 /**
  * Starts nats-server, the bucket and a ready replica serving `store`, logging to `logger`;
  * `seed` writes to the bucket before the replica starts.
@@ -25,6 +28,7 @@ export async function startInProcessReplica(
   store: SnapshotStore,
   logger: Logger = createLogger("xds", "silent"),
   seed: (kv: KV, nc: NatsConnection) => Promise<void> = async () => {},
+  timing: CommitTiming = { batch: { windowMs: 50, burst: 20, standbyMs: 0 }, served: () => true },
 ): Promise<InProcessReplica> {
   const nats: NatsServer = await startNats();
   const nc: NatsConnection = await connect({ servers: nats.url });
@@ -36,8 +40,7 @@ export async function startInProcessReplica(
     settings: registrySettings({ NATS_URL: nats.url }),
     logger,
     store,
-    batch: { windowMs: 50, burst: 20, standbyMs: 0 },
-    served: () => true,
+    ...timing,
   });
   void replica.start();
   await waitFor("the replica to be ready", () => (replica.ready ? true : undefined));

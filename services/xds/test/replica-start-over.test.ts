@@ -1,0 +1,73 @@
+// A Replica in this process against a real nats-server whose bucket is replaced by another (a
+// restore from a backup): a commit the replica held back from before is not run on the new
+// bucket half read, even when an Envoy connecting asks for it while the replica starts over.
+import assert from "node:assert/strict";
+import { cp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { connect } from "@nats-io/transport-node";
+import type { KV } from "@nats-io/kv";
+import { pino } from "pino";
+import { encodeRecord, openBucket } from "@envoyage/registry";
+import { startNats, waitFor } from "@envoyage/test-support";
+import { CLUSTER_TYPE } from "../src/ads/resources.js";
+import type { Replica } from "../src/replica.js";
+import { SnapshotStore } from "../src/snapshot.js";
+import { startInProcessReplica } from "./support/replica.js";
+
+const record = (name: string, port: number) => encodeRecord({ domains: [`${name}.example.com`], endpoints: [{ address: "10.0.0.1", port }] });
+
+describe("a bucket restored from elsewhere while a standby holds a commit back", () => {
+  it("is committed only once it is loaded, even when an Envoy connects as the replica starts over", async () => {
+    const backup = await startNats();
+    const nc = await connect({ servers: backup.url });
+    const saved = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
+    for (const name of ["a", "b", "c"]) await saved.put(`services.${name}`, record(name, 100));
+    await nc.close();
+    await backup.stop();
+
+    let replica: Replica | undefined;
+    const committed: string[][] = [];
+    let startedOver = false;
+    // The replica starts over right after the watch says so: an Envoy connecting in the same turn
+    // has the commit held back run at once (Replica.envoyConnected), before anything of the new bucket is read.
+    const logger = pino({ level: "warn" }, {
+      write: (line: string) => {
+        if (!(JSON.parse(line) as { msg: string }).msg.includes("starting over")) return;
+        startedOver = true;
+        queueMicrotask(() => replica?.envoyConnected());
+      },
+    });
+    const store = new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 });
+    const standby = { batch: { windowMs: 50, burst: 20, standbyMs: 60_000 }, served: () => false };
+    const seed = async (kv: KV) => {
+      for (const name of ["a", "b"]) await kv.put(`services.${name}`, record(name, 1));
+    };
+    const running = await startInProcessReplica(store, logger, seed, standby);
+    replica = running.replica;
+    try {
+      store.onCommit(() => committed.push([...store.resources(CLUSTER_TYPE).values()].map((r) => r.name).sort()));
+      const held = await running.kv.put("services.a", record("a", 2));
+      await waitFor("the change to be applied (and its commit held back)", () => (running.replica.revision >= held ? true : undefined));
+      assert.equal(committed.length, 0, "a standby commits late");
+
+      await running.nats.stop();
+      const jetstream = join(running.nats.storeDir, "jetstream");
+      await rm(jetstream, { recursive: true, force: true });
+      await cp(join(backup.storeDir, "jetstream"), jetstream, { recursive: true });
+      await running.nats.restart();
+      await waitFor(
+        "the restored bucket to be committed",
+        () => {
+          // From then on, as Envoys keep connecting: the load's commit runs once it is due (a standby holds it back a minute).
+          if (startedOver) running.replica.envoyConnected();
+          return committed.at(-1)?.includes("c") ? true : undefined;
+        },
+        { timeoutMs: 20_000 },
+      );
+      assert.deepEqual(committed, [["a", "b", "c"]], "one commit, of the whole restored bucket");
+    } finally {
+      await running.stop();
+    }
+  });
+});
