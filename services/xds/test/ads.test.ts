@@ -45,7 +45,7 @@ afterEach(async () => {
 
 async function setupWith(
   services: Record<string, ServiceRecord>,
-  { ready = true, protocol = "sotw" as "sotw" | "delta", overrides = {} as Partial<AdsEvents> } = {},
+  { ready = true, protocol = "sotw" as "sotw" | "delta", overrides = {} as Partial<AdsEvents>, host = "127.0.0.1" } = {},
 ) {
   const store = new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 });
   for (const [name, r] of Object.entries(services)) store.setService(name, r);
@@ -53,10 +53,10 @@ async function setupWith(
   if (ready) store.markReady();
   const events = { ...recorder(), ...overrides };
   const server = new AdsServer({ source: store, events });
-  const port = await server.listen("127.0.0.1", 0);
+  const port = await server.listen(host, 0);
   cleanups.push(() => server.shutdown(100));
   const connect = (options: Partial<ConstructorParameters<typeof AdsClient>[0]> = {}) => {
-    const client = new AdsClient({ port, protocol, ...options });
+    const client = new AdsClient({ host, port, protocol, ...options });
     cleanups.push(() => client.close());
     return client;
   };
@@ -482,6 +482,13 @@ describe("ADS: a stream whose handling fails", () => {
     failing = false;
     dropped.reconnect();
     await synced(dropped, 1);
+  });
+});
+
+describe("ADS: addresses", () => {
+  it("serves on an IPv6 address (XDS_HOST=::1)", async () => {
+    const { connect } = await setupWith({ a: record(1) }, { host: "::1" });
+    await synced(connect(), 1);
   });
 });
 

@@ -2,6 +2,7 @@
 // mode: it asks for all clusters and listeners, subscribes to the endpoints of EDS clusters and
 // the route configurations its listeners name, and ACKs (or, when told to, NACKs) every
 // response. Tests use it to check the protocol; benchmarks use it as a fleet of Envoys.
+import { isIPv6 } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { Cluster, Cluster_DiscoveryType } from "@envoyage/proto/envoy/config/cluster/v3/cluster.js";
 import { ClusterLoadAssignment } from "@envoyage/proto/envoy/config/endpoint/v3/endpoint.js";
@@ -50,6 +51,8 @@ interface TypeState {
 }
 
 export interface AdsClientOptions {
+  /** The server's address (127.0.0.1 unless given; an IPv6 one without brackets). */
+  host?: string;
   port: number;
   nodeId?: string;
   protocol?: "sotw" | "delta";
@@ -88,7 +91,7 @@ export class AdsClient {
   constructor(options: AdsClientOptions) {
     this.#options = options;
     this.protocol = options.protocol ?? "sotw";
-    this.#client = new AggregatedDiscoveryServiceClient(`127.0.0.1:${options.port}`, grpc.credentials.createInsecure(), {
+    this.#client = new AggregatedDiscoveryServiceClient(`${target(options.host ?? "127.0.0.1")}:${options.port}`, grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": -1,
     });
     this.#open({});
@@ -416,4 +419,9 @@ function nameOf(typeUrl: string, bytes: Buffer): string {
     default:
       return "";
   }
+}
+
+/** A host as gRPC targets name it: an IPv6 address in brackets. */
+function target(host: string): string {
+  return isIPv6(host) ? `[${host}]` : host;
 }

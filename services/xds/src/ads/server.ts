@@ -2,6 +2,7 @@
 // DeltaAggregatedResources, one AdsStream per Envoy stream. Responses are pre-encoded Buffers, so
 // the methods' serializers pass them through instead of encoding a message per stream; SotW
 // requests are decoded lazily (sotw-request.ts).
+import { isIPv6 } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { AggregatedDiscoveryServiceService } from "@envoyage/proto/envoy/service/discovery/v3/ads.js";
 import type { DeltaDiscoveryRequest } from "@envoyage/proto/envoy/service/discovery/v3/discovery.js";
@@ -112,7 +113,8 @@ export class AdsServer {
   /** Binds and starts serving (plaintext unless given credentials); resolves with the bound port (useful with port 0). */
   listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.#server.bindAsync(`${host}:${port}`, credentials, (error, bound) =>
+      // grpc-js reads "host:port": an IPv6 address needs its brackets there (XDS_HOST=::1).
+      this.#server.bindAsync(isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`, credentials, (error, bound) =>
         error ? reject(error) : resolve(bound),
       );
     });
