@@ -253,6 +253,9 @@ export class ServiceStore {
         return false;
       }
       checkPrecondition(precondition, current.revision);
+      // Read before deleting, as a PUT does: for an invalid latest value this reads its history,
+      // and a failure answered after the delete would tell the client that it had not happened.
+      const listed = await this.#claims.listedBy(current);
       try {
         await this.#kv.delete(key, { previousSeq: current.revision });
       } catch (error) {
@@ -267,7 +270,7 @@ export class ServiceStore {
         continue;
       }
       this.#view.noteDelete(name, current.revision, generation);
-      await this.#claims.giveBack(await this.#claims.listedBy(current), name);
+      await this.#claims.giveBack(listed, name);
       return true;
     }
   }

@@ -197,6 +197,26 @@ describe("a claim its own service holds without listing the domain", () => {
   });
 });
 
+describe("deleting a service whose latest value is invalid", () => {
+  const endpoints = [{ address: "127.0.0.1", port: 5678 }];
+
+  it("fails before deleting when its last good revision cannot be read, and gives that revision's claims back once it can", async () => {
+    const historyFails = new Proxy(view, {
+      get(target, property) {
+        if (property === "history") return async () => Promise.reject(new Error("injected: reading the history timed out"));
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    await new ServiceStore(faultyBucket(kv), view).put("inv20", { domains: ["inv20.example.com"], endpoints }, undefined);
+    await cliPut("services.inv20", "{not json");
+    await assert.rejects(new ServiceStore(faultyBucket(kv), historyFails).delete("inv20", undefined), /injected/);
+    assert.equal((await kv.get("services.inv20"))?.string(), "{not json", "deleted, though the client was told it failed");
+    assert.equal(await new ServiceStore(faultyBucket(kv), view).delete("inv20", undefined), true);
+    assert.equal((await kv.get(claimKey("inv20.example.com")))?.operation, "DEL", "the claim is given back");
+  });
+});
+
 describe("a claim whose holder's latest record is invalid", () => {
   const endpoints = [{ address: "127.0.0.1", port: 5678 }];
 
