@@ -10,6 +10,7 @@ import {
   AdsClient,
   freePort,
   record,
+  replicaStatus,
   sleep,
   startApi,
   startLoad,
@@ -191,9 +192,12 @@ describe("NATS outage (one server, file storage, SIGKILL)", () => {
     // went on serving and listing web, and a replica started afresh served nothing).
     // (The nats CLI asks for a terminal to purge a bucket's stream: JetStream's API, as it sends it.)
     const nc = await connect({ servers: stack.natsUrl.split(",") });
+    let lastSeq: number;
     try {
       const answer = JSON.parse(new TextDecoder().decode((await nc.request("$JS.API.STREAM.PURGE.KV_envoyage", "{}")).data)) as { success?: boolean };
       assert.equal(answer.success, true, JSON.stringify(answer));
+      const info = JSON.parse(new TextDecoder().decode((await nc.request("$JS.API.STREAM.INFO.KV_envoyage", "")).data)) as { state: { last_seq: number } };
+      lastSeq = info.state.last_seq;
     } finally {
       await nc.close();
     }
@@ -202,6 +206,16 @@ describe("NATS outage (one server, file storage, SIGKILL)", () => {
     for (const replica of stack.replicas) {
       await waitFor("the replica to report the purge", () => (/its stream was purged\); starting over/.test(replica.process.output()) ? true : undefined));
     }
+    // The empty bucket is as of the stream's last sequence, which is the API's revision: the
+    // replicas' snapshots reflect it, and the Envoy holding one is synced.
+    for (const replica of stack.replicas) {
+      await waitFor("the replica to reflect the purged bucket's last sequence", async () => ((await replicaStatus<{ revision: number }>(replica)).revision === lastSeq ? true : undefined));
+    }
+    await waitFor("the Envoy to be reported SYNCED with the purged bucket", async () => {
+      const list = (await stack.call("GET", "/v1/envoys")).body as { envoys: { status: string }[] };
+      const connected = list.envoys.filter((envoy) => envoy.status !== "DISCONNECTED");
+      return connected.length === 1 && connected[0]!.status === "SYNCED" ? true : undefined;
+    });
   });
 });
 

@@ -123,6 +123,7 @@ describe("BucketWatcher", () => {
       await jsm.streams.purge("KV_purged");
       await waitFor("a start over after the whole purge", () => (startedOver === 2 && loads === 3 ? true : undefined));
       assert.deepEqual(delivered, []);
+      assert.equal(watcher.revision, (await jsm.streams.info("KV_purged")).state.last_seq, "the empty bucket is as of its last sequence");
       await purged.put("services.c", "{}");
       await waitFor("an entry written after", () => (delivered.includes("services.c") ? true : undefined));
       assert.equal(lines.filter((line) => /its stream was purged\); starting over/.test(line.msg)).length, 2);

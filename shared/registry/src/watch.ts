@@ -304,7 +304,12 @@ export class BucketWatcher {
         this.#expiring = (status.streamInfo.config.max_age ?? 0) > 0;
         if (status.streamInfo.created !== this.#createdAt) this.#startOverBecause = NEW_BUCKET;
         if (this.#startOverBecause) this.#startOver(status.streamInfo.created, this.#startOverBecause);
-        if (!this.#loaded && status.values === 0) this.#markLoaded(); // an empty bucket delivers nothing
+        if (!this.#loaded && status.values === 0) {
+          // An empty bucket delivers nothing. Its last sequence may still be past 0 (a purged
+          // stream): the registry is as of it, which is the revision Envoys are synced to.
+          this.#lastRevision = status.streamInfo.state.last_seq;
+          this.#markLoaded();
+        }
         const resumeFromRevision = this.#lastRevision > 0 ? this.#lastRevision + 1 : undefined;
         const watch = await kv.watch({ key: ">", resumeFromRevision });
         this.#watch = watch;
