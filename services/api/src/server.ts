@@ -16,7 +16,6 @@ const BIND_RETRY_MS = 500;
 
 export interface RunningApi {
   app: App;
-  registry: RegistryAccess;
   /** The API's NATS connection. */
   link: NatsLink;
   port: number;
@@ -65,7 +64,6 @@ export async function startServer(config: ApiConfig, logger: Logger): Promise<Ru
 
   return {
     app,
-    registry,
     link,
     port: (app.server.address() as AddressInfo).port,
     bound,
