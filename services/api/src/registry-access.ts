@@ -97,13 +97,19 @@ export class RegistryAccess {
     return this.#store !== undefined && this.#link.isConnected && this.#store.loaded;
   }
 
-  async run<T>(operation: (store: ServiceStore) => Promise<T>): Promise<T> {
+  /**
+   * Runs `operation` within the deadline. `abandoned` is aborted when the deadline passes: a
+   * write that has not started by then (waiting for another write of the same service, or
+   * between attempts) never does.
+   */
+  async run<T>(operation: (store: ServiceStore, abandoned: AbortSignal) => Promise<T>): Promise<T> {
     if (!this.#store) throw unavailable("not connected to the bucket yet");
     if (!this.#link.isConnected) throw unavailable("disconnected from NATS; reconnecting");
     const store = this.#store;
+    const deadline = new AbortController();
     let result: T | typeof TIMED_OUT;
     try {
-      result = await within(this.#turns.run(() => operation(store)), this.#deadlineMs);
+      result = await within(this.#turns.run(() => operation(store, deadline.signal)), this.#deadlineMs);
     } catch (error) {
       if (error instanceof ApiError) throw error;
       const refusal = bucketRefusal(error);
@@ -111,9 +117,12 @@ export class RegistryAccess {
       if (isNatsFailure(error)) throw unavailable(describeNatsFailure(error as Error));
       throw error;
     }
-    // An operation still running at the deadline may yet complete; the client, told 503,
-    // retries, and PUT and DELETE are idempotent.
-    if (result === TIMED_OUT) throw unavailable(`no answer from NATS within ${this.#deadlineMs} ms`);
+    // A write already sent to NATS at the deadline may yet land; the client, told 503, retries
+    // (a conditional write may then find its own, and answer 412).
+    if (result === TIMED_OUT) {
+      deadline.abort(unavailable(`no answer from NATS within ${this.#deadlineMs} ms`));
+      throw deadline.signal.reason;
+    }
     return result;
   }
 }

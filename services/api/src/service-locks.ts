@@ -8,10 +8,18 @@ export class ServiceLocks {
   /** The last write queued per service; dropped once it is done and nothing waits behind it. */
   readonly #tails = new Map<string, Promise<unknown>>();
 
-  run<T>(name: string, write: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `write` once the writes of `name` before it are done, unless `abandoned` is aborted by
+   * then (its client was answered 503 meanwhile: it must not land after that answer).
+   */
+  run<T>(name: string, write: () => Promise<T>, abandoned?: AbortSignal): Promise<T> {
     const before = this.#tails.get(name);
+    const start = () => {
+      abandoned?.throwIfAborted();
+      return write();
+    };
     // Alone, it starts at once (not a microtask later): see TurnBatcher.
-    const done = before ? before.then(write) : write();
+    const done = before ? before.then(start) : start();
     const tail = done.then(
       () => {},
       () => {},

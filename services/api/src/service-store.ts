@@ -124,7 +124,8 @@ export class ServiceStore {
     return { services: services.slice(0, limit), more: services.length > limit };
   }
 
-  put(name: string, record: ServiceRecord, precondition: Precondition): Promise<WriteResult> {
+  /** `abandoned`: the client was answered meanwhile (RegistryAccess's deadline); nothing more is written. */
+  put(name: string, record: ServiceRecord, precondition: Precondition, abandoned?: AbortSignal): Promise<WriteResult> {
     return this.#locks.run(name, async () => {
       const generation = this.#view.generation;
       if (precondition === undefined) {
@@ -140,8 +141,9 @@ export class ServiceStore {
         if (attempt === WRITE_ATTEMPTS) throw contended(name);
         // Another writer (another API, the CLI) wrote the service between the read and the write.
         await backOff(attempt);
+        abandoned?.throwIfAborted();
       }
-    });
+    }, abandoned);
   }
 
   /**
@@ -215,17 +217,14 @@ export class ServiceStore {
           throw isWrongRevision(error) ? alreadyExists(await this.#storedRevision(key)) : error;
         });
         created = true;
-      } else if (precondition !== undefined) {
-        // checkPrecondition made sure the service exists at the expected revision.
-        revision = await this.#kv.update(key, value, existing!.revision).catch(async (error: unknown) => {
-          throw isWrongRevision(error) ? revisionMismatch([existing!.revision], await this.#storedRevision(key)) : error;
-        });
       } else {
         try {
           revision = existing ? await this.#kv.update(key, value, existing.revision) : await this.#kv.create(key, value);
           created = !existing;
         } catch (error) {
           if (!isWrongRevision(error)) throw error;
+          // Written meanwhile: read again, and If-Match ("*", or revisions) judges what is there
+          // now (a 412 naming a revision the client sent would be no answer).
           await this.#claims.release(taken, name);
           return undefined;
         }
@@ -238,12 +237,12 @@ export class ServiceStore {
     }
   }
 
-  /** Deletes a service; false when there is none. */
-  delete(name: string, precondition: Precondition): Promise<boolean> {
-    return this.#locks.run(name, () => this.#delete(name, precondition));
+  /** Deletes a service; false when there is none. `abandoned`: as for put(). */
+  delete(name: string, precondition: Precondition, abandoned?: AbortSignal): Promise<boolean> {
+    return this.#locks.run(name, () => this.#delete(name, precondition, abandoned), abandoned);
   }
 
-  async #delete(name: string, precondition: Precondition): Promise<boolean> {
+  async #delete(name: string, precondition: Precondition, abandoned: AbortSignal | undefined): Promise<boolean> {
     const key = serviceKey(name);
     const generation = this.#view.generation;
     for (let attempt = 1; ; attempt++) {
@@ -260,13 +259,13 @@ export class ServiceStore {
         await this.#kv.delete(key, { previousSeq: current.revision });
       } catch (error) {
         if (!isWrongRevision(error)) throw error;
-        // Written meanwhile. Without a revision to match, the client asked to delete whatever
-        // is stored: delete the newer record (compare-and-set still, for its claims to be the
-        // ones given back).
-        if (precondition !== undefined && precondition !== "*") throw revisionMismatch([current.revision], await this.#storedRevision(key));
+        // Written meanwhile: read again, and If-Match judges what is there now. Without one, the
+        // client asked to delete whatever is stored: delete the newer record (compare-and-set
+        // still, for its claims to be the ones given back).
         if (attempt === WRITE_ATTEMPTS) throw contended(name);
         // A moment for the other writer to be done (or a read served by a lagging stream replica to catch up).
         await backOff(attempt);
+        abandoned?.throwIfAborted();
         continue;
       }
       this.#view.noteDelete(name, current.revision, generation);

@@ -372,6 +372,48 @@ describe("a DELETE", () => {
   });
 });
 
+describe("a PUT with If-Match", () => {
+  const record = (port: number) => ({ domains: ["race23.example.com"], endpoints: [{ address: "127.0.0.1", port }] });
+
+  it("* replaces a record written between its read and its write: it exists, which is all * asks", async () => {
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
+    await store.put("race23", record(5678), undefined);
+    writesAfterRead.set("services.race23", () => kv.put("services.race23", JSON.stringify(record(5679))));
+    const { service } = await store.put("race23", record(5680), "*");
+    assert.equal(writesAfterRead.size, 0, "the concurrent write was made");
+    assert.equal((await store.get("race23"))?.revision, service.revision);
+    assert.equal((await store.get("race23"))?.record?.endpoints[0]?.port, 5680);
+  });
+
+  it("of the revision it read answers 412 with the revision written since, not the one it sent", async () => {
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
+    const { service } = await store.put("race23", record(5678), undefined);
+    writesAfterRead.set("services.race23", () => kv.put("services.race23", JSON.stringify(record(5679))));
+    await assert.rejects(store.put("race23", record(5680), [service.revision]), (error: ApiError) => {
+      assert.equal(error.status, 412);
+      assert.ok((error.details as { currentRevision: number }).currentRevision > service.revision, JSON.stringify(error.details));
+      return true;
+    });
+    assert.equal((await store.get("race23"))?.record?.endpoints[0]?.port, 5679);
+  });
+});
+
+describe("a write abandoned while it waits for another write of the same service", () => {
+  it("never happens: its client was answered 503", async () => {
+    const store = new ServiceStore(faultyBucket(kv), checkedPath);
+    const record = (port: number) => ({ domains: ["queued24.example.com"], endpoints: [{ address: "127.0.0.1", port }] });
+    writesAfterRead.set("services.queued24", () => sleep(300)); // the first write reads slowly
+    const first = store.put("queued24", record(5678), undefined);
+    const abandoned = new AbortController();
+    const second = store.put("queued24", record(5679), undefined, abandoned.signal);
+    abandoned.abort(new Error("answered 503"));
+    await first;
+    await assert.rejects(second, /answered 503/);
+    await sleep(100);
+    assert.equal((await store.get("queued24"))?.record?.endpoints[0]?.port, 5678);
+  });
+});
+
 describe("claims written by hand", () => {
   it("are taken over when their value names no possible service", async () => {
     const store = new ServiceStore(faultyBucket(kv), checkedPath);

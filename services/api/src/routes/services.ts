@@ -69,7 +69,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
     async (request, reply) => {
       const { name } = request.params;
       const expected = putPrecondition(request.headers["if-match"], request.headers["if-none-match"]);
-      const { service, created } = await registry.run((store) => store.put(name, request.body, expected));
+      const { service, created } = await registry.run((store, abandoned) => store.put(name, request.body, expected, abandoned));
       logChange(request, reply, { message: created ? "service created" : "service replaced", service: name, revision: service.revision });
       if (created) void reply.header("location", `/v1/services/${name}`);
       return withEtag(reply, service.revision).status(created ? 201 : 200).send(render(service));
@@ -120,7 +120,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox<{ registry: RegistryAccess
         throw new ApiError(400, "invalid_if_none_match", "DELETE takes If-Match (delete only that revision), not If-None-Match");
       }
       const ifMatch = precondition(request.headers["if-match"]);
-      if (!(await registry.run((store) => store.delete(name, ifMatch)))) throw notFound(name);
+      if (!(await registry.run((store, abandoned) => store.delete(name, ifMatch, abandoned)))) throw notFound(name);
       logChange(request, reply, { message: "service deleted", service: name });
       return reply.status(204).send(null);
     },
