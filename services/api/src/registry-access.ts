@@ -7,6 +7,7 @@ import {
   ClosedConnectionError,
   ConnectionError,
   DrainingConnectionError,
+  InvalidArgumentError,
   NoRespondersError,
   RequestError,
   TimeoutError,
@@ -61,6 +62,11 @@ const ACCOUNT_LIMIT = 10002;
  */
 function bucketRefusal(error: unknown): ApiError | undefined {
   for (let e = error; e instanceof Error; e = e.cause) {
+    // The NATS server's own limit on a message (max_payload, 1 MiB by default), which
+    // API_BODY_LIMIT may exceed: the client refuses to send the write at all.
+    if (e instanceof InvalidArgumentError && /max_payload/.test(e.message)) {
+      return new ApiError(413, "value_too_large", `the NATS server refuses messages this large (its max_payload): "${e.message}"`);
+    }
     if (!(e instanceof JetStreamApiError)) continue;
     if (e.code === MESSAGE_TOO_LARGE) {
       return new ApiError(413, "value_too_large", `the bucket refuses values this large (its max value size): NATS answered "${e.message}"`);

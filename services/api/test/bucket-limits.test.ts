@@ -16,9 +16,9 @@ const apis: RunningApi[] = [];
 
 const record = (domains: string[]) => ({ domains, endpoints: [{ address: "127.0.0.1", port: 5678 }] });
 
-/** An API on `bucket`, which the test created beforehand. */
-async function apiOn(bucket: string): Promise<(method: string, path: string, body?: unknown) => Promise<{ status: number; body: any }>> {
-  const api = await startServer(loadConfig({ NATS_URL: nats.url, API_HOST: "127.0.0.1", API_PORT: "0", ENVOYAGE_BUCKET: bucket }), createLogger("api", "silent"));
+/** An API on `bucket`, which the test created beforehand (on `natsUrl`, the test's nats-server unless given). */
+async function apiOn(bucket: string, natsUrl = nats.url): Promise<(method: string, path: string, body?: unknown) => Promise<{ status: number; body: any }>> {
+  const api = await startServer(loadConfig({ NATS_URL: natsUrl, API_HOST: "127.0.0.1", API_PORT: "0", ENVOYAGE_BUCKET: bucket }), createLogger("api", "silent"));
   apis.push(api);
   await api.bound;
   await waitFor("the API to be ready", async () => ((await fetch(`http://127.0.0.1:${api.port}/readyz`)).ok ? true : undefined));
@@ -72,5 +72,24 @@ describe("a bucket with tighter limits than the API's", () => {
     assert.equal(full.body.error.code, "registry_full");
     assert.match(full.body.error.message, /a delete included.*maximum bytes exceeded.*raise the bucket's or the account's limits, or purge/);
     assert.equal((await call("GET", "/v1/services/s0")).status, 200);
+  });
+});
+
+describe("a NATS server whose max_payload is below the API's body limit", () => {
+  it("answers 413 value_too_large for a record it would not take, and writes nothing", async () => {
+    const small = await startNats({ config: "max_payload: 2048" });
+    try {
+      const call = await apiOn("envoyage", small.url);
+      const endpoints = Array.from({ length: 100 }, (_, i) => ({ address: "127.0.0.1", port: 10_000 + i }));
+      const refused = await call("PUT", "/v1/services/big", { domains: ["big.example.com"], endpoints });
+      assert.equal(refused.status, 413, JSON.stringify(refused.body));
+      assert.equal(refused.body.error.code, "value_too_large");
+      assert.match(refused.body.error.message, /max_payload/);
+      assert.equal((await call("GET", "/v1/services/big")).status, 404);
+      assert.equal((await call("PUT", "/v1/services/small", record(["small.example.com"]))).status, 201);
+    } finally {
+      for (const api of apis.splice(-1)) await api.close();
+      await small.stop();
+    }
   });
 });
