@@ -110,6 +110,14 @@ export async function buildApp(options: AppOptions) {
     done(null, payload);
   });
 
+  // A DELETE carries no body, so its Content-Type says nothing (curl -X DELETE -d '' sends a form
+  // type): without a body to parse, it is not refused as unsupported media.
+  app.addHook("onRequest", (request, _reply, done) => {
+    const { headers } = request;
+    if (request.method === "DELETE" && headers["transfer-encoding"] === undefined && (headers["content-length"] ?? "0") === "0") delete headers["content-type"];
+    done();
+  });
+
   // Records are JSON only: anything else is 415, not a confusing validation error.
   app.removeContentTypeParser("text/plain");
   app.removeContentTypeParser("application/json");

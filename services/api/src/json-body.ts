@@ -23,6 +23,9 @@ export function parseJsonBody(contentType: string | undefined, method: string, b
   if (charset !== undefined) {
     throw new ApiError(415, "unsupported_media_type", `send the record as UTF-8 JSON; charset=${charset} is not supported`);
   }
+  // A byte order mark may start the text (RFC 8259 lets a parser ignore it): a file saved by an
+  // editor that writes one is taken as NATS's KV decoding takes it.
+  if (body.charCodeAt(0) === 0xfeff) body = body.slice(1);
   const blank = body.trim() === "";
   // A DELETE carries no body: clients that label every request as JSON get no error for an empty one.
   if (blank && method === "DELETE") return undefined;

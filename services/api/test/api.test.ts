@@ -218,11 +218,19 @@ describe("validation", () => {
     assert.equal((await call("DELETE", "/v1/services/rt")).status, 204);
   });
 
-  it("deletes when the client labels the empty body of a DELETE as JSON", async () => {
-    assert.equal((await call("PUT", "/v1/services/labelled", { domains: ["labelled.example.com"], endpoints: web.endpoints })).status, 201);
-    const deleted = await call("DELETE", "/v1/services/labelled", undefined, { "content-type": "application/json" });
-    assert.equal(deleted.status, 204);
-    assert.equal((await call("GET", "/v1/services/labelled")).status, 404);
+  it("deletes when the client labels the empty body of a DELETE as JSON, or as anything else", async () => {
+    for (const type of ["application/json", "application/x-www-form-urlencoded", "text/plain"]) {
+      assert.equal((await call("PUT", "/v1/services/labelled", { domains: ["labelled.example.com"], endpoints: web.endpoints })).status, 201);
+      const deleted = await call("DELETE", "/v1/services/labelled", undefined, { "content-type": type });
+      assert.equal(deleted.status, 204, type);
+      assert.equal((await call("GET", "/v1/services/labelled")).status, 404);
+    }
+  });
+
+  it("takes a body that starts with a byte order mark, as NATS's KV decoding does", async () => {
+    const created = await call("PUT", "/v1/services/bom", `\uFEFF${JSON.stringify({ ...web, domains: ["bom.example.com"] })}`);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal((await call("DELETE", "/v1/services/bom")).status, 204);
   });
 });
 
@@ -254,6 +262,10 @@ describe("If-Match", () => {
     assert.equal(matched.status, 200);
     assert.equal((await call("DELETE", "/v1/services/listed", undefined, { "if-match": `"1", "${matched.body.revision}"` })).status, 204);
     assert.equal((await call("PUT", "/v1/services/listed", body, { "if-match": '"3", *' })).status, 400, "* stands alone");
+    const again = await call("PUT", "/v1/services/listed", body);
+    assert.equal((await call("PUT", "/v1/services/listed", body, { "if-match": `"${again.body.revision}",` })).status, 200, "empty list elements are ignored");
+    assert.equal((await call("PUT", "/v1/services/listed", body, { "if-match": " , " })).status, 400, "a list of nothing is no precondition");
+    assert.equal((await call("DELETE", "/v1/services/listed")).status, 204);
   });
 
   it("answers 412 for If-Match on a service that does not exist, and 400 for a malformed one", async () => {

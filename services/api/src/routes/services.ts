@@ -15,12 +15,17 @@ const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((statu
 /** Parses If-Match: "*", or revisions quoted like our ETags (or not), comma-separated (RFC 9110: any of them matches). */
 function precondition(header: string | undefined): Precondition {
   if (header === undefined) return undefined;
-  const values = header.split(",").map((value) => value.trim());
+  // Empty elements ("7", or a proxy's merged empty line) are ignored, as RFC 9110 asks of lists.
+  const values = header
+    .split(",")
+    .map((value) => value.trim())
+    .filter((value) => value !== "");
   // If-Match compares strongly (RFC 9110): a weak ETag would never match, so say why instead.
   if (values.some((value) => value.startsWith("W/"))) {
     throw new ApiError(400, "invalid_if_match", `If-Match takes the ETag as GET gives it (such as "12"), not a weak one: got ${JSON.stringify(header)}`);
   }
   const unquoted = values.map((value) => value.replace(/^"(.*)"$/, "$1"));
+  if (unquoted.length === 0) throw new ApiError(400, "invalid_if_match", 'If-Match is empty: send "*" or revisions such as "12"');
   if (unquoted.length === 1 && unquoted[0] === "*") return "*";
   if (unquoted.every((value) => /^[0-9]{1,15}$/.test(value))) return unquoted.map(Number);
   throw new ApiError(400, "invalid_if_match", `If-Match must be "*" or revisions such as "12" (or "12", "14"), got ${JSON.stringify(header)}`);
