@@ -270,7 +270,13 @@ export class Replica {
   #writeClaims(writes: ClaimWrite[]): void {
     const { logger } = this.#options;
     for (const { domain, owner, expectedRevision } of writes) {
-      if (this.#claimsInFlight.has(domain)) continue;
+      const writing = this.#claimsInFlight.get(domain);
+      if (writing !== undefined) {
+        // The domain changed hands while its claim is being written for the last server: look
+        // again once that write is answered, or the new server's claim is never written.
+        if (writing !== owner) this.#claimsToRecheck.add(domain);
+        continue;
+      }
       this.#claimsInFlight.set(domain, owner);
       // A write that lost waits for the claim that won, whose arrival looks again, unless it
       // arrived while the write was in flight (#apply).

@@ -10,7 +10,7 @@ import { connect } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import { jetstreamManager, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { pino } from "pino";
-import { claimKey, encodeRecord, openBucket } from "@envoyage/registry";
+import { BucketWatcher, claimKey, encodeRecord, openBucket } from "@envoyage/registry";
 import { sleep, startNats, waitFor } from "@envoyage/test-support";
 import { CLUSTER_TYPE } from "../src/ads/resources.js";
 import type { Replica } from "../src/replica.js";
@@ -64,6 +64,31 @@ describe("a claim written by hand while the replica claims the domain", () => {
     await waitFor("every raced domain to be claimed for the service serving it", async () =>
       (await holders()).every((holder, i) => holder === `race${i}`) ? true : undefined,
     );
+  });
+});
+
+describe("a domain that changes hands while its claim is being written", () => {
+  it("is claimed for its new server once that write is answered", async () => {
+    // The claim's write lands, but its answer is held back while the domain's server changes.
+    const writeClaim = BucketWatcher.prototype.writeClaim;
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    BucketWatcher.prototype.writeClaim = async function (this: BucketWatcher, ...args: Parameters<typeof writeClaim>) {
+      const won = await writeClaim.apply(this, args);
+      await answered;
+      return won;
+    };
+    try {
+      await kv.put("services.s25", record("d25.example.com"));
+      await waitFor("s25 to claim d25.example.com", async () => ((await holderOf("d25.example.com")) === "s25" ? true : undefined));
+      await kv.put("services.t25", record("d25.example.com"));
+      await kv.delete("services.s25");
+      await waitFor("t25 to serve d25.example.com", () => (store.resources(CLUSTER_TYPE).has("t25") ? true : undefined));
+    } finally {
+      BucketWatcher.prototype.writeClaim = writeClaim;
+      answer();
+    }
+    await waitFor("t25 to hold the claim", async () => ((await holderOf("d25.example.com")) === "t25" ? true : undefined), { timeoutMs: 5000 });
   });
 });
 
