@@ -174,9 +174,10 @@ export class Replica {
       if (writing !== undefined && owner !== writing) this.#claimsToRecheck.add(key.domain);
     }
     this.ignoredKeys.set(entry.key, entry.revision, ignoredBecause(entry.key, key, entry.value, owner));
-    // Only a registry change is timed. An ignored key is still committed (a commit without
-    // changes): Envoys holding the current snapshot hold its revision too.
-    if (key.kind === "service" || key.kind === "claim") this.#firstWriteAt = Math.min(this.#firstWriteAt ?? Infinity, entry.created.getTime());
+    // Only a live registry change is timed (a bucket being loaded holds writes of days ago). An
+    // ignored key is still committed (a commit without changes): Envoys holding the current
+    // snapshot hold its revision too.
+    if (this.#loaded && (key.kind === "service" || key.kind === "claim")) this.#firstWriteAt = Math.min(this.#firstWriteAt ?? Infinity, entry.created.getTime());
     this.#scheduleCommit();
   }
 
@@ -191,6 +192,7 @@ export class Replica {
     this.#lookups.clear(); // histories of the deleted bucket's keys
     this.registry.forgetAll();
     this.ignoredKeys.clear();
+    this.#firstWriteAt = undefined; // writes to the bucket that is gone
   }
 
   #onLoaded(): void {
@@ -210,7 +212,6 @@ export class Replica {
     // A commit scheduled before the bucket was created again (a burst's window, a standby's
     // delay) would serve the new bucket half read: the load's own commit comes once it is in.
     if (!this.#loaded) return;
-    this.#commits++;
     const { store, logger } = this.#options;
     const { changes, evaluated, historyLookups } = this.registry.resolve();
     for (const { name, revision } of historyLookups) this.#lookups.request(name, serviceKey(name), revision);
@@ -221,8 +222,10 @@ export class Replica {
       if (change.record) store.setService(change.name, change.record);
       else store.removeService(change.name);
     }
-    // Staged in the store, committed with the last lookup's result.
+    // Staged in the store, committed with the last lookup's result (and only then counted: the
+    // status pages of rejected services are built from a registry Envoys are served).
     if (this.#loading && this.#lookups.pending > 0) return;
+    this.#commits++;
     const stats = store.commit({ revision: this.revision, firstWriteAt: this.#firstWriteAt });
     this.#firstWriteAt = undefined;
     // A commit that only refused again what it refused before changed nothing: not counted.

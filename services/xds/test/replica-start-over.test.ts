@@ -66,6 +66,8 @@ describe("a bucket restored from elsewhere while a standby holds a commit back",
         { timeoutMs: 20_000 },
       );
       assert.deepEqual(committed, [["a", "b", "c"]], "one commit, of the whole restored bucket");
+      // Nobody wrote it just now: the convergence metric does not time a load (nor the change to the bucket that is gone).
+      assert.equal(store.commitMeta(store.serial)?.firstWriteAt, undefined);
     } finally {
       await running.stop();
     }
