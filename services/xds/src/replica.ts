@@ -193,6 +193,7 @@ export class Replica {
     this.registry.forgetAll();
     this.ignoredKeys.clear();
     this.#firstWriteAt = undefined; // writes to the bucket that is gone
+    this.#options.store.forgetRevisions();
   }
 
   #onLoaded(): void {

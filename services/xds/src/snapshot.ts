@@ -153,6 +153,15 @@ export class SnapshotStore implements ResourceSource {
     this.#notify();
   }
 
+  /**
+   * The bucket was created again: the revisions commits reflect so far are the old bucket's,
+   * which say nothing of the new one (its revisions start over). Envoys holding those commits
+   * are synced to no revision of it until they hold a commit made from it.
+   */
+  forgetRevisions(): void {
+    for (const meta of this.#history.values()) meta.revision = 0;
+  }
+
   /** What commit `serial` reflects, while it is among the last 1,024. */
   commitMeta(serial: number): CommitMeta | undefined {
     return this.#history.get(serial);

@@ -1,6 +1,7 @@
 // A Replica in this process against a real nats-server whose bucket is replaced by another (a
 // restore from a backup): a commit the replica held back from before is not run on the new
-// bucket half read, even when an Envoy connecting asks for it while the replica starts over.
+// bucket half read, even when an Envoy connecting asks for it while the replica starts over; and
+// what it reflects is the new bucket's revision, even when the services it serves do not change.
 import assert from "node:assert/strict";
 import { cp, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -68,6 +69,40 @@ describe("a bucket restored from elsewhere while a standby holds a commit back",
       assert.deepEqual(committed, [["a", "b", "c"]], "one commit, of the whole restored bucket");
       // Nobody wrote it just now: the convergence metric does not time a load (nor the change to the bucket that is gone).
       assert.equal(store.commitMeta(store.serial)?.firstWriteAt, undefined);
+    } finally {
+      await running.stop();
+    }
+  });
+});
+
+describe("a bucket restored from an older backup that holds the same services", () => {
+  it("reflects the restored bucket's revision, not the higher one of the bucket that is gone", async () => {
+    const backup = await startNats();
+    const nc = await connect({ servers: backup.url });
+    const saved = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
+    await saved.put("services.a", record("a", 1));
+    await nc.close();
+    await backup.stop();
+
+    // The same record as the backup's, written last of five: after the restore nothing served changes.
+    const seed = async (kv: KV) => {
+      for (const port of [9, 8, 7, 6, 1]) await kv.put("services.a", record("a", port));
+    };
+    const running = await startInProcessReplica(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 }), undefined, seed);
+    try {
+      const lastSeq = async () => (await running.kv.status()).streamInfo.state.last_seq;
+      // Five writes of a, then its domain's claim, written by the replica.
+      await waitFor("the replica to reflect the bucket and a's claim", async () => (running.replica.committedRevision === 6 && (await lastSeq()) === 6 ? true : undefined));
+      const old = running.replica.committedRevision;
+      await running.nats.stop();
+      const jetstream = join(running.nats.storeDir, "jetstream");
+      await rm(jetstream, { recursive: true, force: true });
+      await cp(join(backup.storeDir, "jetstream"), jetstream, { recursive: true });
+      await running.nats.restart();
+      await waitFor("the replica to reflect the restored bucket", async () => {
+        const revision = running.replica.committedRevision;
+        return revision < old && revision === (await lastSeq().catch(() => -1)) ? true : undefined;
+      }, { timeoutMs: 20_000 });
     } finally {
       await running.stop();
     }
