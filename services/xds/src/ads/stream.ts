@@ -139,6 +139,12 @@ export class AdsStream {
   syncedSerial = 0;
   readonly #types = new Map<string, TypeState>();
   readonly #options: AdsStreamOptions;
+  /**
+   * Clusters a reconnecting delta Envoy said it holds that are gone from the set: routes it got
+   * on its previous stream may still use them (a replica that died between sending new routes
+   * and their ACK), so they stay until this stream has had routes acknowledged.
+   */
+  #heldAtConnect: XdsResource[] = [];
 
   constructor(options: AdsStreamOptions) {
     this.#options = options;
@@ -228,6 +234,7 @@ export class AdsStream {
     } else {
       state.acked = sent;
       state.envoyHas = undefined;
+      if (state.typeUrl === ROUTE_TYPE) this.#heldAtConnect = [];
       this.#options.events.ack(this, state.typeUrl, sent.version, sent.nonce);
     }
   }
@@ -244,7 +251,16 @@ export class AdsStream {
 
   /** A (re)connecting Envoy may already hold resources, possibly from another replica. */
   #adoptEnvoyState(state: TypeState, request: StreamRequest): void {
-    if (request.initialVersions && request.initialVersions.size > 0) state.envoyHas = request.initialVersions;
+    if (request.initialVersions && request.initialVersions.size > 0) {
+      state.envoyHas = request.initialVersions;
+      if (state.typeUrl === CLUSTER_TYPE) {
+        const set = this.#options.source.resources(CLUSTER_TYPE);
+        for (const name of request.initialVersions.keys()) {
+          const retired = set.has(name) ? undefined : set.retired(name);
+          if (retired) this.#heldAtConnect.push(retired);
+        }
+      }
+    }
     // SotW can only say "I hold version V of the whole set": worth trusting for wildcard types,
     // whose versions are content hashes computed alike on every replica.
     if (state.wildcard && request.versionInfo) {
@@ -333,12 +349,16 @@ export class AdsStream {
    * A cluster added after both is not kept: neither can refer to it.
    */
   #clustersKeptAlive(): XdsResource[] {
+    const clusters = this.#options.source.resources(CLUSTER_TYPE);
+    const held = this.#heldAtConnect.length === 0 ? [] : this.#heldAtConnect.filter((resource) => !clusters.has(resource.name));
     const routes = this.#types.get(ROUTE_TYPE);
-    if (!routes || (!routes.acked && !routes.sent)) return [];
+    if (!routes || (!routes.acked && !routes.sent)) return held;
     const routeSet = this.#options.source.resources(ROUTE_TYPE);
     const built = [routes.acked?.serial, routes.sent?.serial].filter((serial) => serial !== undefined && serial < routeSet.serial) as number[];
-    if (built.length === 0) return [];
-    return this.#options.source.resources(CLUSTER_TYPE).droppedSince(built);
+    const dropped = built.length === 0 ? [] : clusters.droppedSince(built);
+    if (held.length === 0) return dropped;
+    const names = new Set(held.map((resource) => resource.name));
+    return [...held, ...dropped.filter((resource) => !names.has(resource.name))];
   }
 
   #state(type: string): TypeState {
