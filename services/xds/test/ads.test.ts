@@ -302,6 +302,26 @@ describe("ADS state of the world only", () => {
     client.request(TYPES.endpoint, ["a", "b"]);
     await client.waitUntil("the resubscribed endpoints", (c) => c.responses.length > from);
     assert.deepEqual(client.responses.at(-1), { ...client.responses.at(-1)!, typeUrl: TYPES.endpoint, version, names: ["b"], removed: [] });
+    // Once more, at the same version, while other streams hold both subscriptions (so the bodies
+    // for them are shared): the same content again, under a nonce of its own.
+    const holdsBoth = connect();
+    const holdsA = connect();
+    await Promise.all([synced(holdsBoth, 2), synced(holdsA, 2)]);
+    holdsA.request(TYPES.endpoint, ["a"]);
+    await sleep(100);
+    const first = client.responses.at(-1)!;
+    const nonces = new Set([first.nonce]);
+    for (let round = 1; round <= 3; round++) {
+      const before = client.responses.length;
+      client.request(TYPES.endpoint, ["a"]);
+      await sleep(50);
+      client.request(TYPES.endpoint, ["a", "b"]);
+      await client.waitUntil(`the endpoints resubscribed again, round ${round}`, (c) => c.responses.length > before);
+      const again = client.responses.at(-1)!;
+      assert.deepEqual([again.typeUrl, again.version, again.names], [first.typeUrl, first.version, first.names]);
+      nonces.add(again.nonce);
+    }
+    assert.equal(nonces.size, 4, "a nonce of its own each time");
   });
 
   it("does not resend clusters or listeners to an Envoy that reconnects with the current versions", async () => {
@@ -347,6 +367,24 @@ describe("ADS delta only", () => {
     store.commit();
     await client.waitUntil("s7 to go", (c) => !c.names(TYPES.cluster).includes("s7"));
     assert.deepEqual(client.responses.slice(from).map(shape), ["RDS:envoyage_http", "CDS:-s7"], "endpoints go with their cluster");
+  });
+
+  it("sends a resource unsubscribed and subscribed again, however often, at the same version", async () => {
+    const { connect } = await setup({ a: record(1), b: record(2) });
+    const client = connect();
+    // Other streams hold both subscriptions, so the bodies for them are shared.
+    const holdsBoth = connect();
+    const holdsB = connect();
+    await Promise.all([synced(client, 2), synced(holdsBoth, 2), synced(holdsB, 2)]);
+    holdsB.subscribe(TYPES.endpoint, [], ["a"]);
+    await sleep(50);
+    for (let round = 1; round <= 3; round++) {
+      const from = client.responses.length;
+      client.subscribe(TYPES.endpoint, [], ["a"]);
+      await sleep(50);
+      client.subscribe(TYPES.endpoint, ["a"]);
+      await client.waitUntil(`a again, round ${round}`, (c) => c.responses.slice(from).some((r) => r.typeUrl === TYPES.endpoint && r.names.includes("a")));
+    }
   });
 
   it("resends a resource unsubscribed and subscribed again while a response was in flight", async () => {

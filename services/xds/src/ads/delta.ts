@@ -57,7 +57,7 @@ export class DeltaProtocol implements Protocol {
     } else {
       const acked = state.acked;
       const key = `${desired.version}|${desired.subscription?.id ?? "*"}|${acked?.version ?? ""}|${acked?.base ?? ""}|${acked?.subscription?.id ?? ""}`;
-      body = this.#cache.cached(set, key, (nonce) => encodeChange(set, desired, sinceAcked(set, desired, acked), nonce));
+      body = this.#cache.cached(set, key, (nonce) => encodeChange(set, desired, sinceAcked(set, desired, acked), nonce), state);
     }
     // A fresh stream's first response of a type goes even when empty: Envoy waits for it to
     // finish initializing (for the initial fetch timeout, 15 s by default).

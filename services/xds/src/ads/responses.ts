@@ -1,6 +1,6 @@
 // Discovery responses assembled from pre-encoded resources, and shared: every stream that needs
 // the same content at the same version gets the same Buffer, nonce included. A nonce only has to
-// be unique within a stream, and a stream never receives one body twice.
+// be unique within a stream, and a stream is never sent a body twice.
 import { randomBytes } from "node:crypto";
 import type { ResourceSet, XdsResource } from "./resources.js";
 import { lengthDelimitedField, ownedField, stringField } from "../wire.js";
@@ -21,6 +21,12 @@ interface TypeCache {
   bytes: number;
 }
 
+/** The nonces a stream was sent lately: its last, and earlier ones at the version of the last. */
+export interface SentNonces {
+  readonly lastNonce: string | undefined;
+  readonly earlierNonces: ReadonlySet<string> | undefined;
+}
+
 /**
  * Bounds on the bodies kept per type between commits. A fleet in one state needs a handful; a
  * stream cycling through ever new subscriptions would otherwise add a body per request until the
@@ -38,15 +44,18 @@ export class ResponseCache {
 
   /**
    * The body `build` makes for `key` at the set's current version; `key` must identify
-   * everything `build` depends on besides that version.
+   * everything `build` depends on besides that version. A stream whose state went back and
+   * forth (a name unsubscribed and subscribed again, twice) needs a body it was sent before once
+   * more: it gets one of its own, under a new nonce.
    */
-  cached(set: ResourceSet, key: string, build: (nonce: string) => ResponseBody): ResponseBody {
+  cached(set: ResourceSet, key: string, build: (nonce: string) => ResponseBody, sent: SentNonces): ResponseBody {
     let cache = this.#caches.get(set.typeUrl);
     if (!cache || cache.version !== set.version) {
       cache = { version: set.version, bodies: new Map(), bytes: 0 };
       this.#caches.set(set.typeUrl, cache);
     }
     let body = cache.bodies.get(key);
+    if (body && (body.nonce === sent.lastNonce || sent.earlierNonces?.has(body.nonce))) return build(this.nonce());
     if (!body) {
       body = build(this.nonce());
       if (cache.bodies.size >= MAX_CACHED_BODIES || cache.bytes + body.bytes.length > MAX_CACHED_BYTES) {

@@ -28,7 +28,7 @@ export class SotwProtocol implements Protocol {
   respond({ set, state, desired }: ResponseInput): ResponseBody | undefined {
     if (state.wildcard) {
       if (desired.keptAlive.length === 0) {
-        return this.#cache.cached(set, "*", (nonce) => encodeSotw(set.typeUrl, set.version, [...set.values()], nonce));
+        return this.#cache.cached(set, "*", (nonce) => encodeSotw(set.typeUrl, set.version, [...set.values()], nonce), state);
       }
       // Clusters kept alive for this stream's older routes: a body of its own.
       return encodeSotw(set.typeUrl, desired.version, [...set.values(), ...desired.keptAlive], this.#cache.nonce());
@@ -54,7 +54,7 @@ export class SotwProtocol implements Protocol {
         if (resource) resources.push(resource);
       }
       return encodeSotw(set.typeUrl, set.version, resources, nonce);
-    });
+    }, state);
     return body.count === 0 ? undefined : body;
   }
 }

@@ -47,6 +47,9 @@ export interface TypeState {
   /** Envoy has a request of this type outstanding. */
   pending: boolean;
   lastNonce: string | undefined;
+  /** The set version of the last response, and nonces of earlier responses at that version (SentNonces). */
+  versionSent: string | undefined;
+  earlierNonces: Set<string> | undefined;
   /** In flight: what Envoy has not answered yet, and when it was sent (performance.now()). */
   sent: (Delivery & { nonce: string; forgotten: ReadonlySet<string> | undefined; at: number }) | undefined;
   acked: Delivery | undefined;
@@ -290,9 +293,12 @@ export class AdsStream {
       state.forgotten = undefined;
       return;
     }
-    if (body.nonce === state.lastNonce) return;
     state.sent = { ...desired, nonce: body.nonce, forgotten: state.forgotten, at: performance.now() };
     state.forgotten = undefined;
+    // Shared bodies this stream was sent at this version are not sent it again (ResponseCache).
+    if (state.versionSent === set.version && state.lastNonce !== undefined) (state.earlierNonces ??= new Set()).add(state.lastNonce);
+    else state.earlierNonces = undefined;
+    state.versionSent = set.version;
     state.lastNonce = body.nonce;
     state.pending = false;
     this.#options.send(body.bytes);
@@ -370,6 +376,8 @@ export class AdsStream {
         subscription: undefined,
         pending: false,
         lastNonce: undefined,
+        versionSent: undefined,
+        earlierNonces: undefined,
         sent: undefined,
         acked: undefined,
         rejected: undefined,
