@@ -207,13 +207,16 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
   });
 
   it("checks every node's ports before starting any of a NATS cluster", async () => {
-    const taken = ports["NATS_PORT"]! + 1; // nats-2's client port
+    // nats-2's client port is NATS_PORT + 1: a base whose next port is free for the test to
+    // hold (the port after the stack's own NATS_PORT may be anyone's, a client's ephemeral one).
+    const natsPort = await freePair();
+    const taken = natsPort + 1;
     const blocker = createServer().listen(taken, "127.0.0.1");
     await once(blocker, "listening");
     try {
       const failed = await run("make", ["--no-print-directory", "up"], {
         cwd: REPO_ROOT,
-        env: env({ NATS_CLUSTER: "3", NATS_ROUTE_PORT: String(await freePort()) }),
+        env: env({ NATS_CLUSTER: "3", NATS_PORT: String(natsPort), NATS_ROUTE_PORT: String(await freePort()) }),
         timeout: 60_000,
       }).then(
         () => assert.fail(`make up succeeded with nats-2's port ${taken} taken`),
