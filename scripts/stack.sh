@@ -336,6 +336,8 @@ up() {
   wait_for "Envoy's listener on :$LISTENER_PORT" 15 envoy envoy_listening
   # Sync status is published every half second: up returns once GET /v1/envoys shows Envoy.
   wait_for "Envoy in GET /v1/envoys" 15 envoy envoy_reported
+  wait_for "upstream A" 15 upstream-a http_ok "http://$REACH:$UPSTREAM_A_PORT/"
+  wait_for "upstream B" 15 upstream-b http_ok "http://$REACH:$UPSTREAM_B_PORT/"
   status
   local at=""
   [ -z "${ENVOYAGE_RUN_DIR:-}" ] || at=" ENVOYAGE_RUN_DIR=$ENVOYAGE_RUN_DIR"
