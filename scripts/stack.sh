@@ -57,22 +57,26 @@ any_stack_alive() {
   done
   return 1
 }
+# The documented defaults of the stack's ports (and the services' log level): a value given that
+# equals one is the same setting as none given.
+declare -A DEFAULTS=([NATS_PORT]=4222 [API_PORT]=8080 [XDS_PORT]=9090 [XDS_HTTP_PORT]=9190 [LISTENER_PORT]=10000
+  [ENVOY_ADMIN_PORT]=9901 [UPSTREAM_A_PORT]=5678 [UPSTREAM_B_PORT]=5679 [LOG_LEVEL]=info)
 # The stack's ports and modes, from the environment (after resolve_settings), else the documented defaults.
 settings() {
-  NATS_PORT="${NATS_PORT:-4222}"
+  NATS_PORT="${NATS_PORT:-${DEFAULTS[NATS_PORT]}}"
   NATS_ROUTE_PORT="${NATS_ROUTE_PORT:-$((NATS_PORT + 2000))}"
   NATS_CLUSTER_ASKED="${NATS_CLUSTER:-}"
   NATS_CLUSTER="${NATS_CLUSTER:-1}"
   NATS_CLUSTER_RUNNING=""
-  API_PORT="${API_PORT:-8080}"
-  XDS_PORT="${XDS_PORT:-9090}"
+  API_PORT="${API_PORT:-${DEFAULTS[API_PORT]}}"
+  XDS_PORT="${XDS_PORT:-${DEFAULTS[XDS_PORT]}}"
   XDS_PORTS=("$XDS_PORT" "$((XDS_PORT + 1))")
-  XDS_HTTP_PORT="${XDS_HTTP_PORT:-9190}"
+  XDS_HTTP_PORT="${XDS_HTTP_PORT:-${DEFAULTS[XDS_HTTP_PORT]}}"
   XDS_HTTP_PORTS=("$XDS_HTTP_PORT" "$((XDS_HTTP_PORT + 1))")
-  LISTENER_PORT="${LISTENER_PORT:-10000}"
-  ADMIN_PORT="${ENVOY_ADMIN_PORT:-9901}"
-  UPSTREAM_A_PORT="${UPSTREAM_A_PORT:-5678}"
-  UPSTREAM_B_PORT="${UPSTREAM_B_PORT:-5679}"
+  LISTENER_PORT="${LISTENER_PORT:-${DEFAULTS[LISTENER_PORT]}}"
+  ADMIN_PORT="${ENVOY_ADMIN_PORT:-${DEFAULTS[ENVOY_ADMIN_PORT]}}"
+  UPSTREAM_A_PORT="${UPSTREAM_A_PORT:-${DEFAULTS[UPSTREAM_A_PORT]}}"
+  UPSTREAM_B_PORT="${UPSTREAM_B_PORT:-${DEFAULTS[UPSTREAM_B_PORT]}}"
   BIND=127.0.0.1
   REACH=127.0.0.1
   BIND_RUNNING=""
@@ -91,6 +95,8 @@ resolve_settings() {
   if [ -f "$file" ]; then
     while IFS='=' read -r name kept; do
       asked="${!name:-}"
+      # The default, given: the same setting as the stack's when it was started without one.
+      [ -n "$kept" ] || [ "$asked" != "${DEFAULTS[$name]:-}" ] || asked=""
       if [ -z "$asked" ]; then
         [ -z "$kept" ] || export "$name=$kept"
         # Said, so that a value which made a process fail at the start is seen to come back from here.
@@ -111,20 +117,29 @@ resolve_settings() {
 # The NATS mode: as asked, else the one the running stack was started in (kept in
 # $RUN/nats-cluster while any process of it runs, even with every nats-server dead, so make up
 # restarts the same servers under the API and replicas; a file left by a whole crash is dropped).
-resolve_nats_mode() {
+resolve_nats_mode() { # COMMAND: status looks at the running stack, whatever is asked
   if [ -f "$RUN/nats-cluster" ]; then
     if any_stack_alive; then NATS_CLUSTER_RUNNING="$(cat "$RUN/nats-cluster")"; else rm -f "$RUN/nats-cluster"; fi
+  fi
+  if [ "$1" != up ] && [ -n "$NATS_CLUSTER_RUNNING" ] && [ -n "$NATS_CLUSTER_ASKED" ] && [ "$NATS_CLUSTER_ASKED" != "$NATS_CLUSTER_RUNNING" ]; then
+    log "NATS_CLUSTER=$NATS_CLUSTER_ASKED ignored: the stack runs with NATS_CLUSTER=$NATS_CLUSTER_RUNNING"
+    NATS_CLUSTER_ASKED=""
   fi
   NATS_CLUSTER="${NATS_CLUSTER_ASKED:-${NATS_CLUSTER_RUNNING:-1}}"
 }
 # The address the stack listens on: as asked (BIND_ADDRESS), else the one the running stack was
 # started with (kept in $RUN/bind-address like the NATS mode), else 127.0.0.1. REACH is where this
 # machine reaches it: loopback for 0.0.0.0.
-resolve_bind() {
+resolve_bind() { # COMMAND: status and down look at the running stack, whatever is asked
   if [ -f "$RUN/bind-address" ]; then
     if any_stack_alive; then BIND_RUNNING="$(cat "$RUN/bind-address")"; else rm -f "$RUN/bind-address"; fi
   fi
-  BIND="${BIND_ADDRESS:-${BIND_RUNNING:-127.0.0.1}}"
+  local asked="${BIND_ADDRESS:-}"
+  if [ "$1" != up ] && [ -n "$BIND_RUNNING" ] && [ -n "$asked" ] && [ "$asked" != "$BIND_RUNNING" ]; then
+    log "BIND_ADDRESS=$asked ignored: the stack runs with BIND_ADDRESS=$BIND_RUNNING"
+    asked=""
+  fi
+  BIND="${asked:-${BIND_RUNNING:-127.0.0.1}}"
   [[ "$BIND" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "BIND_ADDRESS must be an IPv4 address or 0.0.0.0 (the stack's nats-server and Envoy take no IPv6 address here), got \"$BIND\""
   if [ "$BIND" = 0.0.0.0 ]; then REACH=127.0.0.1; else REACH="$BIND"; fi
 }
@@ -480,14 +495,14 @@ check_restart() {
 }
 
 case "${1:-}" in
-  up) resolve_settings up; settings; resolve_nats_mode; resolve_bind; up ;;
-  down) resolve_settings down; settings; resolve_bind; down ;;
+  up) resolve_settings up; settings; resolve_nats_mode up; resolve_bind up; up ;;
+  down) resolve_settings down; settings; resolve_bind down; down ;;
   logs) logs ;;
-  status) resolve_settings status; settings; resolve_nats_mode; resolve_bind; status ;;
+  status) resolve_settings status; settings; resolve_nats_mode status; resolve_bind status; status ;;
   restart-check) check_restart "${2:-}" ;;
   restart)
     check_restart "${2:-}"
-    resolve_settings up; settings; resolve_nats_mode; resolve_bind
+    resolve_settings up; settings; resolve_nats_mode up; resolve_bind up
     stop_one "$2"; up ;;
   *) echo "usage: $0 up|down|logs|status|restart NAME|restart-check NAME" >&2; exit 2 ;;
 esac

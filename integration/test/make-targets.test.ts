@@ -37,8 +37,8 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
     }
   };
   /** make status, which fails (exit status 3) while any part of the stack is stopped. */
-  const stoppedStatus = async () => {
-    const failed = await run("make", ["--no-print-directory", "status"], { cwd: REPO_ROOT, env: env({}), timeout: 30_000 }).then(
+  const stoppedStatus = async (extra: Record<string, string> = {}) => {
+    const failed = await run("make", ["--no-print-directory", "status"], { cwd: REPO_ROOT, env: env(extra), timeout: 30_000 }).then(
       () => assert.fail("make status succeeded with parts of the stack stopped"),
       (error: { stdout: string; stderr: string }) => error,
     );
@@ -263,6 +263,8 @@ describe("make up, make test-add / test-switch / test-remove, make down", () => 
         // The stand-in answers no readiness probe: reported as hung.
         assert.match(status, new RegExp(`^ {2}${survivor} +running \\(pid ${alive.pid}\\); not answering$`, "m"));
         assert.doesNotMatch(status, /^ {2}nats {8}/m, "not read as a single-server stack");
+        // Another mode asked of status is named and ignored: it looks at the stack that runs.
+        assert.match(await stoppedStatus({ NATS_CLUSTER: "1" }), /^ {2}nats-1 {6}stopped$/m);
         assert.equal(existsSync(join(runDir, "nats-cluster")), true, "the mode is kept");
       } finally {
         alive.kill();
