@@ -49,8 +49,12 @@ export class StatusPages {
   readonly #maxBytes: number;
   /** Each page's body as last written; undefined when it is to be written (again). */
   readonly #bodies: (string | undefined)[] = [];
-  /** Pages that may exist in the bucket: those beyond the current count are deleted. */
-  #inBucket = 0;
+  /**
+   * Pages that may exist in the bucket, by number: those beyond the current count are deleted.
+   * The numbers, not a count: a key written by hand with a page number of a billion is one
+   * delete, not a billion.
+   */
+  readonly #inBucket = new Set<number>();
   /** The update whose writes are under way: its page count, and whether a delete failed. */
   #pending: { count: number; deleteFailed: boolean } | undefined;
   /** A write failed: the next update must happen even if the items did not change. */
@@ -78,14 +82,15 @@ export class StatusPages {
     });
     this.#bodies.length = pages.length;
     const pending = { count: pages.length, deleteFailed: false };
-    for (let page = pages.length; page < this.#inBucket; page++) {
+    for (const page of this.#inBucket) {
+      if (page < pages.length) continue;
       const failed = () => {
         pending.deleteFailed = true;
         this.dirty = true;
       };
       writes.push({ done: kv.delete(this.#key(page)), failed });
     }
-    this.#inBucket = Math.max(this.#inBucket, pages.length);
+    for (let page = 0; page < pages.length; page++) this.#inBucket.add(page);
     this.#pending = pending;
     return writes;
   }
@@ -93,14 +98,15 @@ export class StatusPages {
   /** Takes the pages in the bucket as its own (an earlier process of this replica wrote them): the next update deletes those it does not need. */
   async adopt(kv: KV): Promise<void> {
     for await (const key of await kv.keys(this.#key("*"))) {
-      const page = Number(key.slice(key.lastIndexOf(".") + 1));
-      if (Number.isInteger(page)) this.#inBucket = Math.max(this.#inBucket, page + 1);
+      const page = key.slice(key.lastIndexOf(".") + 1);
+      if (/^\d{1,15}$/.test(page)) this.#inBucket.add(Number(page));
     }
   }
 
   /** The writes of the last update have all settled (and failed() been called for those that failed). */
   settled(): void {
-    if (this.#pending && !this.#pending.deleteFailed) this.#inBucket = this.#pending.count;
+    const pending = this.#pending;
+    if (pending && !pending.deleteFailed) for (const page of this.#inBucket) if (page >= pending.count) this.#inBucket.delete(page);
     this.#pending = undefined;
   }
 }

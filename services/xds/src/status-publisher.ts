@@ -261,7 +261,12 @@ export class StatusPublisher {
       nack: (stream, typeUrl, version, _nonce, error) =>
         touch(stream, (report) => void (typeReport(report, typeUrl).nacked = { version, error, at: this.#isoTime(Date.now()) })),
       stale: () => {},
-      synced: (stream) => touch(stream, () => {}),
+      // Every type acknowledged at the current state: no rejection is current any more (a
+      // change Envoy NACKed may have been written back to the version it holds, sending nothing).
+      synced: (stream) =>
+        touch(stream, (report) => {
+          for (const type of Object.values(report.types)) type.nacked = null;
+        }),
     };
   }
 

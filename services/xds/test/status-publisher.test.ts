@@ -65,6 +65,7 @@ describe("StatusPublisher", () => {
   const clients: AdsClient[] = [];
   let startedAt = 0;
   let rejected: Record<string, RejectedService> = {};
+  let port = 0;
 
   /** Every Envoy report in the bucket's pages, and the number of pages. */
   const published = async () => {
@@ -112,7 +113,7 @@ describe("StatusPublisher", () => {
       pageBytes: PAGE_BYTES,
     });
     ads = new AdsServer({ source: store, events: publisher.events() });
-    const port = await ads.listen("127.0.0.1", 0);
+    port = await ads.listen("127.0.0.1", 0);
     await publisher.start(async () => kv);
     for (let i = 0; i < ENVOYS; i++) clients.push(new AdsClient({ port, protocol: "sotw", nodeId: `envoy-${i}` }));
     await Promise.all(clients.map((c) => c.waitUntil("the config", (x) => x.routes() !== undefined && x.endpoints("web") !== undefined)));
@@ -212,9 +213,11 @@ describe("StatusPublisher", () => {
     });
   });
 
-  it("deletes the pages an earlier process of its replica id left, once it has opened the bucket", async () => {
-    // A replica restarted under the same id, with fewer Envoys and rejected services than before.
+  it("deletes the pages an earlier process of its replica id left, once it has opened the bucket", { timeout: 20_000 }, async () => {
+    // A replica restarted under the same id, with fewer Envoys and rejected services than before,
+    // and a page numbered by hand: one delete, not one per number below it.
     await kv.put(envoyPageKey("xds-again", 2), JSON.stringify({ envoys: [] }));
+    await kv.put(envoyPageKey("xds-again", 999_999_999), JSON.stringify({ envoys: [] }));
     await kv.put(rejectedPageKey("xds-again", 4), JSON.stringify({ rejected: {} }));
     const again = new StatusPublisher({
       replicaId: "xds-again",
@@ -228,5 +231,22 @@ describe("StatusPublisher", () => {
     const left: string[] = [];
     for await (const key of await kv.keys("*.eGRzLWFnYWlu.>")) if ((await kv.get(key))?.operation === "PUT") left.push(key);
     assert.deepEqual(left, []);
+  });
+
+  it("reports an Envoy synced again, not NACKED, once the change it rejected is written back", async () => {
+    const nacker = new AdsClient({ port, protocol: "sotw", nodeId: "nacker", nack: (type, names) => (type === TYPES.cluster && names.includes("poison") ? "rejected on purpose" : undefined) });
+    clients.push(nacker);
+    await nacker.waitUntil("the config", (x) => x.routes() !== undefined && x.endpoints("web") !== undefined);
+    const report = async () => (await published()).reports.find((r) => r.node === "nacker");
+    store.setService("poison", { domains: ["poison.example.com"], endpoints: [{ address: "10.0.0.2", port: 80 }] });
+    store.commit({ revision: 3, firstWriteAt: undefined });
+    await waitFor("the NACK reported", async () => ((await report())?.types["CDS"]?.nacked ? true : undefined));
+    // Back to the clusters Envoy holds: nothing is sent, Envoy holds the current state again.
+    store.removeService("poison");
+    store.commit({ revision: 4, firstWriteAt: undefined });
+    await waitFor("the Envoy reported synced, its rejection no longer current", async () => {
+      const now = await report();
+      return now?.syncedRevision === 4 && now.types["CDS"]?.nacked === null ? true : undefined;
+    });
   });
 });
