@@ -3,19 +3,17 @@
 // for the claim's holder shows up; a bucket restored from elsewhere is committed only once the
 // last good revisions are known, so a conflicting record is never served nor given a claim.
 import assert from "node:assert/strict";
-import { cp, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import { jetstreamManager, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { pino } from "pino";
 import { BucketWatcher, claimKey, encodeRecord, openBucket } from "@envoyage/registry";
-import { sleep, startNats, waitFor } from "@envoyage/test-support";
+import { sleep, waitFor } from "@envoyage/test-support";
 import { CLUSTER_TYPE } from "../src/ads/resources.js";
 import type { Replica } from "../src/replica.js";
 import { SnapshotStore } from "../src/snapshot.js";
-import { startInProcessReplica, type InProcessReplica } from "./support/replica.js";
+import { bucketBackup, clusterNames, startInProcessReplica, type InProcessReplica } from "./support/replica.js";
 
 let running: InProcessReplica;
 let kv: KV;
@@ -96,15 +94,12 @@ describe("a bucket deleted and restored from elsewhere", () => {
   it("is committed once the last good revisions are in: a record conflicting with one is never served, nor given its claim", async () => {
     // The backup: h's latest value is invalid, and its last good revision holds d.example.com,
     // which s, written after it, lists too.
-    const backup = await startNats();
-    const nc = await connect({ servers: backup.url });
-    const saved = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
-    await saved.put("services.h", record("d.example.com"));
-    await saved.put(claimKey("d.example.com"), "h");
-    await saved.put("services.s", record("d.example.com", "s.example.com"));
-    await saved.put("services.h", "{not json");
-    await nc.close();
-    await backup.stop();
+    const backup = await bucketBackup(async (saved) => {
+      await saved.put("services.h", record("d.example.com"));
+      await saved.put(claimKey("d.example.com"), "h");
+      await saved.put("services.s", record("d.example.com", "s.example.com"));
+      await saved.put("services.h", "{not json");
+    });
 
     const restored = await startInProcessReplica(new SnapshotStore({ listenerAddress: "127.0.0.1", listenerPort: 10000 }));
     // h's history is read before the restored bucket is committed; its answer held back a moment,
@@ -121,15 +116,11 @@ describe("a bucket deleted and restored from elsewhere", () => {
       const committed: string[][] = [];
       const counted: number[] = [];
       restored.store.onCommit(() => {
-        committed.push([...restored.store.resources(CLUSTER_TYPE).values()].map((r) => r.name).sort());
+        committed.push(clusterNames(restored.store));
         counted.push(restored.replica.commits);
       });
       const commitsBefore = restored.replica.commits;
-      await restored.nats.stop();
-      const store = join(restored.nats.storeDir, "jetstream");
-      await rm(store, { recursive: true, force: true });
-      await cp(join(backup.storeDir, "jetstream"), store, { recursive: true });
-      await restored.nats.restart();
+      await restored.restore(backup);
       await waitFor("the restored bucket to be served", () => (committed.at(-1)?.includes("h") ? true : undefined), { timeoutMs: 20_000 });
       assert.deepEqual(committed, [["h"]], "one commit, with h on its last good revision and without s");
       assert.deepEqual(counted, [commitsBefore + 1], "rejected services are reported from the registry as committed, not as resolved while h's history was read");

@@ -3,29 +3,22 @@
 // bucket half read, even when an Envoy connecting asks for it while the replica starts over; and
 // what it reflects is the new bucket's revision, even when the services it serves do not change.
 import assert from "node:assert/strict";
-import { cp, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { describe, it } from "node:test";
-import { connect } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import { pino } from "pino";
-import { encodeRecord, openBucket } from "@envoyage/registry";
-import { startNats, waitFor } from "@envoyage/test-support";
-import { CLUSTER_TYPE } from "../src/ads/resources.js";
+import { encodeRecord } from "@envoyage/registry";
+import { waitFor } from "@envoyage/test-support";
 import type { Replica } from "../src/replica.js";
 import { SnapshotStore } from "../src/snapshot.js";
-import { startInProcessReplica } from "./support/replica.js";
+import { bucketBackup, clusterNames, startInProcessReplica } from "./support/replica.js";
 
 const record = (name: string, port: number) => encodeRecord({ domains: [`${name}.example.com`], endpoints: [{ address: "10.0.0.1", port }] });
 
 describe("a bucket restored from elsewhere while a standby holds a commit back", () => {
   it("is committed only once it is loaded, even when an Envoy connects as the replica starts over", async () => {
-    const backup = await startNats();
-    const nc = await connect({ servers: backup.url });
-    const saved = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
-    for (const name of ["a", "b", "c"]) await saved.put(`services.${name}`, record(name, 100));
-    await nc.close();
-    await backup.stop();
+    const backup = await bucketBackup(async (saved) => {
+      for (const name of ["a", "b", "c"]) await saved.put(`services.${name}`, record(name, 100));
+    });
 
     let replica: Replica | undefined;
     const committed: string[][] = [];
@@ -47,16 +40,12 @@ describe("a bucket restored from elsewhere while a standby holds a commit back",
     const running = await startInProcessReplica(store, logger, seed, standby);
     replica = running.replica;
     try {
-      store.onCommit(() => committed.push([...store.resources(CLUSTER_TYPE).values()].map((r) => r.name).sort()));
+      store.onCommit(() => committed.push(clusterNames(store)));
       const held = await running.kv.put("services.a", record("a", 2));
       await waitFor("the change to be applied (and its commit held back)", () => (running.replica.revision >= held ? true : undefined));
       assert.equal(committed.length, 0, "a standby commits late");
 
-      await running.nats.stop();
-      const jetstream = join(running.nats.storeDir, "jetstream");
-      await rm(jetstream, { recursive: true, force: true });
-      await cp(join(backup.storeDir, "jetstream"), jetstream, { recursive: true });
-      await running.nats.restart();
+      await running.restore(backup);
       await waitFor(
         "the restored bucket to be committed",
         () => {
@@ -77,12 +66,7 @@ describe("a bucket restored from elsewhere while a standby holds a commit back",
 
 describe("a bucket restored from an older backup that holds the same services", () => {
   it("reflects the restored bucket's revision, not the higher one of the bucket that is gone", async () => {
-    const backup = await startNats();
-    const nc = await connect({ servers: backup.url });
-    const saved = await openBucket(nc, { bucket: "envoyage", create: true, timeoutMs: 2000 });
-    await saved.put("services.a", record("a", 1));
-    await nc.close();
-    await backup.stop();
+    const backup = await bucketBackup(async (saved) => void (await saved.put("services.a", record("a", 1))));
 
     // The same record as the backup's, written last of five: after the restore nothing served changes.
     const seed = async (kv: KV) => {
@@ -94,11 +78,7 @@ describe("a bucket restored from an older backup that holds the same services", 
       // Five writes of a, then its domain's claim, written by the replica.
       await waitFor("the replica to reflect the bucket and a's claim", async () => (running.replica.committedRevision === 6 && (await lastSeq()) === 6 ? true : undefined));
       const old = running.replica.committedRevision;
-      await running.nats.stop();
-      const jetstream = join(running.nats.storeDir, "jetstream");
-      await rm(jetstream, { recursive: true, force: true });
-      await cp(join(backup.storeDir, "jetstream"), jetstream, { recursive: true });
-      await running.nats.restart();
+      await running.restore(backup);
       await waitFor("the replica to reflect the restored bucket", async () => {
         const revision = running.replica.committedRevision;
         return revision < old && revision === (await lastSeq().catch(() => -1)) ? true : undefined;
